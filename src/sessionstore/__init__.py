@@ -1,0 +1,46 @@
+"""sessionstore: a session store for AI-agent gateways, compatible with OpenClaw.
+
+Open a store with :func:`open_store`; entries are dicts with OpenClaw's camelCase fields.
+"""
+
+from .entry import SessionEntry
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    CorruptStoreError,
+    InvalidArgumentError,
+    InvalidEntryError,
+    InvalidKeyError,
+    LockTimeoutError,
+    MigrationError,
+    SchemaVersionError,
+    SessionStoreError,
+    StorageFullError,
+    StoreClosedError,
+)
+from .index.base import SessionPage, SessionRow
+from .store import SessionStore, StoreInfo, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "CorruptStoreError",
+    "InvalidArgumentError",
+    "InvalidEntryError",
+    "InvalidKeyError",
+    "LockTimeoutError",
+    "MigrationError",
+    "SchemaVersionError",
+    "SessionEntry",
+    "SessionPage",
+    "SessionRow",
+    "SessionStore",
+    "SessionStoreError",
+    "StorageFullError",
+    "StoreClosedError",
+    "StoreInfo",
+    "__version__",
+    "open_store",
+]

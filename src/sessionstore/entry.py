@@ -1,0 +1,426 @@
+"""SessionEntry and OpenClaw's entry rules: merges, normalisation, legacy field migration.
+
+Entries are plain dicts with OpenClaw's camelCase field names, exactly as they sit in
+``sessions.json``. Unknown fields round-trip untouched. None of these functions mutate
+their inputs: they return new dicts (nested objects that change are replaced, not edited).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from .errors import InvalidEntryError
+
+__all__ = [
+    "CHANNEL_ALIASES",
+    "SessionEntry",
+    "apply_legacy_migrations",
+    "merge_entry",
+    "new_session_id",
+    "normalize_account_id",
+    "normalize_channel",
+    "normalize_entry",
+    "now_ms",
+    "replace_entry",
+    "sort_time",
+]
+
+Entry = dict[str, Any]
+
+
+class SessionEntry(TypedDict, total=False):
+    """The documented fields of an OpenClaw session entry (spec section 2).
+
+    Only ``sessionId`` and ``updatedAt`` are required by OpenClaw; every other field is
+    optional, and fields not listed here are kept as they are.
+    """
+
+    sessionId: str
+    updatedAt: int | float
+    sessionFile: str
+    spawnedBy: str
+    spawnedWorkspaceDir: str
+    parentSessionKey: str
+    spawnDepth: int
+    status: str
+    chatType: str
+    thinkingLevel: str
+    providerOverride: str
+    modelOverride: str
+    inputTokens: int
+    outputTokens: int
+    totalTokens: int
+    totalTokensFresh: bool
+    modelProvider: str
+    model: str
+    contextTokens: int
+    compactionCount: int
+    label: str
+    displayName: str
+    channel: str
+    groupId: str
+    subject: str
+    groupChannel: str
+    space: str
+    origin: dict[str, Any]
+    deliveryContext: dict[str, Any]
+    lastChannel: str
+    lastTo: str
+    lastAccountId: str
+    lastThreadId: str | int
+    skillsSnapshot: dict[str, Any]
+    systemPromptReport: dict[str, Any]
+    acp: dict[str, Any]
+
+
+CHANNEL_ALIASES: dict[str, str] = {
+    "imsg": "imessage",
+    "gchat": "googlechat",
+    "google-chat": "googlechat",
+    "internet-relay-chat": "irc",
+    "teams": "msteams",
+    "bb": "bluebubbles",
+    "lark": "feishu",
+    "nc-talk": "nextcloud-talk",
+    "nc": "nextcloud-talk",
+    "twitch-chat": "twitch",
+    "zl": "zalo",
+    "zlu": "zalouser",
+}
+
+_VALID_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_INVALID_ACCOUNT_CHARS = re.compile(r"[^a-z0-9_-]+")
+_DELIVERY_FIELDS = ("deliveryContext", "lastChannel", "lastTo", "lastAccountId", "lastThreadId")
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds, as OpenClaw stores it."""
+    return time.time_ns() // 1_000_000
+
+
+def new_session_id() -> str:
+    """A fresh session id (a random UUID, like ``crypto.randomUUID()``)."""
+    return str(uuid.uuid4())
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def sort_time(entry: Mapping[str, Any] | None) -> int | float:
+    """The ``updatedAt`` used for ordering: the number, or 0 when missing or not a number."""
+    if entry is None:
+        return 0
+    value = entry.get("updatedAt")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return 0
+
+
+def as_entry(value: object) -> Entry:
+    """Check that ``value`` is a JSON object with string keys and return a shallow copy."""
+    if not isinstance(value, Mapping):
+        raise InvalidEntryError(
+            f"a session entry must be a JSON object (dict), got {type(value).__name__}"
+        )
+    for k in value:
+        if not isinstance(k, str):
+            raise InvalidEntryError(f"entry field names must be strings, got {k!r}")
+    return dict(value)
+
+
+# --- normalisation -------------------------------------------------------------------------
+
+
+def normalize_channel(value: object) -> str | None:
+    """Trim, lowercase and de-alias a channel id; None when blank or not a string."""
+    if not isinstance(value, str):
+        return None
+    channel = value.strip().lower()
+    if not channel:
+        return None
+    return CHANNEL_ALIASES.get(channel, channel)
+
+
+def normalize_account_id(value: object) -> str | None:
+    """Normalise an account id like OpenClaw's ``normalizeAccountId``; None when empty."""
+    if not isinstance(value, str):
+        return None
+    account = value.strip().lower()
+    if not account:
+        return None
+    if _VALID_ACCOUNT.match(account):
+        return account
+    account = _INVALID_ACCOUNT_CHARS.sub("-", account).strip("-")[:64]
+    return account or None
+
+
+def _normalize_thread_id(value: object) -> str | int | float | None:
+    if _is_number(value):
+        assert isinstance(value, (int, float))
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return None
+            return int(value)  # Math.trunc
+        return value
+    if isinstance(value, str):
+        trimmed = value.strip()
+        return trimmed or None
+    return None
+
+
+def _normalize_trimmed(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _normalize_delivery_context(ctx: Mapping[str, Any] | None) -> Entry | None:
+    if not isinstance(ctx, Mapping):
+        return None
+    out: Entry = {}
+    channel = normalize_channel(ctx.get("channel"))
+    to = _normalize_trimmed(ctx.get("to"))
+    account = normalize_account_id(ctx.get("accountId"))
+    thread = _normalize_thread_id(ctx.get("threadId"))
+    if channel is not None:
+        out["channel"] = channel
+    if to is not None:
+        out["to"] = to
+    if account is not None:
+        out["accountId"] = account
+    if thread is not None:
+        out["threadId"] = thread
+    return out or None
+
+
+def _merge_delivery(primary: Entry | None, fallback: Entry | None) -> Entry | None:
+    if primary is None and fallback is None:
+        return None
+    p = primary or {}
+    f = fallback or {}
+    conflict = bool(p.get("channel") and f.get("channel") and p["channel"] != f["channel"])
+
+    def pick(field: str) -> Any:
+        if conflict:
+            return p.get(field)
+        return p[field] if p.get(field) is not None else f.get(field)
+
+    return _normalize_delivery_context(
+        {
+            "channel": p.get("channel") if p.get("channel") is not None else f.get("channel"),
+            "to": pick("to"),
+            "accountId": pick("accountId"),
+            "threadId": pick("threadId"),
+        }
+    )
+
+
+def _normalize_delivery(entry: Entry) -> Entry:
+    """``normalizeSessionEntryDelivery``: route fields and deliveryContext kept in step."""
+    origin = entry.get("origin")
+    existing_ctx = entry.get("deliveryContext")
+    ctx_thread = existing_ctx.get("threadId") if isinstance(existing_ctx, Mapping) else None
+    origin_thread = origin.get("threadId") if isinstance(origin, Mapping) else None
+    last_thread = entry.get("lastThreadId")
+    if last_thread is None:
+        last_thread = ctx_thread if ctx_thread is not None else origin_thread
+    last_channel = entry.get("lastChannel")
+    merged = _merge_delivery(
+        _normalize_delivery_context(
+            {
+                "channel": last_channel if last_channel is not None else entry.get("channel"),
+                "to": entry.get("lastTo"),
+                "accountId": entry.get("lastAccountId"),
+                "threadId": last_thread,
+            }
+        ),
+        _normalize_delivery_context(existing_ctx if isinstance(existing_ctx, Mapping) else None),
+    )
+    wanted: dict[str, Any] = {
+        "deliveryContext": merged,
+        "lastChannel": merged.get("channel") if merged else None,
+        "lastTo": merged.get("to") if merged else None,
+        "lastAccountId": merged.get("accountId") if merged else None,
+        "lastThreadId": merged.get("threadId") if merged else None,
+    }
+    if all(
+        _same(entry.get(f), wanted[f]) and (f in entry) == (wanted[f] is not None)
+        for f in _DELIVERY_FIELDS
+    ):
+        return entry
+    out = dict(entry)
+    for field in _DELIVERY_FIELDS:
+        value = wanted[field]
+        if value is None:
+            out.pop(field, None)
+        else:
+            out[field] = value
+    return out
+
+
+def _same(a: object, b: object) -> bool:
+    # JSON equality that tells 1 from True and 1 from 1.0 (types must survive a round trip).
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _normalize_runtime_model(entry: Entry) -> Entry:
+    """``normalizeSessionRuntimeModelFields``: trim model fields, drop blank ones."""
+    model = entry.get("model")
+    provider = entry.get("modelProvider")
+    if model is None and provider is None:
+        return entry
+    out = entry
+    if "model" in entry:
+        trimmed = model.strip() if isinstance(model, str) else model
+        if trimmed == "" or trimmed is None:
+            out = dict(entry)
+            out.pop("model", None)
+            out.pop("modelProvider", None)
+            return out
+        if trimmed != model:
+            out = dict(entry)
+            out["model"] = trimmed
+    elif "modelProvider" in entry:
+        # An orphan provider without a model is removed at the write boundary.
+        out = dict(entry)
+        out.pop("modelProvider", None)
+        return out
+    if "modelProvider" in out:
+        trimmed_p = provider.strip() if isinstance(provider, str) else provider
+        if trimmed_p == "" or trimmed_p is None:
+            out = dict(out) if out is entry else out
+            out.pop("modelProvider", None)
+        elif trimmed_p != provider:
+            out = dict(out) if out is entry else out
+            out["modelProvider"] = trimmed_p
+    return out
+
+
+def normalize_entry(entry: Entry) -> Entry:
+    """Apply ``normalizeSessionStore``'s per-entry rules (model fields, delivery route).
+
+    Returns the same object when nothing changes, else a new dict.
+    """
+    return _normalize_delivery(_normalize_runtime_model(entry))
+
+
+def apply_legacy_migrations(entry: Entry) -> Entry:
+    """Migrate legacy ``provider``/``lastProvider``/``room`` fields (``store-migrations.ts``).
+
+    Returns the same object when nothing changes, else a new dict.
+    """
+    if "provider" not in entry and "lastProvider" not in entry and "room" not in entry:
+        return entry
+    out = dict(entry)
+    provider = out.get("provider")
+    if isinstance(provider, str) and not isinstance(out.get("channel"), str):
+        out["channel"] = provider
+        del out["provider"]
+    last_provider = out.get("lastProvider")
+    if isinstance(last_provider, str) and not isinstance(out.get("lastChannel"), str):
+        out["lastChannel"] = last_provider
+        del out["lastProvider"]
+    room = out.get("room")
+    if isinstance(room, str):
+        if not isinstance(out.get("groupChannel"), str):
+            out["groupChannel"] = room
+        del out["room"]
+    return out
+
+
+def load_normalize(entry: Entry) -> Entry:
+    """What OpenClaw does to each entry on load: legacy migrations, then normalisation."""
+    return normalize_entry(apply_legacy_migrations(entry))
+
+
+# --- merges --------------------------------------------------------------------------------
+
+
+def _apply_patch(base: Entry, patch: Mapping[str, Any]) -> Entry:
+    out = dict(base)
+    for field, value in patch.items():
+        if value is None:
+            out.pop(field, None)  # JSON has no `undefined`: None deletes the field
+        else:
+            out[field] = value
+    return out
+
+
+def merge_entry(
+    existing: Entry | None,
+    patch: Mapping[str, Any],
+    *,
+    preserve_activity: bool = False,
+    now: int | None = None,
+) -> Entry:
+    """Merge a patch into an entry (``mergeSessionEntry`` / ``...PreserveActivity``).
+
+    Args:
+        existing: The current entry, or None for a new one.
+        patch: Fields to set; a None value deletes that field. Nested objects are replaced
+            whole.
+        preserve_activity: Keep the existing ``updatedAt`` (inbound-metadata writes) instead
+            of moving it to at least now.
+        now: The current time in ms (for tests).
+
+    Returns:
+        The merged, normalised entry.
+    """
+    current = now_ms() if now is None else now
+    patch_id = patch.get("sessionId")
+    existing_id = existing.get("sessionId") if existing else None
+    session_id = patch_id if patch_id is not None else existing_id
+    if session_id is None:
+        session_id = new_session_id()
+    patch_time = patch.get("updatedAt")
+    if existing is not None and preserve_activity:
+        existing_time = existing.get("updatedAt")
+        if existing_time is not None:
+            updated_at: Any = existing_time
+        else:
+            updated_at = patch_time if patch_time is not None else current
+    else:
+        updated_at = max(sort_time(existing), sort_time({"updatedAt": patch_time}), current)
+
+    merged = _apply_patch(existing or {}, patch)
+    merged["sessionId"] = session_id
+    merged["updatedAt"] = updated_at
+
+    if existing is not None and patch.get("model") is not None and "modelProvider" not in patch:
+        new_model = patch["model"].strip() if isinstance(patch["model"], str) else patch["model"]
+        old = existing.get("model")
+        old_model = old.strip() if isinstance(old, str) else old
+        if new_model != old_model:
+            merged.pop("modelProvider", None)  # stale-provider guard
+    return normalize_entry(merged)
+
+
+def replace_entry(existing: Entry | None, new: Entry, *, now: int | None = None) -> Entry:
+    """Prepare ``new`` to replace ``existing`` whole (``put``).
+
+    ``updatedAt`` is kept exactly as given (now when missing), a missing ``sessionId`` gets a
+    fresh UUID, and the ``acp`` block of the existing entry is preserved when the new entry
+    has none (as ``updateSessionStore`` does).
+    """
+    out = dict(new)
+    if out.get("sessionId") is None:
+        out["sessionId"] = new_session_id()
+    if out.get("updatedAt") is None:
+        out["updatedAt"] = now_ms() if now is None else now
+    if existing is not None and "acp" in existing and "acp" not in out:
+        out["acp"] = existing["acp"]
+    return normalize_entry(out)

@@ -1,0 +1,92 @@
+"""The exception hierarchy: every public error is a :class:`SessionStoreError`.
+
+Driver and OS errors are wrapped in one of these classes with the original kept as
+``__cause__``, so callers only ever need to catch ``SessionStoreError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "CorruptStoreError",
+    "InvalidArgumentError",
+    "InvalidEntryError",
+    "InvalidKeyError",
+    "LockTimeoutError",
+    "MigrationError",
+    "SchemaVersionError",
+    "SessionStoreError",
+    "StorageFullError",
+    "StoreClosedError",
+]
+
+
+class SessionStoreError(Exception):
+    """Root of every error raised by sessionstore."""
+
+
+class InvalidArgumentError(SessionStoreError, ValueError):
+    """An argument has the wrong type or value (a bad limit, cursor, patch...)."""
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """A session key or session id is empty, whitespace-only or has control characters."""
+
+
+class InvalidEntryError(InvalidArgumentError):
+    """An entry is not a JSON object or holds values JSON cannot represent."""
+
+
+class ConfigError(SessionStoreError):
+    """The configuration (openclaw.json ``session`` section, arguments, env) is invalid."""
+
+
+class CorruptStoreError(SessionStoreError):
+    """A store file cannot be parsed; it is left untouched.
+
+    Attributes:
+        path: The file that failed to parse.
+        position: Character offset of the problem, when known.
+        line: 1-based line of the problem, when known.
+        column: 1-based column of the problem, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        position: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.position = position
+        self.line = line
+        self.column = column
+
+
+class LockTimeoutError(SessionStoreError):
+    """A lock (lock file or database write lock) could not be taken in time."""
+
+
+class StorageFullError(SessionStoreError):
+    """The disk is full or a file size limit was hit; nothing was half-written."""
+
+
+class MigrationError(SessionStoreError):
+    """A migration could not complete; the target was left unchanged."""
+
+
+class SchemaVersionError(SessionStoreError):
+    """The database was written by a newer sessionstore with an unknown schema."""
+
+
+class BackendUnavailableError(SessionStoreError):
+    """The requested backend cannot be used on this machine (driver missing, ...)."""
+
+
+class StoreClosedError(SessionStoreError):
+    """The store was used after ``close()``."""

@@ -1,0 +1,134 @@
+"""Crash-safe file primitives: atomic replace, directory fsync, JSON encoding helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import InvalidEntryError, SessionStoreError, StorageFullError
+
+__all__ = [
+    "atomic_write",
+    "clone_json",
+    "dumps_compact",
+    "dumps_pretty",
+    "ensure_private_dir",
+    "fsync_dir",
+    "os_error",
+]
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def os_error(exc: OSError, action: str, path: os.PathLike[str] | str) -> SessionStoreError:
+    """Wrap an ``OSError`` in the matching ``SessionStoreError`` with advice."""
+    if exc.errno in FULL_ERRNOS:
+        return StorageFullError(
+            f"cannot {action} {os.fspath(path)}: {exc.strerror} (the disk or a file size limit"
+            " is full; free space and retry - nothing was half-written)"
+        )
+    return SessionStoreError(f"cannot {action} {os.fspath(path)}: {exc.strerror or exc}")
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) if missing; a directory we create gets mode 0700."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise os_error(exc, "create directory", path) from exc
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (rename, create) to disk; best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir).
+
+    The temp file is ``<name>.<uuid>.tmp`` beside the target, as OpenClaw names it. On any
+    failure the temp file is removed and the old file is left as it was.
+
+    Raises:
+        StorageFullError: The disk or a size limit is full.
+        SessionStoreError: Any other I/O failure.
+    """
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        try:
+            write_all(fd, data)
+            os.fchmod(fd, mode)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise os_error(exc, "write", path) from exc
+    if durable:
+        fsync_dir(path.parent)
+
+
+def dumps_pretty(value: Any) -> bytes:
+    """``JSON.stringify(value, null, 2)``: 2-space indent, no trailing newline, UTF-8."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except TypeError:
+        pass  # integers beyond 64 bits: the stdlib encoder handles them
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
+
+
+def dumps_compact(value: Any) -> bytes:
+    """Compact JSON (UTF-8) for database columns."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
+
+
+def clone_json(value: Any) -> Any:
+    """A deep copy of JSON data (faster than ``copy.deepcopy`` for large entries)."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:
+        return copy.deepcopy(value)

@@ -1,0 +1,1 @@
+"""Hot-index backends: ``base`` (the contract), ``sqlite``, ``json``."""

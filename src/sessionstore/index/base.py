@@ -1,0 +1,343 @@
+"""The hot-index contract every backend implements, and the pieces they share.
+
+A backend stores entries under keys exactly as given (canonicalisation happens in
+``SessionStore``), resolves legacy mixed-case variants of a key, and runs each write
+under its own write lock: a read-modify-write of one key (``modify``) or of the whole
+store (``mutate``). Rows for ``list`` are derived from an entry by :func:`derive_row`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypedDict, TypeVar
+
+import orjson
+
+from ..entry import normalize_channel, sort_time
+from ..errors import InvalidArgumentError
+from ..keys import (
+    channel_from_key,
+    fold_key,
+    is_cron_run_key,
+    is_sentinel_key,
+    normalize_agent_id,
+    parse_agent_session_key,
+    session_kind,
+)
+
+__all__ = [
+    "DELETE",
+    "IndexBackend",
+    "ListQuery",
+    "SessionPage",
+    "SessionRow",
+    "decode_cursor",
+    "derive_row",
+    "encode_cursor",
+]
+
+Entry = dict[str, Any]
+T = TypeVar("T")
+
+
+class _Delete:
+    """Sentinel returned by a ``modify`` callback to delete the key (and its variants)."""
+
+    _instance: _Delete | None = None
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE: Final = _Delete()
+
+ModifyFn = Callable[["Entry | None"], "Entry | _Delete | None"]
+
+
+class SessionRow(TypedDict, total=False):
+    """One row of ``list()``: the hot fields of an entry, without its large blobs."""
+
+    key: str
+    agentId: str
+    kind: str
+    sessionId: str
+    updatedAt: int | float | None
+    channel: str | None
+    lastChannel: str | None
+    lastTo: str | None
+    lastAccountId: str | None
+    lastThreadId: str | int | float | None
+    label: str | None
+    displayName: str | None
+    status: str | None
+    model: str | None
+    modelProvider: str | None
+    totalTokens: int | float | None
+    inputTokens: int | float | None
+    outputTokens: int | float | None
+    messageCount: int | None
+    spawnedBy: str | None
+    parentSessionKey: str | None
+
+
+ROW_STRING_FIELDS: Final = (
+    "lastChannel",
+    "lastTo",
+    "lastAccountId",
+    "label",
+    "displayName",
+    "status",
+    "model",
+    "modelProvider",
+    "spawnedBy",
+    "parentSessionKey",
+)
+ROW_NUMBER_FIELDS: Final = ("totalTokens", "inputTokens", "outputTokens")
+
+
+def _num(value: object) -> int | float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def row_channel(key: str, entry: Mapping[str, Any]) -> str | None:
+    """The channel a row is filtered by: ``channel``, else ``lastChannel``, else the key's."""
+    for candidate in (entry.get("channel"), entry.get("lastChannel")):
+        channel = normalize_channel(candidate)
+        if channel is not None:
+            return channel
+    return normalize_channel(channel_from_key(key))
+
+
+def visibility(key: str) -> int:
+    """0 = listed, 1 = sentinel (``global``/``unknown``), 2 = cron run key (never listed)."""
+    folded = fold_key(key)
+    if is_sentinel_key(folded):
+        return 1
+    if is_cron_run_key(folded):
+        return 2
+    return 0
+
+
+def search_text(key: str, entry: Mapping[str, Any]) -> str:
+    """Lowercased haystack for ``search``: displayName, label, subject, sessionId, key."""
+    parts = [entry.get(f) for f in ("displayName", "label", "subject", "sessionId")]
+    texts = [p.lower() for p in parts if isinstance(p, str)]
+    texts.append(key.lower())
+    return "\x00".join(texts)
+
+
+def derive_row(
+    key: str,
+    entry: Mapping[str, Any],
+    default_agent: str,
+    message_count: int | None = None,
+) -> SessionRow:
+    """Build the list row of an entry (the same on every backend).
+
+    Hot fields keep their JSON types; a field of an unexpected type shows as None.
+    """
+    parsed = parse_agent_session_key(key)
+    row: SessionRow = {
+        "key": key,
+        "agentId": parsed.agent_id if parsed else default_agent,
+        "kind": session_kind(fold_key(key), dict(entry)),
+        "sessionId": _str(entry.get("sessionId")) or "",
+        "updatedAt": _num(entry.get("updatedAt")),
+        "channel": row_channel(key, entry),
+    }
+    values: dict[str, Any] = row  # type: ignore[assignment]
+    for name in ROW_STRING_FIELDS:
+        values[name] = _str(entry.get(name))
+    thread = entry.get("lastThreadId")
+    values["lastThreadId"] = thread if isinstance(thread, str) else _num(thread)
+    for name in ROW_NUMBER_FIELDS:
+        values[name] = _num(entry.get(name))
+    if message_count is None:
+        mc = entry.get("messageCount")
+        message_count = mc if isinstance(mc, int) and not isinstance(mc, bool) else None
+    row["messageCount"] = message_count
+    return row
+
+
+# --- list queries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Normalised ``list()`` filters.
+
+    Attributes mirror ``SessionStore.list``; ``active_since`` is the absolute cutoff in ms
+    derived from ``active_minutes``, ``after`` the decoded cursor position.
+    """
+
+    agent_id: str | None = None
+    channel: str | None = None
+    label: str | None = None
+    search: str | None = None
+    spawned_by: str | None = None
+    active_since: int | float | None = None
+    include_global: bool = False
+    include_unknown: bool = False
+    limit: int | None = None
+    after: tuple[int | float, str] | None = None
+
+    def matches(self, key: str, entry: Mapping[str, Any], vis: int) -> bool:
+        """Whether a row passes every filter (used by backends that filter in Python)."""
+        if vis == 2:
+            return False
+        folded = fold_key(key)
+        if vis == 1:
+            allowed = (folded == "global" and self.include_global) or (
+                folded == "unknown" and self.include_unknown
+            )
+            if not allowed or self.agent_id is not None or self.spawned_by is not None:
+                return False
+        if self.agent_id is not None:
+            parsed = parse_agent_session_key(key)
+            if parsed is None or normalize_agent_id(parsed.agent_id) != self.agent_id:
+                return False
+        if self.channel is not None and row_channel(key, entry) != self.channel:
+            return False
+        if self.label is not None and entry.get("label") != self.label:
+            return False
+        if self.spawned_by is not None and self.spawned_by not in (
+            entry.get("spawnedBy"),
+            entry.get("parentSessionKey"),
+        ):
+            return False
+        ts = sort_time(entry)
+        if self.active_since is not None and ts < self.active_since:
+            return False
+        if self.search is not None and self.search not in search_text(key, entry):
+            return False
+        return not (self.after is not None and (ts, key) >= self.after)
+
+
+@dataclass
+class SessionPage:
+    """A page of ``list()`` rows, newest first.
+
+    Attributes:
+        rows: The rows of this page.
+        next_cursor: Pass as ``cursor=`` to get the next page; None on the last page.
+    """
+
+    rows: list[SessionRow] = field(default_factory=list)
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def encode_cursor(updated_at: int | float, key: str) -> str:
+    """An opaque keyset cursor for the row after which the next page starts."""
+    return base64.urlsafe_b64encode(orjson.dumps([updated_at, key])).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int | float, str]:
+    """Decode a cursor made by :func:`encode_cursor`.
+
+    Raises:
+        InvalidArgumentError: If the cursor was not made by this library.
+    """
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError, orjson.JSONDecodeError) as exc:
+        raise InvalidArgumentError(
+            "invalid list cursor; pass the next_cursor of a previous page unchanged"
+        ) from exc
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or _num(value[0]) is None
+        or not isinstance(value[1], str)
+    ):
+        raise InvalidArgumentError(
+            "invalid list cursor; pass the next_cursor of a previous page unchanged"
+        )
+    return value[0], value[1]
+
+
+# --- the contract --------------------------------------------------------------------------
+
+
+class IndexBackend(ABC):
+    """One agent's hot index.
+
+    Keys passed in are already canonical. Every method raises only ``SessionStoreError``.
+    """
+
+    store_type: str
+    location: str
+
+    @abstractmethod
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key``, or its freshest case variant; None when absent."""
+
+    @abstractmethod
+    def modify(
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+    ) -> tuple[Entry | None, bool]:
+        """Read-modify-write one key under the write lock.
+
+        ``fn`` gets the current entry (freshest of the key and its case variants) or None,
+        and returns the new entry, ``DELETE``, or None to change nothing. A new entry is
+        stored under ``key`` and the variants are removed. With ``needs_blobs=False`` the
+        backend may hand ``fn`` an entry whose large blob fields are opaque placeholders;
+        ``fn`` must then pass them through unchanged.
+
+        Returns:
+            The entry after the call (None when deleted or absent) and whether a write
+            happened.
+        """
+
+    @abstractmethod
+    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """Rows matching ``query``, newest first.
+
+        Returns:
+            The rows, and the (updatedAt, key) position of the last one when more may follow.
+        """
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of entries."""
+
+    @abstractmethod
+    def load_all(self) -> dict[str, Entry]:
+        """Every entry (the whole store; for compatibility only)."""
+
+    @abstractmethod
+    def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Run ``fn`` on the whole store under the write lock and persist what it changed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and caches. Idempotent."""
+
+    def describe(self) -> dict[str, Any]:
+        """Backend facts for ``info()`` (driver, version, paths, sizes)."""
+        return {}
+
+    @property
+    def path(self) -> Path | None:
+        """The index file, for file-based backends."""
+        return None

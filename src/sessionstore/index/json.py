@@ -1,0 +1,291 @@
+"""The legacy backend: one ``sessions.json`` per agent, as OpenClaw reads and writes it.
+
+Byte-compatible with OpenClaw: ``JSON.stringify(store, null, 2)`` layout (no trailing
+newline, key order kept), mode 0600, atomic replace, no write when nothing changed, and the
+same ``sessions.json.lock`` protocol, so this library and a running gateway can share a
+store. Every write re-reads the file under the lock (never trusting a cache there); reads
+outside the lock use a cache validated by inode, mtime and size.
+
+Unlike OpenClaw, a file that does not parse is never treated as empty: it raises
+``CorruptStoreError`` and is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import json5
+import orjson
+
+from ..entry import load_normalize, normalize_entry, sort_time
+from ..errors import CorruptStoreError, SessionStoreError, StoreClosedError
+from ..files import atomic_write, clone_json, dumps_pretty, ensure_private_dir, os_error
+from ..keys import fold_key
+from ..lockfile import LockFile
+from .base import DELETE, IndexBackend, ListQuery, ModifyFn, SessionRow, derive_row, visibility
+
+__all__ = ["JsonIndex", "parse_store_bytes"]
+
+Entry = dict[str, Any]
+T = TypeVar("T")
+
+
+def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
+    """Parse the text of a ``sessions.json`` (JSON, or JSON5 as OpenClaw's doctor reads it).
+
+    An empty file or ``[]`` is an empty store.
+
+    Raises:
+        CorruptStoreError: The text parses as neither, or its root is not an object.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data = json5.loads(raw.decode("utf-8"))
+        except Exception:  # json5 raises assorted errors for bad input
+            raise CorruptStoreError(
+                f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}, char"
+                f" {exc.pos}: {exc.msg}); the file was left untouched - fix it or restore a"
+                " sessions.json.bak.* backup",
+                path=str(path),
+                position=exc.pos,
+                line=exc.lineno,
+                column=exc.colno,
+            ) from exc
+    if isinstance(data, list) and not data:
+        return {}
+    if not isinstance(data, dict):
+        raise CorruptStoreError(
+            f"{path} must hold a JSON object of sessions, found {type(data).__name__}; the file"
+            " was left untouched - fix it or restore a sessions.json.bak.* backup",
+            path=str(path),
+            position=0,
+            line=1,
+            column=1,
+        )
+    return data
+
+
+@dataclass
+class _Snapshot:
+    stat_key: tuple[int, int, int] | None
+    raw: bytes | None
+    store: dict[str, Any]
+
+
+def resolve_key(store: dict[str, Any], key: str) -> tuple[str | None, list[str]]:
+    """Find ``key`` or its freshest case variant; returns (winner, every matching key)."""
+    matches = [k for k in store if k == key or fold_key(k) == key]
+    winner: str | None = None
+    for k in matches:
+        entry = store[k]
+        if not isinstance(entry, dict):
+            continue
+        if (
+            winner is None
+            or sort_time(entry) > sort_time(store[winner])
+            or (sort_time(entry) == sort_time(store[winner]) and k == key)
+        ):
+            winner = k
+    return winner, matches
+
+
+class JsonIndex(IndexBackend):
+    """``sessions.json`` backend.
+
+    Args:
+        path: The ``sessions.json`` file.
+        agent_id: The agent this store belongs to (for rows of non-agent keys).
+        lock_timeout_ms: How long a writer waits for ``sessions.json.lock``.
+    """
+
+    store_type = "json"
+
+    def __init__(self, path: Path, *, agent_id: str, lock_timeout_ms: int = 10_000):
+        self._path = path
+        self.location = str(path)
+        self._agent_id = agent_id
+        self._lock = LockFile(path, timeout_ms=lock_timeout_ms)
+        self._cache: _Snapshot | None = None
+        self._cache_guard = threading.Lock()
+        self._closed = False
+        ensure_private_dir(path.parent)
+        self._clean_stale_temp_files()
+
+    @property
+    def path(self) -> Path:
+        """The ``sessions.json`` file."""
+        return self._path
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed; open a new one with open_store()")
+
+    def _clean_stale_temp_files(self) -> None:
+        # Only while holding the lock: a gateway's in-flight temp file is never touched.
+        try:
+            self._lock.acquire(timeout_ms=0)
+        except SessionStoreError:
+            return
+        try:
+            prefix = self._path.name + "."
+            for child in self._path.parent.iterdir():
+                name = child.name
+                if name.startswith(prefix) and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        child.unlink()
+        except OSError:
+            pass
+        finally:
+            self._lock.release()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self, *, fresh: bool) -> _Snapshot:
+        """The parsed, normalised store; ``fresh`` re-reads the file whatever the cache says."""
+        self._check_open()
+        stat_key = self._stat_key()
+        with self._cache_guard:
+            cached = self._cache
+        if not fresh and cached is not None and cached.stat_key == stat_key:
+            return cached
+        if stat_key is None:
+            snap = _Snapshot(None, None, {})
+        else:
+            try:
+                raw = self._path.read_bytes()
+                stat_key = self._stat_key()
+            except FileNotFoundError:
+                raw, stat_key = None, None
+            except OSError as exc:
+                raise os_error(exc, "read", self._path) from exc
+            if cached is not None and raw is not None and cached.raw == raw:
+                snap = _Snapshot(stat_key, raw, cached.store)
+            elif raw is None:
+                snap = _Snapshot(None, None, {})
+            else:
+                store = parse_store_bytes(raw, self._path)
+                for k, v in store.items():
+                    if isinstance(v, dict):
+                        store[k] = load_normalize(v)
+                snap = _Snapshot(stat_key, raw, store)
+        with self._cache_guard:
+            self._cache = snap
+        return snap
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` or its freshest case variant."""
+        store = self._load(fresh=False).store
+        winner, _ = resolve_key(store, key)
+        return None if winner is None else clone_json(store[winner])
+
+    def count(self) -> int:
+        """Number of entries (object values) in the file."""
+        return sum(1 for v in self._load(fresh=False).store.values() if isinstance(v, dict))
+
+    def load_all(self) -> dict[str, Entry]:
+        """Every entry, as a fresh copy."""
+        store = self._load(fresh=False).store
+        return clone_json({k: v for k, v in store.items() if isinstance(v, dict)})  # type: ignore[no-any-return]
+
+    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """Rows matching ``query``, newest first (computed in Python over the whole file)."""
+        store = self._load(fresh=False).store
+        hits = [
+            (sort_time(v), k, v)
+            for k, v in store.items()
+            if isinstance(v, dict) and query.matches(k, v, visibility(k))
+        ]
+        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+        more = None
+        if query.limit is not None and len(hits) > query.limit:
+            hits = hits[: query.limit]
+            more = (hits[-1][0], hits[-1][1])
+        return [derive_row(k, v, self._agent_id) for _, k, v in hits], more
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write(self, snap: _Snapshot, store: dict[str, Any]) -> bool:
+        data = dumps_pretty(store)
+        if snap.raw is not None and data == snap.raw:
+            return False  # no-op write skipped, as upstream
+        ensure_private_dir(self._path.parent)
+        atomic_write(self._path, data, mode=0o600)
+        stat_key = self._stat_key()
+        with self._cache_guard:
+            self._cache = _Snapshot(stat_key, data, store)
+        return True
+
+    def modify(
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+    ) -> tuple[Entry | None, bool]:
+        """Read-modify-write ``key`` under ``sessions.json.lock``."""
+        self._check_open()
+        with self._lock.hold():
+            snap = self._load(fresh=True)
+            winner, matches = resolve_key(snap.store, key)
+            existing = snap.store[winner] if winner is not None else None
+            result = fn(clone_json(existing) if existing is not None else None)
+            if result is None:
+                return (clone_json(existing) if existing is not None else None), False
+            store = dict(snap.store)
+            for k in matches:
+                if k != key:
+                    del store[k]
+            if result is DELETE:
+                if not matches:
+                    return None, False
+                store.pop(key, None)
+                return None, self._write(snap, store)
+            assert isinstance(result, dict)
+            store[key] = result
+            written = self._write(snap, store)
+            return clone_json(result), written
+
+    def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Whole-store mutator under the lock (``updateSessionStore``), ACP preserved."""
+        self._check_open()
+        with self._lock.hold():
+            snap = self._load(fresh=True)
+            working: dict[str, Any] = clone_json(snap.store)
+            acp_before = {
+                k: v["acp"] for k, v in snap.store.items() if isinstance(v, dict) and "acp" in v
+            }
+            result = fn(working)
+            for k, acp in acp_before.items():
+                current = working.get(k)
+                if isinstance(current, dict) and "acp" not in current:
+                    current["acp"] = clone_json(acp)
+            for k, v in list(working.items()):
+                if isinstance(v, dict):
+                    working[k] = normalize_entry(v)
+            self._write(snap, working)
+            return result
+
+    def close(self) -> None:
+        """Drop the cache; further calls raise ``StoreClosedError``."""
+        self._closed = True
+        with self._cache_guard:
+            self._cache = None
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``info()``."""
+        return {"driver": "json", "indexPath": str(self._path), "lockPath": str(self._lock.path)}

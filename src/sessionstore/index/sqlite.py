@@ -1,0 +1,757 @@
+"""The SQLite hot index (``sessions.sqlite``), through apsw.
+
+One row per session: the hot fields as indexed columns for ``list``, the entry itself in
+``entry_json`` (without its large blobs), and ``skillsSnapshot``/``systemPromptReport``
+stored once per content hash in ``blobs``. Every operation touches only the rows it needs:
+``get`` and ``modify`` look up one key (and its case variants) through an index, ``list``
+walks a composite index in ``updated_at`` order, ``count`` reads a counter kept by
+triggers. Only ``load_all`` and ``mutate`` read every row.
+
+Connections are per thread and re-opened after ``fork``; every write is a ``BEGIN
+IMMEDIATE`` transaction. The schema is versioned in ``meta`` and upgraded in place; version
+1 is exactly the table PR #58550 created, so its databases open and are upgraded too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import apsw
+import orjson
+
+from ..entry import load_normalize, normalize_entry, now_ms, sort_time
+from ..errors import (
+    BackendUnavailableError,
+    CorruptStoreError,
+    InvalidEntryError,
+    InvalidKeyError,
+    LockTimeoutError,
+    SchemaVersionError,
+    SessionStoreError,
+    StorageFullError,
+    StoreClosedError,
+)
+from ..files import dumps_compact, ensure_private_dir
+from ..keys import fold_key
+from .base import (
+    DELETE,
+    IndexBackend,
+    ListQuery,
+    ModifyFn,
+    SessionRow,
+    derive_row,
+    search_text,
+    visibility,
+)
+
+__all__ = ["BLOB_FIELDS", "SCHEMA_VERSION", "SqliteIndex"]
+
+Entry = dict[str, Any]
+Rows = list[tuple[Any, ...]]
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 2
+BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
+DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
+
+_fork_generation = 0
+_abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
+
+
+def _after_fork() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class BlobRef:
+    """Placeholder for a blob field not loaded from the ``blobs`` table."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlobRef) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"BlobRef({self.digest[:12]})"
+
+
+# --- schema --------------------------------------------------------------------------------
+
+_PR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+  session_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, updated_at INTEGER NOT NULL,
+  created_at INTEGER, channel TEXT, last_channel TEXT, last_to TEXT, last_account_id TEXT,
+  last_thread_id TEXT, label TEXT, display_name TEXT, status TEXT, model TEXT,
+  model_provider TEXT, total_tokens INTEGER, input_tokens INTEGER, output_tokens INTEGER,
+  message_count INTEGER, archived INTEGER DEFAULT 0, entry_json TEXT NOT NULL);
+"""
+
+# Numeric and thread-id columns have no declared type, so values keep their JSON type
+# (1.0 stays a float, "123" stays a string, 42 stays an integer).
+_V2_TABLE = """
+CREATE TABLE sessions_v2 (
+  session_key TEXT PRIMARY KEY NOT NULL,
+  session_id TEXT NOT NULL,
+  updated_at NOT NULL DEFAULT 0,
+  created_at,
+  channel TEXT, last_channel TEXT, last_to TEXT, last_account_id TEXT, last_thread_id,
+  label TEXT, display_name TEXT, status TEXT, model TEXT, model_provider TEXT,
+  total_tokens, input_tokens, output_tokens, message_count,
+  archived INTEGER NOT NULL DEFAULT 0,
+  key_fold TEXT NOT NULL,
+  agent_id TEXT,
+  kind TEXT NOT NULL,
+  vis INTEGER NOT NULL DEFAULT 0,
+  row_channel TEXT,
+  row_updated_at,
+  spawned_by TEXT,
+  parent_session_key TEXT,
+  search_text TEXT NOT NULL DEFAULT '',
+  entry_json BLOB NOT NULL,
+  blob_refs TEXT
+);
+"""
+
+_V2_INDEXES = """
+CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key);
+CREATE INDEX idx_sessions_fold ON sessions(key_fold);
+CREATE INDEX idx_sessions_agent ON sessions(agent_id, vis, updated_at, session_key);
+CREATE INDEX idx_sessions_channel ON sessions(row_channel, vis, updated_at, session_key);
+CREATE INDEX idx_sessions_label ON sessions(label, updated_at) WHERE label IS NOT NULL;
+CREATE INDEX idx_sessions_spawned_by ON sessions(spawned_by, updated_at)
+  WHERE spawned_by IS NOT NULL;
+CREATE INDEX idx_sessions_parent ON sessions(parent_session_key, updated_at)
+  WHERE parent_session_key IS NOT NULL;
+CREATE INDEX idx_sessions_session_id ON sessions(session_id);
+CREATE TABLE IF NOT EXISTS blobs (
+  digest TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, refcount INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats (
+  id INTEGER PRIMARY KEY CHECK (id = 1), row_count INTEGER NOT NULL
+);
+INSERT OR REPLACE INTO stats(id, row_count) VALUES (1, (SELECT count(*) FROM sessions));
+CREATE TRIGGER sessions_count_insert AFTER INSERT ON sessions
+  BEGIN UPDATE stats SET row_count = row_count + 1 WHERE id = 1; END;
+CREATE TRIGGER sessions_count_delete AFTER DELETE ON sessions
+  BEGIN UPDATE stats SET row_count = row_count - 1 WHERE id = 1; END;
+"""
+
+_ROW_COLUMNS: Final = (
+    "session_key, session_id, updated_at, created_at, channel, last_channel, last_to,"
+    " last_account_id, last_thread_id, label, display_name, status, model, model_provider,"
+    " total_tokens, input_tokens, output_tokens, message_count, archived, key_fold, agent_id,"
+    " kind, vis, row_channel, row_updated_at, spawned_by, parent_session_key, search_text,"
+    " entry_json, blob_refs"
+)
+_UPSERT: Final = (
+    f"INSERT INTO sessions ({_ROW_COLUMNS}) VALUES ("
+    + ", ".join("?" * 30)
+    + ") ON CONFLICT(session_key) DO UPDATE SET "
+    + ", ".join(
+        f"{c.strip()} = excluded.{c.strip()}"
+        for c in _ROW_COLUMNS.split(",")
+        if c.strip() not in ("session_key", "created_at", "message_count", "archived")
+    )
+)
+_LIST_COLUMNS: Final = (
+    "session_key, agent_id, kind, session_id, row_updated_at, row_channel, last_channel,"
+    " last_to, last_account_id, label, display_name, status, model, model_provider,"
+    " spawned_by, parent_session_key, last_thread_id, total_tokens, input_tokens,"
+    " output_tokens, message_count, updated_at"
+)
+
+
+@dataclass
+class _Encoded:
+    params: tuple[Any, ...]
+    entry_json: bytes
+    refs: dict[str, str]
+    blobs: dict[str, bytes]
+
+
+def _encode(key: str, entry: Entry, *, now: int, message_count: Any = None) -> _Encoded:
+    light: Entry = {}
+    refs: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    for field, value in entry.items():
+        if isinstance(value, BlobRef):
+            refs[field] = value.digest
+            light[field] = None
+        elif field in BLOB_FIELDS and isinstance(value, (dict, list)):
+            data = dumps_compact(value)
+            digest = hashlib.sha256(data).hexdigest()
+            refs[field] = digest
+            blobs[digest] = data
+            light[field] = None  # placeholder keeps the field's position
+        else:
+            light[field] = value
+    entry_json = dumps_compact(light)
+    row = derive_row(key, entry, default_agent="")
+    session_id = entry.get("sessionId")
+    params = (
+        key,
+        session_id if isinstance(session_id, str) else "",
+        sort_time(entry),
+        now,
+        entry.get("channel") if isinstance(entry.get("channel"), str) else None,
+        row["lastChannel"],
+        row["lastTo"],
+        row["lastAccountId"],
+        row["lastThreadId"],
+        row["label"],
+        row["displayName"],
+        row["status"],
+        row["model"],
+        row["modelProvider"],
+        row["totalTokens"],
+        row["inputTokens"],
+        row["outputTokens"],
+        message_count,
+        0,
+        fold_key(key),
+        row["agentId"] or None,
+        row["kind"],
+        visibility(key),
+        row["channel"],
+        row["updatedAt"],
+        row["spawnedBy"],
+        row["parentSessionKey"],
+        search_text(key, entry),
+        entry_json,
+        dumps_compact(refs).decode() if refs else None,
+    )
+    return _Encoded(params, entry_json, refs, blobs)
+
+
+def _wrap(exc: apsw.Error, path: Path) -> SessionStoreError:
+    if isinstance(exc, apsw.BusyError):
+        return LockTimeoutError(
+            f"{path} is locked by another writer (busy timeout); retry, or find the process"
+            " holding a long write transaction"
+        )
+    if isinstance(exc, apsw.FullError):
+        return StorageFullError(
+            f"cannot write {path}: the disk is full; free space and retry (the transaction"
+            " was rolled back, nothing was half-written)"
+        )
+    if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+        return CorruptStoreError(
+            f"{path} is not a valid SQLite database ({exc}); it was left untouched - restore"
+            " it from a backup or run `sessionstore doctor`",
+            path=str(path),
+        )
+    if isinstance(exc, (apsw.CantOpenError, apsw.PermissionsError, apsw.ReadOnlyError)):
+        return SessionStoreError(f"cannot open {path} for writing: {exc}; check its permissions")
+    return SessionStoreError(f"SQLite error on {path}: {exc}")
+
+
+class SqliteIndex(IndexBackend):
+    """``sessions.sqlite`` backend.
+
+    Args:
+        path: The database file (created 0600, its directory 0700).
+        agent_id: The agent this store belongs to (for rows of non-agent keys).
+        durability: ``"normal"`` (``synchronous=NORMAL``; survives process crashes) or
+            ``"power"`` (``synchronous=FULL``; survives power loss).
+        busy_timeout_ms: How long a writer waits for another writer.
+    """
+
+    store_type = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        agent_id: str,
+        durability: str = "normal",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        if durability not in DURABILITY_SYNC:
+            raise SessionStoreError(
+                f"durability must be one of {sorted(DURABILITY_SYNC)}, got {durability!r}"
+            )
+        self._path = path
+        self.location = str(path)
+        self._agent_id = agent_id
+        self._sync = DURABILITY_SYNC[durability]
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._conns: list[apsw.Connection] = []
+        self._conns_guard = threading.Lock()
+        self._closed = False
+        ensure_private_dir(path.parent)
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise SessionStoreError(f"cannot create {path}: {exc.strerror}") from exc
+        with self._errors():
+            self._ensure_schema(self._conn())
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    # --- connections ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except apsw.Error as exc:
+            raise _wrap(exc, self._path) from exc
+
+    def _conn(self) -> apsw.Connection:
+        local = self._local
+        conn: apsw.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.generation == _fork_generation:
+            return conn
+        if self._closed:
+            raise StoreClosedError("the store is closed; open a new one with open_store()")
+        if conn is not None:
+            _abandoned.append(conn)  # inherited from the parent process: never close it here
+            with self._conns_guard:
+                self._conns = []
+        conn = apsw.Connection(
+            str(self._path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        )
+        conn.set_busy_timeout(self._busy_timeout_ms)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise BackendUnavailableError(
+                f"the file system of {self._path} refuses SQLite WAL mode (journal_mode={mode});"
+                " use a local disk, or store_type='json'"
+            )
+        conn.execute(
+            f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
+            " PRAGMA cache_size = -16000; PRAGMA foreign_keys = OFF;"
+        )
+        local.conn = conn
+        local.generation = _fork_generation
+        local.in_write = False
+        with self._conns_guard:
+            self._conns.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write_txn(self) -> Iterator[apsw.Connection]:
+        conn = self._conn()
+        if self._local.in_write:
+            raise SessionStoreError(
+                "a write was started from inside another write's callback on the same store;"
+                " do all changes inside the one callback"
+            )
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except apsw.Error as exc:
+            raise _wrap(exc, self._path) from exc
+        self._local.in_write = True
+        try:
+            yield conn
+        except BaseException:
+            self._local.in_write = False
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._local.in_write = False
+        try:
+            conn.execute("COMMIT")
+        except apsw.Error as exc:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            raise _wrap(exc, self._path) from exc
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def _ensure_schema(self, conn: apsw.Connection) -> None:
+        version = self._schema_version(conn)
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self._path} has schema version {version}, newer than this sessionstore"
+                f" understands ({SCHEMA_VERSION}); upgrade sessionstore"
+            )
+        with self._write_txn() as txn:
+            version = self._schema_version(txn)  # another process may have upgraded it
+            if version == SCHEMA_VERSION:
+                return
+            if version == 0:
+                txn.execute(_PR_SCHEMA)
+                version = 1
+            if version == 1:
+                self._migrate_v1_to_v2(txn)
+                version = 2
+            txn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            applied = self._meta(txn, "migrations_applied")
+            history = orjson.loads(applied) if applied else []
+            history.append({"version": version, "at": now_ms()})
+            self._set_meta(txn, "schema_version", str(version))
+            self._set_meta(txn, "migrations_applied", dumps_compact(history).decode())
+
+    def _schema_version(self, conn: apsw.Connection) -> int:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            value = self._meta(conn, "schema_version")
+            if value is not None:
+                return int(value)
+        return 1 if "sessions" in tables else 0
+
+    @staticmethod
+    def _meta(conn: apsw.Connection, key: str) -> str | None:
+        for (value,) in conn.execute("SELECT value FROM meta WHERE key = ?", (key,)):
+            return str(value)
+        return None
+
+    @staticmethod
+    def _set_meta(conn: apsw.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _migrate_v1_to_v2(self, conn: apsw.Connection) -> None:
+        """Rebuild PR #58550's table: derived columns, blobs, exact types, counters."""
+        conn.execute(_V2_TABLE)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY NOT NULL,"
+            " data BLOB NOT NULL, refcount INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        now = now_ms()
+        old: Rows = conn.execute(
+            "SELECT session_key, session_id, updated_at, entry_json, message_count"
+            " FROM sessions ORDER BY rowid"
+        ).fetchall()
+        for key, session_id, updated_at, entry_json, message_count in old:
+            try:
+                entry = orjson.loads(entry_json)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                entry = {"sessionId": session_id, "updatedAt": updated_at}
+            enc = _encode(key, load_normalize(entry), now=now, message_count=message_count)
+            self._add_blobs(conn, enc.refs, enc.blobs)
+            conn.execute(
+                f"INSERT INTO sessions_v2 ({_ROW_COLUMNS}) VALUES (" + ", ".join("?" * 30) + ")",
+                enc.params,
+            )
+        conn.execute("DROP TABLE sessions")
+        conn.execute("ALTER TABLE sessions_v2 RENAME TO sessions")
+        conn.execute(_V2_INDEXES)
+
+    # --- blobs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _add_blobs(conn: apsw.Connection, refs: dict[str, str], blobs: dict[str, bytes]) -> None:
+        for digest, n in Counter(refs.values()).items():
+            data = blobs.get(digest)
+            if data is None:
+                conn.execute(
+                    "UPDATE blobs SET refcount = refcount + ? WHERE digest = ?", (n, digest)
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO blobs(digest, data, refcount) VALUES (?, ?, ?)"
+                    " ON CONFLICT(digest) DO UPDATE SET refcount = refcount + excluded.refcount",
+                    (digest, data, n),
+                )
+
+    @staticmethod
+    def _drop_blobs(conn: apsw.Connection, refs: dict[str, str]) -> None:
+        for digest, n in Counter(refs.values()).items():
+            conn.execute("UPDATE blobs SET refcount = refcount - ? WHERE digest = ?", (n, digest))
+            conn.execute("DELETE FROM blobs WHERE digest = ? AND refcount <= 0", (digest,))
+
+    def _blob(self, conn: apsw.Connection, digest: str) -> Any:
+        for (data,) in conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)):
+            return orjson.loads(data)
+        raise CorruptStoreError(
+            f"{self._path}: blob {digest} referenced by a session is missing; run"
+            " `sessionstore doctor`",
+            path=str(self._path),
+        )
+
+    def _decode(
+        self, conn: apsw.Connection, entry_json: bytes | str, refs_json: str | None, *, blobs: bool
+    ) -> Entry:
+        entry: Entry = orjson.loads(entry_json)
+        if refs_json:
+            for field, digest in orjson.loads(refs_json).items():
+                entry[field] = self._blob(conn, digest) if blobs else BlobRef(digest)
+        return entry
+
+    def materialize(self, entry: Entry) -> Entry:
+        """Replace blob placeholders in ``entry`` by their values."""
+        if not any(isinstance(v, BlobRef) for v in entry.values()):
+            return entry
+        conn = self._conn()
+        with self._errors():
+            return {
+                k: self._blob(conn, v.digest) if isinstance(v, BlobRef) else v
+                for k, v in entry.items()
+            }
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _candidates(self, conn: apsw.Connection, key: str) -> Rows:
+        rows: Rows = conn.execute(
+            "SELECT session_key, updated_at, entry_json, blob_refs, message_count"
+            " FROM sessions WHERE key_fold = ?",
+            (key,),
+        ).fetchall()
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
+        return rows
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` or its freshest case variant (one indexed lookup)."""
+        with self._errors():
+            conn = self._conn()
+            rows = self._candidates(conn, key)
+            if not rows:
+                return None
+            return self._decode(conn, rows[0][2], rows[0][3], blobs=True)
+
+    def count(self) -> int:
+        """Number of entries (a counter kept by triggers, not a scan)."""
+        with self._errors():
+            for (n,) in self._conn().execute("SELECT row_count FROM stats WHERE id = 1"):
+                return int(n)
+        return 0
+
+    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """Rows matching ``query`` through the composite indexes, newest first."""
+        where = ["vis = 0"]
+        args: list[Any] = []
+        if query.agent_id is not None:
+            where.append("agent_id = ?")
+            args.append(query.agent_id)
+        if query.channel is not None:
+            where.append("row_channel = ?")
+            args.append(query.channel)
+        if query.label is not None:
+            where.append("label = ?")
+            args.append(query.label)
+        if query.spawned_by is not None:
+            where.append("(spawned_by = ? OR parent_session_key = ?)")
+            args += [query.spawned_by, query.spawned_by]
+        if query.active_since is not None:
+            where.append("updated_at >= ?")
+            args.append(query.active_since)
+        if query.search is not None:
+            where.append("instr(search_text, ?) > 0")
+            args.append(query.search)
+        if query.after is not None:
+            where.append("(updated_at, session_key) < (?, ?)")
+            args += list(query.after)
+        sql = (
+            f"SELECT {_LIST_COLUMNS} FROM sessions WHERE {' AND '.join(where)}"
+            " ORDER BY updated_at DESC, session_key DESC"
+        )
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            args.append(query.limit + 1)
+        with self._errors():
+            conn = self._conn()
+            raw: Rows = conn.execute(sql, args).fetchall()
+            if (query.include_global or query.include_unknown) and (
+                query.agent_id is None and query.spawned_by is None
+            ):
+                raw = self._merge_sentinels(conn, query, raw)
+        more = None
+        if query.limit is not None and len(raw) > query.limit:
+            raw = raw[: query.limit]
+            more = (raw[-1][-1], raw[-1][0])
+        return [self._row(r) for r in raw], more
+
+    def _merge_sentinels(self, conn: apsw.Connection, query: ListQuery, raw: Rows) -> Rows:
+        # `global`/`unknown` are a handful of rows: filter them in Python, merge in order.
+        extra = []
+        sentinels: Rows = conn.execute(
+            f"SELECT {_LIST_COLUMNS}, entry_json FROM sessions WHERE vis = 1"
+        ).fetchall()
+        for row in sentinels:
+            entry = orjson.loads(row[-1])
+            if query.matches(row[0], entry, 1):
+                extra.append(row[:-1])
+        if not extra:
+            return raw
+        merged = raw + extra
+        merged.sort(key=lambda r: (r[-1], r[0]), reverse=True)
+        return merged
+
+    def _row(self, r: tuple[Any, ...]) -> SessionRow:
+        return {
+            "key": r[0],
+            "agentId": r[1] if r[1] is not None else self._agent_id,
+            "kind": r[2],
+            "sessionId": r[3],
+            "updatedAt": r[4],
+            "channel": r[5],
+            "lastChannel": r[6],
+            "lastTo": r[7],
+            "lastAccountId": r[8],
+            "label": r[9],
+            "displayName": r[10],
+            "status": r[11],
+            "model": r[12],
+            "modelProvider": r[13],
+            "spawnedBy": r[14],
+            "parentSessionKey": r[15],
+            "lastThreadId": r[16],
+            "totalTokens": r[17],
+            "inputTokens": r[18],
+            "outputTokens": r[19],
+            "messageCount": r[20],
+        }
+
+    def load_all(self) -> dict[str, Entry]:
+        """Every entry, in insertion order (the one operation that reads every row)."""
+        with self._errors():
+            conn = self._conn()
+            rows: Rows = conn.execute(
+                "SELECT session_key, entry_json, blob_refs FROM sessions ORDER BY rowid"
+            ).fetchall()
+            return {key: self._decode(conn, ej, refs, blobs=True) for key, ej, refs in rows}
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def _upsert(self, conn: apsw.Connection, enc: _Encoded, old_refs: dict[str, str]) -> None:
+        self._add_blobs(conn, enc.refs, enc.blobs)
+        self._drop_blobs(conn, old_refs)
+        conn.execute(_UPSERT, enc.params)
+
+    def _delete_row(self, conn: apsw.Connection, key: str, refs_json: str | None) -> None:
+        conn.execute("DELETE FROM sessions WHERE session_key = ?", (key,))
+        if refs_json:
+            self._drop_blobs(conn, orjson.loads(refs_json))
+
+    def modify(
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+    ) -> tuple[Entry | None, bool]:
+        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
+        with self._errors():
+            with self._write_txn() as conn:
+                rows = self._candidates(conn, key)
+                existing = None
+                if rows:
+                    existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
+                result = fn(existing)
+                if result is None:
+                    written = False
+                    out = existing
+                elif result is DELETE:
+                    for r in rows:
+                        self._delete_row(conn, r[0], r[3])
+                    written, out = bool(rows), None
+                else:
+                    assert isinstance(result, dict)
+                    written = self._store(conn, key, result, rows)
+                    out = result
+            return (self.materialize(out) if out is not None else None), written
+
+    def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
+        old_refs: dict[str, str] = {}
+        own = None
+        for r in rows:
+            if r[0] == key:
+                own = r
+            else:
+                self._delete_row(conn, r[0], r[3])
+        enc = _encode(key, entry, now=now_ms(), message_count=rows[0][4] if rows else None)
+        if own is not None:
+            old_refs = orjson.loads(own[3]) if own[3] else {}
+            if len(rows) == 1 and bytes(own[2]) == enc.entry_json and old_refs == enc.refs:
+                return False  # nothing changed: no write
+        self._upsert(conn, enc, old_refs)
+        return True
+
+    def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Whole-store mutator in one transaction; only changed rows are written."""
+        with self._errors(), self._write_txn() as conn:
+            all_rows: Rows = conn.execute(
+                "SELECT session_key, entry_json, blob_refs, message_count FROM sessions"
+                " ORDER BY rowid"
+            ).fetchall()
+            stored = {key: (ej, refs, mc) for key, ej, refs, mc in all_rows}
+            working: dict[str, Any] = {
+                k: self._decode(conn, ej, refs, blobs=True) for k, ej, refs, _ in all_rows
+            }
+            acp_before = {k: v["acp"] for k, v in working.items() if "acp" in v}
+            acp_copies = {k: orjson.loads(orjson.dumps(v)) for k, v in acp_before.items()}
+            result = fn(working)
+            now = now_ms()
+            for k in stored:
+                if k not in working:
+                    self._delete_row(conn, k, stored[k][1])
+            for k, value in working.items():
+                if not isinstance(k, str):
+                    raise InvalidKeyError(f"session keys must be strings, got {k!r}")
+                if not isinstance(value, dict):
+                    raise InvalidEntryError(
+                        f"entry {k!r} must be a JSON object, got {type(value).__name__}"
+                    )
+                if k in acp_copies and "acp" not in value:
+                    value["acp"] = acp_copies[k]
+                old = stored.get(k)
+                enc = _encode(k, normalize_entry(value), now=now, message_count=old and old[2])
+                if old is None:
+                    self._upsert(conn, enc, {})
+                    continue
+                old_refs = orjson.loads(old[1]) if old[1] else {}
+                if bytes(old[0]) != enc.entry_json or old_refs != enc.refs:
+                    self._upsert(conn, enc, old_refs)
+            return result
+
+    def close(self) -> None:
+        """Close every connection this store opened in this process."""
+        self._closed = True
+        with self._conns_guard:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(apsw.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``info()``: driver and SQLite versions, file sizes, schema version."""
+
+        def size(p: Path) -> int | None:
+            try:
+                return p.stat().st_size
+            except OSError:
+                return None
+
+        with self._errors():
+            version = self._schema_version(self._conn())
+        return {
+            "driver": f"apsw {apsw.apsw_version()}",
+            "sqliteVersion": apsw.sqlite_lib_version(),
+            "schemaVersion": version,
+            "indexPath": str(self._path),
+            "indexBytes": size(self._path),
+            "walBytes": size(Path(str(self._path) + "-wal")),
+        }
+
+    def connection(self) -> apsw.Connection:
+        """This thread's connection (for maintenance, doctor and tests)."""
+        return self._conn()

@@ -1,0 +1,416 @@
+"""SessionStore: one agent's hot index (plus, later, its transcripts and maintenance).
+
+The store canonicalises keys, applies OpenClaw's entry rules (``entry.py``) and hands each
+change to its index backend as one read-modify-write under the backend's write lock, so
+concurrent writers never lose an update. The backend is chosen once, at open; there is no
+per-operation fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from .entry import SessionEntry, as_entry, merge_entry, normalize_channel, now_ms, replace_entry
+from .errors import ConfigError, InvalidArgumentError, SessionStoreError
+from .index.base import (
+    DELETE,
+    IndexBackend,
+    ListQuery,
+    SessionPage,
+    decode_cursor,
+    encode_cursor,
+)
+from .keys import canonical_key, normalize_agent_id
+from .layout import StorePaths, resolve_state_dir, resolve_store_paths
+
+__all__ = ["STORE_TYPES", "SessionStore", "StoreInfo", "open_store"]
+
+log = logging.getLogger("sessionstore")
+
+T = TypeVar("T")
+Entry = dict[str, Any]
+Patch = Mapping[str, Any] | Callable[[SessionEntry | None], Mapping[str, Any] | None]
+
+STORE_TYPES = ("auto", "json", "sqlite", "postgres")
+
+
+@dataclass
+class StoreInfo:
+    """What ``store-info`` prints about a store.
+
+    Attributes:
+        storeType: The configured type (``auto``, ``json``, ``sqlite``, ``postgres``).
+        effectiveStoreType: The backend in use.
+        fallbackReason: Why the effective type differs from the configured one, if it does.
+        sqliteAvailable: Whether the SQLite driver (apsw) can be used.
+        sqliteVersion: The SQLite library version, when available.
+        sessionCount: Number of entries.
+        agentId: The agent of this store.
+        jsonPath: The ``sessions.json`` path.
+        sqlitePath: The ``sessions.sqlite`` path.
+        backend: Backend facts (driver, sizes, schema version, ...).
+    """
+
+    storeType: str
+    effectiveStoreType: str
+    fallbackReason: str | None
+    sqliteAvailable: bool
+    sqliteVersion: str | None
+    sessionCount: int
+    agentId: str
+    jsonPath: str
+    sqlitePath: str
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The info as a JSON-ready dict."""
+        return asdict(self)
+
+
+def _check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
+        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
+    value = math.floor(limit)
+    if value < 1:
+        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
+    return value
+
+
+class SessionStore:
+    """One agent's session store. Open it with :func:`open_store`.
+
+    Entries are dicts with OpenClaw's camelCase fields; every method canonicalises the key
+    (trim + lowercase) and raises only ``SessionStoreError`` subclasses. The store is safe
+    to share between threads, and several processes may open the same store.
+    """
+
+    def __init__(
+        self,
+        index: IndexBackend,
+        *,
+        paths: StorePaths,
+        state_dir: Path,
+        configured_type: str,
+        fallback_reason: str | None = None,
+    ) -> None:
+        self._index = index
+        self.paths = paths
+        self.state_dir = state_dir
+        self.agent_id = paths.agent_id
+        self.configured_type = configured_type
+        self.fallback_reason = fallback_reason
+
+    # --- basics -----------------------------------------------------------------------------
+
+    @property
+    def store_type(self) -> str:
+        """The effective backend: ``json``, ``sqlite`` or ``postgres``."""
+        return self._index.store_type
+
+    @property
+    def index(self) -> IndexBackend:
+        """The hot-index backend (for maintenance, doctor and tests)."""
+        return self._index
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release connections and caches; the store cannot be used afterwards."""
+        self._index.close()
+
+    def __repr__(self) -> str:
+        where = self._index.location
+        return f"SessionStore(agent={self.agent_id!r}, type={self.store_type!r}, at={where!r})"
+
+    # --- single entries ---------------------------------------------------------------------
+
+    def get(self, key: str) -> SessionEntry | None:
+        """The entry stored under ``key`` (or its freshest legacy mixed-case variant).
+
+        Returns:
+            A fresh copy of the entry, or None when there is none.
+        """
+        return cast("SessionEntry | None", self._index.get(canonical_key(key)))
+
+    def put(self, key: str, entry: Mapping[str, Any]) -> SessionEntry:
+        """Replace the entry under ``key`` whole.
+
+        ``updatedAt`` is stored exactly as given (now when missing); a missing ``sessionId``
+        gets a new UUID; the existing ``acp`` block is kept when ``entry`` has none. Legacy
+        case variants of the key are folded into the canonical key.
+
+        Returns:
+            The stored entry.
+        """
+        canonical = canonical_key(key)
+        new = as_entry(entry)
+        stored, _ = self._index.modify(canonical, lambda existing: replace_entry(existing, new))
+        assert stored is not None
+        return cast(SessionEntry, stored)
+
+    def update(
+        self,
+        key: str,
+        patch_or_fn: Patch,
+        *,
+        create: bool = False,
+        preserve_activity: bool = False,
+    ) -> SessionEntry | None:
+        """Merge a patch into the entry under ``key``, atomically.
+
+        Args:
+            key: The session key.
+            patch_or_fn: A dict of fields to set (a None value deletes the field), or a
+                callable that gets the current entry (or None) and returns such a patch, or
+                None to change nothing.
+            create: Create the entry (new UUID ``sessionId``) when it does not exist.
+            preserve_activity: Keep ``updatedAt`` as it is (inbound metadata) instead of
+                moving it to at least now.
+
+        Returns:
+            The entry after the update; None when it does not exist and ``create`` is False.
+        """
+        canonical = canonical_key(key)
+        fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
+        if callable(patch_or_fn):
+            fn = patch_or_fn
+            needs_blobs = True
+        else:
+            fixed = as_entry(patch_or_fn)
+            fn = lambda _existing: fixed  # noqa: E731
+            needs_blobs = False  # a fixed patch never needs to see the large blobs
+
+        def apply(existing: Entry | None) -> Entry | None:
+            if existing is None and not create:
+                return None
+            patch = fn(cast("SessionEntry | None", existing))
+            if patch is None:
+                return None
+            return merge_entry(existing, as_entry(patch), preserve_activity=preserve_activity)
+
+        result, _ = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
+        return cast("SessionEntry | None", result)
+
+    def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
+        """Delete the entry under ``key`` and its legacy case variants.
+
+        Args:
+            key: The session key.
+            archive_transcript: Rename the session's transcript to ``*.deleted.<ts>``.
+
+        Returns:
+            True when something was deleted.
+        """
+        canonical = canonical_key(key)
+        _, deleted = self._index.modify(
+            canonical,
+            lambda existing: DELETE if existing is not None else None,
+            needs_blobs=False,
+        )
+        return deleted
+
+    # --- whole store ------------------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        channel: str | None = None,
+        label: str | None = None,
+        search: str | None = None,
+        spawned_by: str | None = None,
+        active_minutes: int | None = None,
+        include_global: bool = False,
+        include_unknown: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """Sessions newest first, filtered like ``sessions.list``, without large blobs.
+
+        Cron run keys (``…:cron:<job>:run:<id>``) are never listed; ``global`` and
+        ``unknown`` only when asked for.
+
+        Args:
+            agent_id: Only ``agent:<agentId>:…`` keys.
+            channel: Only rows whose channel (entry channel, else last channel, else the
+                key's) is this one.
+            label: Exact match on ``label`` (trimmed).
+            search: Case-insensitive substring of displayName, label, subject, sessionId
+                or key.
+            spawned_by: Rows whose ``spawnedBy`` or ``parentSessionKey`` is this key.
+            active_minutes: Only rows updated in the last N minutes.
+            include_global: Include the ``global`` sentinel entry.
+            include_unknown: Include the ``unknown`` sentinel entry.
+            limit: Page size (at least 1); None for every row.
+            cursor: ``next_cursor`` of the previous page.
+
+        Returns:
+            A page of rows and the cursor of the next page.
+        """
+        if active_minutes is not None and (
+            isinstance(active_minutes, bool)
+            or not isinstance(active_minutes, (int, float))
+            or active_minutes <= 0
+        ):
+            raise InvalidArgumentError(
+                f"active_minutes must be a positive number of minutes, got {active_minutes!r}"
+            )
+        page_size = _check_limit(limit)
+        query = ListQuery(
+            agent_id=normalize_agent_id(agent_id) if agent_id is not None else None,
+            channel=(normalize_channel(channel) or "") if channel is not None else None,
+            label=label.strip() if isinstance(label, str) else None,
+            search=(search.strip().lower() or None) if isinstance(search, str) else None,
+            spawned_by=spawned_by.strip() if isinstance(spawned_by, str) else None,
+            active_since=(now_ms() - active_minutes * 60_000) if active_minutes else None,
+            include_global=include_global,
+            include_unknown=include_unknown,
+            limit=page_size,
+            after=decode_cursor(cursor) if cursor is not None else None,
+        )
+        rows, more = self._index.list(query)
+        return SessionPage(rows=rows, next_cursor=encode_cursor(*more) if more else None)
+
+    def count(self) -> int:
+        """Number of entries in the store."""
+        return self._index.count()
+
+    def load_all(self) -> dict[str, SessionEntry]:
+        """Every entry by key: the whole store, for compatibility only."""
+        return cast("dict[str, SessionEntry]", self._index.load_all())
+
+    def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Run ``fn(store)`` on the whole store under the write lock and save its changes.
+
+        Like OpenClaw's ``updateSessionStore(mutator)``: ``fn`` gets every entry by key,
+        may add, change and delete entries in place, and its return value is returned.
+        An ``acp`` block that ``fn`` drops from a surviving entry is put back. If ``fn``
+        raises, nothing is saved.
+        """
+        return self._index.mutate(fn)
+
+    def info(self) -> StoreInfo:
+        """Backend, paths, counts and versions (what ``store-info`` prints)."""
+        sqlite_ok, sqlite_version = sqlite_driver()
+        return StoreInfo(
+            storeType=self.configured_type,
+            effectiveStoreType=self.store_type,
+            fallbackReason=self.fallback_reason,
+            sqliteAvailable=sqlite_ok,
+            sqliteVersion=sqlite_version,
+            sessionCount=self.count(),
+            agentId=self.agent_id,
+            jsonPath=str(self.paths.json_path),
+            sqlitePath=str(self.paths.sqlite_path),
+            backend=self._index.describe(),
+        )
+
+
+def sqlite_driver() -> tuple[bool, str | None]:
+    """Whether apsw imports, and the SQLite version it bundles."""
+    try:
+        import apsw
+    except ImportError:
+        return False, None
+    return True, str(apsw.sqlite_lib_version())
+
+
+def _choose_type(store_type: str, paths: StorePaths) -> str:
+    if store_type != "auto":
+        return store_type
+    if paths.sqlite_path.exists():
+        return "sqlite"
+    if paths.json_path.exists():
+        return "json"
+    return "sqlite"
+
+
+def open_store(
+    agent: str = "main",
+    state_dir: str | Path | None = None,
+    store_type: Literal["auto", "json", "sqlite", "postgres"] | None = None,
+    dsn: str | None = None,
+    *,
+    store: str | None = None,
+    durability: Literal["normal", "power"] = "normal",
+    lock_timeout_ms: int = 10_000,
+) -> SessionStore:
+    """Open one agent's session store.
+
+    Args:
+        agent: The agent id (normalised like OpenClaw: ``"Main Bot"`` -> ``"main-bot"``).
+        state_dir: The OpenClaw state dir; default ``OPENCLAW_STATE_DIR``, else
+            ``~/.openclaw``.
+        store_type: ``"auto"`` (sqlite if ``sessions.sqlite`` exists, json if only
+            ``sessions.json`` exists, sqlite for a new store), ``"json"``, ``"sqlite"`` or
+            ``"postgres"``.
+        dsn: PostgreSQL conninfo or URL when ``store_type="postgres"``.
+        store: A ``session.store`` path (may contain ``{agentId}`` and ``~``) instead of
+            the per-agent default under the state dir.
+        durability: ``"normal"`` survives process crashes; ``"power"`` also power loss.
+        lock_timeout_ms: How long a writer waits for another writer.
+
+    Returns:
+        The open store; close it (or use it as a context manager) when done.
+
+    Raises:
+        ConfigError: An unknown store type.
+        SessionStoreError: The store cannot be opened (corrupt file, permissions, ...).
+    """
+    configured = store_type or "auto"
+    if configured not in STORE_TYPES:
+        raise ConfigError(f"store_type {configured!r} is not one of {', '.join(STORE_TYPES)}")
+    if durability not in ("normal", "power"):
+        raise ConfigError(f"durability {durability!r} is not one of normal, power")
+    root = resolve_state_dir(state_dir)
+    paths = resolve_store_paths(root, agent, store)
+    effective = _choose_type(configured, paths)
+    fallback_reason = None
+    index: IndexBackend
+    if effective == "sqlite":
+        available, _ = sqlite_driver()
+        if not available:
+            if paths.sqlite_path.exists():
+                raise SessionStoreError(
+                    f"{paths.sqlite_path} exists but the SQLite driver (apsw) cannot be imported;"
+                    " install apsw - falling back to sessions.json would split the store"
+                )
+            fallback_reason = "the SQLite driver (apsw) cannot be imported"
+            log.warning("sessionstore: %s; using sessions.json", fallback_reason)
+            effective = "json"
+    if effective == "sqlite":
+        from .index.sqlite import SqliteIndex
+
+        index = SqliteIndex(
+            paths.sqlite_path,
+            agent_id=paths.agent_id,
+            durability=durability,
+            busy_timeout_ms=lock_timeout_ms,
+        )
+    elif effective == "json":
+        from .index.json import JsonIndex
+
+        index = JsonIndex(paths.json_path, agent_id=paths.agent_id, lock_timeout_ms=lock_timeout_ms)
+    else:
+        raise SessionStoreError(
+            f"store_type {effective!r} is not available in this version; use 'sqlite' or 'json'"
+            + (" (dsn ignored)" if dsn else "")
+        )
+    return SessionStore(
+        index,
+        paths=paths,
+        state_dir=root,
+        configured_type=configured,
+        fallback_reason=fallback_reason,
+    )
