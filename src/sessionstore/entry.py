@@ -19,6 +19,7 @@ from .errors import InvalidEntryError
 __all__ = [
     "CHANNEL_ALIASES",
     "SessionEntry",
+    "json_equal",
     "apply_legacy_migrations",
     "merge_entry",
     "new_session_id",
@@ -250,7 +251,7 @@ def _normalize_delivery(entry: Entry) -> Entry:
         "lastThreadId": merged.get("threadId") if merged else None,
     }
     if all(
-        _same(entry.get(f), wanted[f]) and (f in entry) == (wanted[f] is not None)
+        json_equal(entry.get(f), wanted[f]) and (f in entry) == (wanted[f] is not None)
         for f in _DELIVERY_FIELDS
     ):
         return entry
@@ -264,16 +265,16 @@ def _normalize_delivery(entry: Entry) -> Entry:
     return out
 
 
-def _same(a: object, b: object) -> bool:
-    # JSON equality that tells 1 from True and 1 from 1.0 (types must survive a round trip).
+def json_equal(a: object, b: object) -> bool:
+    """JSON equality that tells 1 from True and 1 from 1.0 (types must survive round trips)."""
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
         assert isinstance(b, dict)
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list):
         assert isinstance(b, list)
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 

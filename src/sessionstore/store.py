@@ -8,6 +8,7 @@ per-operation fallback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -15,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from .config import SessionConfig, load_config, resolve_store_type
 from .entry import SessionEntry, as_entry, merge_entry, normalize_channel, now_ms, replace_entry
-from .errors import ConfigError, InvalidArgumentError, SessionStoreError
+from .errors import BackendUnavailableError, ConfigError, InvalidArgumentError
 from .index.base import (
     DELETE,
     IndexBackend,
@@ -26,17 +28,15 @@ from .index.base import (
     encode_cursor,
 )
 from .keys import canonical_key, normalize_agent_id
-from .layout import StorePaths, resolve_state_dir, resolve_store_paths
+from .layout import StorePaths, config_path, resolve_state_dir, resolve_store_paths
 
-__all__ = ["STORE_TYPES", "SessionStore", "StoreInfo", "open_store"]
+__all__ = ["SessionStore", "StoreInfo", "open_store"]
 
 log = logging.getLogger("sessionstore")
 
 T = TypeVar("T")
 Entry = dict[str, Any]
 Patch = Mapping[str, Any] | Callable[[SessionEntry | None], Mapping[str, Any] | None]
-
-STORE_TYPES = ("auto", "json", "sqlite", "postgres")
 
 
 @dataclass
@@ -50,10 +50,14 @@ class StoreInfo:
         sqliteAvailable: Whether the SQLite driver (apsw) can be used.
         sqliteVersion: The SQLite library version, when available.
         sessionCount: Number of entries.
-        agentId: The agent of this store.
         jsonPath: The ``sessions.json`` path.
         sqlitePath: The ``sessions.sqlite`` path.
-        backend: Backend facts (driver, sizes, schema version, ...).
+        migration: The record of the last import from sessions.json (sqlite), or None.
+        sourceChangedSinceMigration: Whether sessions.json changed after that import.
+        agentId: The agent of this store.
+        durability: ``normal`` or ``power``.
+        jsonBytes: Size of sessions.json, when it exists.
+        backend: Backend facts (driver, index size, WAL size, schema version, ...).
     """
 
     storeType: str
@@ -62,9 +66,13 @@ class StoreInfo:
     sqliteAvailable: bool
     sqliteVersion: str | None
     sessionCount: int
-    agentId: str
     jsonPath: str
     sqlitePath: str
+    migration: dict[str, Any] | None = None
+    sourceChangedSinceMigration: bool | None = None
+    agentId: str = "main"
+    durability: str = "normal"
+    jsonBytes: int | None = None
     backend: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +107,8 @@ class SessionStore:
         state_dir: Path,
         configured_type: str,
         fallback_reason: str | None = None,
+        config: SessionConfig | None = None,
+        durability: str = "normal",
     ) -> None:
         self._index = index
         self.paths = paths
@@ -106,6 +116,8 @@ class SessionStore:
         self.agent_id = paths.agent_id
         self.configured_type = configured_type
         self.fallback_reason = fallback_reason
+        self.config = config or SessionConfig()
+        self.durability = durability
 
     # --- basics -----------------------------------------------------------------------------
 
@@ -302,7 +314,14 @@ class SessionStore:
 
     def info(self) -> StoreInfo:
         """Backend, paths, counts and versions (what ``store-info`` prints)."""
+        from .migrate import source_changed
+
         sqlite_ok, sqlite_version = sqlite_driver()
+        record = self._index.migration_record()
+        try:
+            json_bytes: int | None = self.paths.json_path.stat().st_size
+        except OSError:
+            json_bytes = None
         return StoreInfo(
             storeType=self.configured_type,
             effectiveStoreType=self.store_type,
@@ -310,9 +329,13 @@ class SessionStore:
             sqliteAvailable=sqlite_ok,
             sqliteVersion=sqlite_version,
             sessionCount=self.count(),
-            agentId=self.agent_id,
             jsonPath=str(self.paths.json_path),
             sqlitePath=str(self.paths.sqlite_path),
+            migration=record,
+            sourceChangedSinceMigration=source_changed(record, self.paths.json_path),
+            agentId=self.agent_id,
+            durability=self.durability,
+            jsonBytes=json_bytes,
             backend=self._index.describe(),
         )
 
@@ -343,19 +366,23 @@ def open_store(
     dsn: str | None = None,
     *,
     store: str | None = None,
-    durability: Literal["normal", "power"] = "normal",
+    durability: Literal["normal", "power"] | None = None,
     lock_timeout_ms: int = 10_000,
 ) -> SessionStore:
     """Open one agent's session store.
+
+    Settings come from the arguments, then ``SESSIONSTORE_STORE_TYPE``, then the
+    ``session`` section of ``openclaw.json`` (``OPENCLAW_CONFIG_PATH`` or
+    ``<stateDir>/openclaw.json``), then the defaults.
 
     Args:
         agent: The agent id (normalised like OpenClaw: ``"Main Bot"`` -> ``"main-bot"``).
         state_dir: The OpenClaw state dir; default ``OPENCLAW_STATE_DIR``, else
             ``~/.openclaw``.
         store_type: ``"auto"`` (sqlite if ``sessions.sqlite`` exists, json if only
-            ``sessions.json`` exists, sqlite for a new store), ``"json"``, ``"sqlite"`` or
-            ``"postgres"``.
-        dsn: PostgreSQL conninfo or URL when ``store_type="postgres"``.
+            ``sessions.json`` exists, sqlite for a new store), ``"json"`` or ``"sqlite"``.
+            With ``"sqlite"``, an existing ``sessions.json`` is migrated on first open.
+        dsn: PostgreSQL conninfo or URL (for the PostgreSQL backend, not in this version).
         store: A ``session.store`` path (may contain ``{agentId}`` and ``~``) instead of
             the per-agent default under the state dir.
         durability: ``"normal"`` survives process crashes; ``"power"`` also power loss.
@@ -365,52 +392,98 @@ def open_store(
         The open store; close it (or use it as a context manager) when done.
 
     Raises:
-        ConfigError: An unknown store type.
+        ConfigError: An invalid setting (argument, environment or config file).
+        MigrationError: The automatic migration of sessions.json failed (nothing written).
         SessionStoreError: The store cannot be opened (corrupt file, permissions, ...).
     """
-    configured = store_type or "auto"
-    if configured not in STORE_TYPES:
-        raise ConfigError(f"store_type {configured!r} is not one of {', '.join(STORE_TYPES)}")
-    if durability not in ("normal", "power"):
-        raise ConfigError(f"durability {durability!r} is not one of normal, power")
     root = resolve_state_dir(state_dir)
-    paths = resolve_store_paths(root, agent, store)
+    config = load_config(config_path(root))
+    if store_type == "postgres":
+        raise ConfigError(
+            "store_type 'postgres' is not available in this version of sessionstore;"
+            " use 'sqlite' or 'json'" + (" (the dsn was not used)" if dsn else "")
+        )
+    configured = resolve_store_type(store_type, config)
+    level = durability or config.durability
+    if level not in ("normal", "power"):
+        raise ConfigError(f"durability {level!r} is not one of normal, power")
+    paths = resolve_store_paths(root, agent, store or config.store)
     effective = _choose_type(configured, paths)
     fallback_reason = None
-    index: IndexBackend
+    index: IndexBackend | None = None
     if effective == "sqlite":
-        available, _ = sqlite_driver()
-        if not available:
-            if paths.sqlite_path.exists():
-                raise SessionStoreError(
-                    f"{paths.sqlite_path} exists but the SQLite driver (apsw) cannot be imported;"
-                    " install apsw - falling back to sessions.json would split the store"
-                )
-            fallback_reason = "the SQLite driver (apsw) cannot be imported"
-            log.warning("sessionstore: %s; using sessions.json", fallback_reason)
+        index, fallback_reason = _open_sqlite(paths, level, lock_timeout_ms)
+        if index is None:
             effective = "json"
-    if effective == "sqlite":
-        from .index.sqlite import SqliteIndex
-
-        index = SqliteIndex(
-            paths.sqlite_path,
-            agent_id=paths.agent_id,
-            durability=durability,
-            busy_timeout_ms=lock_timeout_ms,
-        )
-    elif effective == "json":
+    if index is None:
         from .index.json import JsonIndex
 
         index = JsonIndex(paths.json_path, agent_id=paths.agent_id, lock_timeout_ms=lock_timeout_ms)
-    else:
-        raise SessionStoreError(
-            f"store_type {effective!r} is not available in this version; use 'sqlite' or 'json'"
-            + (" (dsn ignored)" if dsn else "")
-        )
-    return SessionStore(
+    opened = SessionStore(
         index,
         paths=paths,
         state_dir=root,
         configured_type=configured,
         fallback_reason=fallback_reason,
+        config=config,
+        durability=level,
     )
+    if configured == "sqlite" and effective == "sqlite":
+        try:
+            _auto_migrate(opened, level)
+        except BaseException:
+            opened.close()
+            raise
+    return opened
+
+
+def _open_sqlite(
+    paths: StorePaths, durability: str, lock_timeout_ms: int
+) -> tuple[IndexBackend | None, str | None]:
+    """The SQLite index, or (None, reason) when SQLite cannot be used at all here.
+
+    Falling back is only allowed for a store that has no database yet: with an existing
+    ``sessions.sqlite`` a fallback to sessions.json would split the store, so it raises.
+    """
+    existed = paths.sqlite_path.exists() and paths.sqlite_path.stat().st_size > 0
+    available, _ = sqlite_driver()
+    reason: str | None = None
+    if available:
+        from .index.sqlite import SqliteIndex
+
+        try:
+            return (
+                SqliteIndex(
+                    paths.sqlite_path,
+                    agent_id=paths.agent_id,
+                    durability=durability,
+                    busy_timeout_ms=lock_timeout_ms,
+                ),
+                None,
+            )
+        except BackendUnavailableError as exc:
+            reason = str(exc)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    paths.sqlite_path.unlink()
+    else:
+        reason = "the SQLite driver (apsw) cannot be imported"
+    if existed:
+        raise BackendUnavailableError(
+            f"{paths.sqlite_path} exists but SQLite cannot be used: {reason}; fix that (falling"
+            " back to sessions.json would split the store)"
+        )
+    log.warning("sessionstore: %s; using sessions.json for %s", reason, paths.sessions_dir)
+    return None, reason
+
+
+def _auto_migrate(store: SessionStore, durability: str) -> None:
+    """First open as sqlite: import sessions.json when the database is new and empty."""
+    if not store.paths.json_path.exists() or store.count() > 0:
+        return
+    if store.index.migration_record() is not None:
+        return
+    from .migrate import migrate_agent
+
+    result = migrate_agent(store.paths, durability=durability)
+    log.info("sessionstore: %s: %s", store.paths.json_path, result.message)

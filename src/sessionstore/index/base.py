@@ -337,6 +337,10 @@ class IndexBackend(ABC):
         """Backend facts for ``info()`` (driver, version, paths, sizes)."""
         return {}
 
+    def migration_record(self) -> dict[str, Any] | None:
+        """The record of the last import from ``sessions.json`` (None for json stores)."""
+        return None
+
     @property
     def path(self) -> Path | None:
         """The index file, for file-based backends."""

@@ -27,13 +27,14 @@ from typing import Any, Final, TypeVar
 import apsw
 import orjson
 
-from ..entry import load_normalize, normalize_entry, now_ms, sort_time
+from ..entry import json_equal, load_normalize, normalize_entry, now_ms, sort_time
 from ..errors import (
     BackendUnavailableError,
     CorruptStoreError,
     InvalidEntryError,
     InvalidKeyError,
     LockTimeoutError,
+    MigrationError,
     SchemaVersionError,
     SessionStoreError,
     StorageFullError,
@@ -397,7 +398,7 @@ class SqliteIndex(IndexBackend):
             if version == SCHEMA_VERSION:
                 return
             if version == 0:
-                txn.execute(_PR_SCHEMA)
+                txn.execute(_PR_SCHEMA).fetchall()
                 version = 1
             if version == 1:
                 self._migrate_v1_to_v2(txn)
@@ -421,9 +422,8 @@ class SqliteIndex(IndexBackend):
 
     @staticmethod
     def _meta(conn: apsw.Connection, key: str) -> str | None:
-        for (value,) in conn.execute("SELECT value FROM meta WHERE key = ?", (key,)):
-            return str(value)
-        return None
+        rows = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+        return str(rows[0][0]) if rows else None
 
     @staticmethod
     def _set_meta(conn: apsw.Connection, key: str, value: str) -> None:
@@ -456,7 +456,7 @@ class SqliteIndex(IndexBackend):
             )
         conn.execute("DROP TABLE sessions")
         conn.execute("ALTER TABLE sessions_v2 RENAME TO sessions")
-        conn.execute(_V2_INDEXES)
+        conn.execute(_V2_INDEXES).fetchall()
 
     # --- blobs ------------------------------------------------------------------------------
 
@@ -482,8 +482,9 @@ class SqliteIndex(IndexBackend):
             conn.execute("DELETE FROM blobs WHERE digest = ? AND refcount <= 0", (digest,))
 
     def _blob(self, conn: apsw.Connection, digest: str) -> Any:
-        for (data,) in conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)):
-            return orjson.loads(data)
+        rows: Rows = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchall()
+        if rows:
+            return orjson.loads(rows[0][0])
         raise CorruptStoreError(
             f"{self._path}: blob {digest} referenced by a session is missing; run"
             " `sessionstore doctor`",
@@ -534,9 +535,8 @@ class SqliteIndex(IndexBackend):
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
         with self._errors():
-            for (n,) in self._conn().execute("SELECT row_count FROM stats WHERE id = 1"):
-                return int(n)
-        return 0
+            rows: Rows = self._conn().execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """Rows matching ``query`` through the composite indexes, newest first."""
@@ -721,6 +721,60 @@ class SqliteIndex(IndexBackend):
                 if bytes(old[0]) != enc.entry_json or old_refs != enc.refs:
                     self._upsert(conn, enc, old_refs)
             return result
+
+    def migration_record(self) -> dict[str, Any] | None:
+        """The record of the last import from ``sessions.json``, if any."""
+        with self._errors():
+            value = self._meta(self._conn(), "migration")
+        return orjson.loads(value) if value else None
+
+    def import_entries(
+        self,
+        entries: dict[str, Entry],
+        *,
+        record: dict[str, Any],
+        keep_fresher: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write ``entries`` in one transaction, verify each, and store ``record``.
+
+        All or nothing: a failed verification or any error rolls everything back.
+
+        Args:
+            entries: Canonical key -> normalised entry, in the order to keep.
+            record: The migration record to keep in ``meta`` (``migratedCount`` is added).
+            keep_fresher: Keep a stored entry whose ``updatedAt`` is newer than the
+                imported one (re-imports with ``--force``).
+            progress: Called with the number of entries handled so far.
+
+        Returns:
+            The number of entries written.
+        """
+        written = 0
+        with self._errors(), self._write_txn() as conn:
+            kept: set[str] = set()
+            for i, (key, entry) in enumerate(entries.items(), 1):
+                rows = self._candidates(conn, key)
+                if keep_fresher and rows and rows[0][1] > sort_time(entry):
+                    kept.add(key)
+                elif self._store(conn, key, entry, rows):
+                    written += 1
+                if progress is not None and (i % 500 == 0 or i == len(entries)):
+                    progress(i)
+            for key, entry in entries.items():
+                if key in kept:
+                    continue
+                rows = self._candidates(conn, key)
+                stored = self._decode(conn, rows[0][2], rows[0][3], blobs=True) if rows else None
+                if stored is None or not json_equal(stored, entry):
+                    raise MigrationError(
+                        f"verification failed for {key!r}: the entry read back from {self._path}"
+                        " differs from the source; nothing was imported"
+                    )
+            self._set_meta(
+                conn, "migration", dumps_compact({**record, "migratedCount": written}).decode()
+            )
+        return written
 
     def close(self) -> None:
         """Close every connection this store opened in this process."""
