@@ -335,11 +335,10 @@ def apply_legacy_migrations(entry: Entry) -> Entry:
     if isinstance(last_provider, str) and not isinstance(out.get("lastChannel"), str):
         out["lastChannel"] = last_provider
         del out["lastProvider"]
-    room = out.get("room")
-    if isinstance(room, str):
-        if not isinstance(out.get("groupChannel"), str):
+    if "room" in out:
+        room = out.pop("room")  # always deleted, whatever its type (as upstream)
+        if isinstance(room, str) and not isinstance(out.get("groupChannel"), str):
             out["groupChannel"] = room
-        del out["room"]
     return out
 
 
