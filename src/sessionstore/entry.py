@@ -28,6 +28,7 @@ __all__ = [
     "normalize_entry",
     "now_ms",
     "replace_entry",
+    "reset_entry",
     "sort_time",
 ]
 
@@ -423,4 +424,91 @@ def replace_entry(existing: Entry | None, new: Entry, *, now: int | None = None)
         out["updatedAt"] = now_ms() if now is None else now
     if existing is not None and "acp" in existing and "acp" not in out:
         out["acp"] = existing["acp"]
+    return normalize_entry(out)
+
+
+# Fields a reset carries over to the new session (spec 5.7); everything else is dropped.
+RESET_CARRY_OVER: tuple[str, ...] = (
+    "thinkingLevel",
+    "fastMode",
+    "verboseLevel",
+    "traceLevel",
+    "reasoningLevel",
+    "elevatedLevel",
+    "ttsAuto",
+    "execHost",
+    "execSecurity",
+    "execAsk",
+    "execNode",
+    "responseUsage",
+    "groupActivation",
+    "groupActivationNeedsSystemIntro",
+    "chatType",
+    "contextTokens",
+    "compactionCount",
+    "compactionCheckpoints",
+    "sendPolicy",
+    "queueMode",
+    "queueDebounceMs",
+    "queueCap",
+    "queueDrop",
+    "spawnedBy",
+    "spawnedWorkspaceDir",
+    "parentSessionKey",
+    "spawnDepth",
+    "subagentRole",
+    "subagentControlScope",
+    "label",
+    "displayName",
+    "channel",
+    "groupId",
+    "subject",
+    "groupChannel",
+    "space",
+    "origin",
+    "deliveryContext",
+    "cliSessionBindings",
+    "cliSessionIds",
+    "claudeCliSessionId",
+    "lastChannel",
+    "lastTo",
+    "lastAccountId",
+    "lastThreadId",
+    "skillsSnapshot",
+    "acp",
+)
+_USER_OVERRIDES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("modelOverrideSource", ("providerOverride", "modelOverride", "modelOverrideSource")),
+    (
+        "authProfileOverrideSource",
+        ("authProfileOverride", "authProfileOverrideSource", "authProfileOverrideCompactionCount"),
+    ),
+)
+
+
+def reset_entry(existing: Entry, session_id: str, *, now: int | None = None) -> Entry:
+    """The entry a reset (``/new``, ``/reset``, ``sessions.reset``) leaves behind.
+
+    A new ``sessionId``, ``updatedAt`` now, counters cleared, the carry-over fields of spec
+    5.7 kept, runtime model fields dropped, and model/auth overrides kept only when the
+    user chose them (a ``source`` of ``"auto"`` marks a fallback pin, which is cleared).
+    """
+    out: Entry = {
+        "sessionId": session_id,
+        "updatedAt": now_ms() if now is None else now,
+        "systemSent": False,
+        "abortedLastRun": False,
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "totalTokens": 0,
+        "totalTokensFresh": True,
+    }
+    for field in RESET_CARRY_OVER:
+        if field in existing:
+            out[field] = existing[field]
+    for source_field, fields in _USER_OVERRIDES:
+        if existing.get(source_field) != "auto":
+            for field in fields:
+                if field in existing:
+                    out[field] = existing[field]
     return normalize_entry(out)

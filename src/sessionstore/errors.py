@@ -16,6 +16,7 @@ __all__ = [
     "LockTimeoutError",
     "MigrationError",
     "SchemaVersionError",
+    "SessionNotFoundError",
     "SessionStoreError",
     "StorageFullError",
     "StoreClosedError",
@@ -32,6 +33,13 @@ class InvalidArgumentError(SessionStoreError, ValueError):
 
 class InvalidKeyError(InvalidArgumentError):
     """A session key or session id is empty, whitespace-only or has control characters."""
+
+
+class SessionNotFoundError(SessionStoreError, KeyError):
+    """The operation needs an existing session and there is none under that key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "session not found"
 
 
 class InvalidEntryError(InvalidArgumentError):

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import errno
 import json
+import math
 import os
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from .errors import InvalidEntryError, SessionStoreError, StorageFullError
 
 __all__ = [
     "atomic_write",
+    "check_json",
     "clone_json",
     "dumps_compact",
     "dumps_pretty",
@@ -100,12 +102,43 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
         fsync_dir(path.parent)
 
 
+def check_json(value: Any) -> None:
+    """Refuse what JSON cannot hold as given: NaN and infinities, non-string object keys.
+
+    orjson writes NaN and infinities as ``null`` and the stdlib encoder turns ``1`` keys into
+    ``"1"``; either would silently store something other than what the caller passed.
+
+    Raises:
+        InvalidEntryError: ``value`` holds such a number or key.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidEntryError(f"value cannot be stored as JSON: {item!r} is not finite")
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise InvalidEntryError(
+                        f"value cannot be stored as JSON: object key {k!r} is not a string"
+                    )
+                stack.append(v)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
 def dumps_pretty(value: Any) -> bytes:
     """``JSON.stringify(value, null, 2)``: 2-space indent, no trailing newline, UTF-8."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     except TypeError:
         pass  # integers beyond 64 bits: the stdlib encoder handles them
+    else:
+        if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
+            check_json(value)
+        return data
+    check_json(value)
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
@@ -115,9 +148,14 @@ def dumps_pretty(value: Any) -> bytes:
 def dumps_compact(value: Any) -> bytes:
     """Compact JSON (UTF-8) for database columns."""
     try:
-        return orjson.dumps(value)
+        data = orjson.dumps(value)
     except TypeError:
         pass
+    else:
+        if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
+            check_json(value)
+        return data
+    check_json(value)
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
             "utf-8"

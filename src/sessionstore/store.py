@@ -17,8 +17,24 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from .config import SessionConfig, load_config, resolve_store_type
-from .entry import SessionEntry, as_entry, merge_entry, normalize_channel, now_ms, replace_entry
-from .errors import BackendUnavailableError, ConfigError, InvalidArgumentError
+from .entry import (
+    SessionEntry,
+    as_entry,
+    merge_entry,
+    new_session_id,
+    normalize_channel,
+    now_ms,
+    replace_entry,
+    reset_entry,
+    sort_time,
+)
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidArgumentError,
+    SessionNotFoundError,
+    SessionStoreError,
+)
 from .index.base import (
     DELETE,
     IndexBackend,
@@ -29,6 +45,14 @@ from .index.base import (
 )
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_state_dir, resolve_store_paths
+from .transcripts.jsonl import (
+    Transcript,
+    TranscriptState,
+    archive_transcript,
+    resolve_transcript_path,
+    transcript_path,
+    validate_session_id,
+)
 
 __all__ = ["SessionStore", "StoreInfo", "open_store"]
 
@@ -219,18 +243,147 @@ class SessionStore:
 
         Args:
             key: The session key.
-            archive_transcript: Rename the session's transcript to ``*.deleted.<ts>``.
+            archive_transcript: Rename the session's transcript to ``*.jsonl.deleted.<ts>``
+                (only files inside the sessions dir; never unlinked).
 
         Returns:
             True when something was deleted.
         """
         canonical = canonical_key(key)
-        _, deleted = self._index.modify(
-            canonical,
-            lambda existing: DELETE if existing is not None else None,
-            needs_blobs=False,
-        )
+        removed: list[Entry] = []
+
+        def drop(existing: Entry | None) -> Any:
+            if existing is None:
+                return None
+            removed.append(existing)
+            return DELETE
+
+        _, deleted = self._index.modify(canonical, drop, needs_blobs=False)
+        if deleted and archive_transcript and removed:
+            self._archive(removed[0], "deleted")
         return deleted
+
+    def reset(self, key: str) -> SessionEntry:
+        """Start a new session under ``key`` (``/new``, ``/reset``).
+
+        The entry gets a new ``sessionId`` with OpenClaw's carry-over rules, the new
+        transcript is created with its header (never at the old entry's ``sessionFile``),
+        and the old transcript is renamed ``*.jsonl.reset.<ts>``.
+
+        Raises:
+            SessionNotFoundError: There is no session under ``key``.
+        """
+        canonical = canonical_key(key)
+        old: list[Entry] = []
+
+        def renew(existing: Entry | None) -> Entry:
+            if existing is None:
+                raise SessionNotFoundError(f"no session {canonical!r} to reset")
+            session_id = new_session_id()
+            path = transcript_path(self.paths.sessions_dir, session_id)
+            size = self._make_transcript(path, session_id).write_header()
+            fresh = reset_entry(existing, session_id)
+            fresh["sessionFile"] = str(path)
+            fresh["messageCount"] = 0
+            fresh["transcriptBytes"] = size
+            old.append(existing)
+            return fresh
+
+        result, _ = self._index.modify(canonical, renew, needs_blobs=False)
+        assert result is not None
+        self._archive(old[0], "reset")
+        return cast(SessionEntry, result)
+
+    def _archive(self, entry: Entry, reason: str) -> None:
+        session_id = entry.get("sessionId")
+        if not isinstance(session_id, str):
+            return
+        try:
+            path = resolve_transcript_path(
+                self.paths.sessions_dir, session_id, entry.get("sessionFile")
+            )
+        except SessionStoreError:
+            return  # an id that cannot name a file has no transcript to archive
+        archive_transcript(path, reason, sessions_dir=self.paths.sessions_dir)
+
+    # --- transcripts ------------------------------------------------------------------------
+
+    def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
+        return Transcript(path, session_id, durable=self.durability == "power", **hooks)
+
+    def transcript(self, key: str, topic_id: str | int | None = None) -> Transcript:
+        """The transcript (cold tier) of the session under ``key``.
+
+        Appends through it keep the entry's ``messageCount``, ``transcriptBytes`` and
+        ``updatedAt`` in step with the file.
+
+        Args:
+            key: The session key.
+            topic_id: A Telegram-style topic: ``<sessionId>-topic-<topicId>.jsonl``.
+
+        Raises:
+            SessionNotFoundError: There is no session under ``key``.
+            InvalidKeyError: The entry's ``sessionId`` cannot name a file.
+        """
+        canonical = canonical_key(key)
+        entry = self._index.get(canonical, blobs=False)
+        if entry is None:
+            raise SessionNotFoundError(f"no session {canonical!r}; create it before appending")
+        session_id = validate_session_id(entry.get("sessionId"))
+        path = resolve_transcript_path(
+            self.paths.sessions_dir, session_id, entry.get("sessionFile"), topic_id
+        )
+        tracked = topic_id is None
+
+        def on_append(write: Callable[[], TranscriptState]) -> None:
+            def record(existing: Entry | None) -> Entry:
+                if existing is None or existing.get("sessionId") != session_id:
+                    raise SessionStoreError(
+                        f"session {canonical!r} was reset or deleted since this transcript was"
+                        " opened; call store.transcript(key) again"
+                    )
+                state = write()
+                out = dict(existing)
+                if tracked:
+                    out["messageCount"] = state.count
+                    out["transcriptBytes"] = state.size
+                out["updatedAt"] = max(sort_time(existing), now_ms())
+                return out
+
+            self._index.modify(canonical, record, needs_blobs=False)
+
+        def known_state() -> TranscriptState | None:
+            if not tracked:
+                return None
+            current = self._index.get(canonical, blobs=False)
+            if current is None or current.get("sessionId") != session_id:
+                return None
+            count, size = current.get("messageCount"), current.get("transcriptBytes")
+            if isinstance(count, int) and isinstance(size, int):
+                return TranscriptState(count, size)
+            return None
+
+        def on_compact() -> None:
+            def record(existing: Entry | None) -> Entry | None:
+                if existing is None or existing.get("sessionId") != session_id:
+                    return None
+                out = {
+                    k: v
+                    for k, v in existing.items()
+                    if k not in ("inputTokens", "outputTokens", "totalTokens")
+                }
+                if tracked:
+                    out["messageCount"] = handle.message_count()
+                    out["transcriptBytes"] = path.stat().st_size
+                out["updatedAt"] = now_ms()
+                return out
+
+            self._index.modify(canonical, record, needs_blobs=False)
+
+        handle = self._make_transcript(
+            path, session_id, on_append=on_append, known_state=known_state, on_compact=on_compact
+        )
+        return handle
 
     # --- whole store ------------------------------------------------------------------------
 

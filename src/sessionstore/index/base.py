@@ -289,8 +289,12 @@ class IndexBackend(ABC):
     location: str
 
     @abstractmethod
-    def get(self, key: str) -> Entry | None:
-        """The entry for ``key``, or its freshest case variant; None when absent."""
+    def get(self, key: str, *, blobs: bool = True) -> Entry | None:
+        """The entry for ``key``, or its freshest case variant; None when absent.
+
+        With ``blobs=False`` large blob fields may come back as opaque placeholders (for
+        internal reads of small fields only).
+        """
 
     @abstractmethod
     def modify(

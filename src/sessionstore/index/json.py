@@ -24,7 +24,13 @@ import json5
 import orjson
 
 from ..entry import load_normalize, normalize_entry, sort_time
-from ..errors import CorruptStoreError, SessionStoreError, StoreClosedError
+from ..errors import (
+    CorruptStoreError,
+    InvalidEntryError,
+    InvalidKeyError,
+    SessionStoreError,
+    StoreClosedError,
+)
 from ..files import atomic_write, clone_json, dumps_pretty, ensure_private_dir, os_error
 from ..keys import fold_key
 from ..lockfile import LockFile
@@ -191,7 +197,7 @@ class JsonIndex(IndexBackend):
             self._cache = snap
         return snap
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant."""
         store = self._load(fresh=False).store
         winner, _ = resolve_key(store, key)
@@ -258,6 +264,9 @@ class JsonIndex(IndexBackend):
             assert isinstance(result, dict)
             store[key] = result
             written = self._write(snap, store)
+            # Now that the write has checked it: the cached store must not share objects
+            # with the caller's entry.
+            store[key] = clone_json(result)
             return clone_json(result), written
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
@@ -275,9 +284,19 @@ class JsonIndex(IndexBackend):
                 if isinstance(current, dict) and "acp" not in current:
                     current["acp"] = clone_json(acp)
             for k, v in list(working.items()):
+                if not isinstance(k, str):
+                    raise InvalidKeyError(f"session keys must be strings, got {k!r}")
                 if isinstance(v, dict):
                     working[k] = normalize_entry(v)
-            self._write(snap, working)
+                elif k not in snap.store or v != snap.store[k]:
+                    # Non-object values already in the file are kept as they are; new ones
+                    # are refused, as the other backends refuse them.
+                    raise InvalidEntryError(
+                        f"entry {k!r} must be a JSON object, got {type(v).__name__}"
+                    )
+            if self._write(snap, working):
+                with self._cache_guard:
+                    self._cache = None  # `working` may still be referenced through fn's result
             return result
 
     def close(self) -> None:

@@ -168,7 +168,7 @@ _UPSERT: Final = (
     + ", ".join(
         f"{c.strip()} = excluded.{c.strip()}"
         for c in _ROW_COLUMNS.split(",")
-        if c.strip() not in ("session_key", "created_at", "message_count", "archived")
+        if c.strip() not in ("session_key", "created_at", "archived")
     )
 )
 _LIST_COLUMNS: Final = (
@@ -187,7 +187,7 @@ class _Encoded:
     blobs: dict[str, bytes]
 
 
-def _encode(key: str, entry: Entry, *, now: int, message_count: Any = None) -> _Encoded:
+def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
     light: Entry = {}
     refs: dict[str, str] = {}
     blobs: dict[str, bytes] = {}
@@ -224,7 +224,7 @@ def _encode(key: str, entry: Entry, *, now: int, message_count: Any = None) -> _
         row["totalTokens"],
         row["inputTokens"],
         row["outputTokens"],
-        message_count,
+        row["messageCount"],
         0,
         fold_key(key),
         row["agentId"] or None,
@@ -354,6 +354,18 @@ class SqliteIndex(IndexBackend):
             self._conns.append(conn)
         return conn
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _read_txn(conn: apsw.Connection) -> Iterator[None]:
+        # One snapshot for a row and its blobs: between two autocommit reads a writer may
+        # replace the entry and drop the blob it referenced. A savepoint nests inside a
+        # write transaction of this thread.
+        conn.execute("SAVEPOINT sessionstore_read")
+        try:
+            yield
+        finally:
+            conn.execute("RELEASE sessionstore_read")
+
     @contextlib.contextmanager
     def _write_txn(self) -> Iterator[apsw.Connection]:
         conn = self._conn()
@@ -441,14 +453,14 @@ class SqliteIndex(IndexBackend):
             "SELECT session_key, session_id, updated_at, entry_json, message_count"
             " FROM sessions ORDER BY rowid"
         ).fetchall()
-        for key, session_id, updated_at, entry_json, message_count in old:
+        for key, session_id, updated_at, entry_json, _count in old:
             try:
                 entry = orjson.loads(entry_json)
             except orjson.JSONDecodeError:
                 entry = None
             if not isinstance(entry, dict):
                 entry = {"sessionId": session_id, "updatedAt": updated_at}
-            enc = _encode(key, load_normalize(entry), now=now, message_count=message_count)
+            enc = _encode(key, load_normalize(entry), now=now)
             self._add_blobs(conn, enc.refs, enc.blobs)
             conn.execute(
                 f"INSERT INTO sessions_v2 ({_ROW_COLUMNS}) VALUES (" + ", ".join("?" * 30) + ")",
@@ -523,14 +535,15 @@ class SqliteIndex(IndexBackend):
             rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
         return rows
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant (one indexed lookup)."""
         with self._errors():
             conn = self._conn()
-            rows = self._candidates(conn, key)
-            if not rows:
-                return None
-            return self._decode(conn, rows[0][2], rows[0][3], blobs=True)
+            with self._read_txn(conn):
+                rows = self._candidates(conn, key)
+                if not rows:
+                    return None
+                return self._decode(conn, rows[0][2], rows[0][3], blobs=blobs)
 
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
@@ -540,7 +553,11 @@ class SqliteIndex(IndexBackend):
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """Rows matching ``query`` through the composite indexes, newest first."""
-        where = ["vis = 0"]
+        # Without statistics SQLite prefers walking idx_sessions_list (vis = ?) in ORDER BY
+        # order over the label/spawned_by indexes, reading every row to find a few; `+vis`
+        # keeps that index out of the race when such a filter is given.
+        selective = query.label is not None or query.spawned_by is not None
+        where = ["+vis = 0" if selective else "vis = 0"]
         args: list[Any] = []
         if query.agent_id is not None:
             where.append("agent_id = ?")
@@ -628,10 +645,11 @@ class SqliteIndex(IndexBackend):
         """Every entry, in insertion order (the one operation that reads every row)."""
         with self._errors():
             conn = self._conn()
-            rows: Rows = conn.execute(
-                "SELECT session_key, entry_json, blob_refs FROM sessions ORDER BY rowid"
-            ).fetchall()
-            return {key: self._decode(conn, ej, refs, blobs=True) for key, ej, refs in rows}
+            with self._read_txn(conn):
+                rows: Rows = conn.execute(
+                    "SELECT session_key, entry_json, blob_refs FROM sessions ORDER BY rowid"
+                ).fetchall()
+                return {key: self._decode(conn, ej, refs, blobs=True) for key, ej, refs in rows}
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -667,7 +685,10 @@ class SqliteIndex(IndexBackend):
                     assert isinstance(result, dict)
                     written = self._store(conn, key, result, rows)
                     out = result
-            return (self.materialize(out) if out is not None else None), written
+                # Blobs are read in the same transaction: once it commits, another writer
+                # may replace this entry and drop the blobs it referenced.
+                out = self.materialize(out) if out is not None else None
+            return out, written
 
     def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
         old_refs: dict[str, str] = {}
@@ -675,14 +696,20 @@ class SqliteIndex(IndexBackend):
         for r in rows:
             if r[0] == key:
                 own = r
-            else:
-                self._delete_row(conn, r[0], r[3])
-        enc = _encode(key, entry, now=now_ms(), message_count=rows[0][4] if rows else None)
+        enc = _encode(key, entry, now=now_ms())
         if own is not None:
             old_refs = orjson.loads(own[3]) if own[3] else {}
             if len(rows) == 1 and bytes(own[2]) == enc.entry_json and old_refs == enc.refs:
                 return False  # nothing changed: no write
-        self._upsert(conn, enc, old_refs)
+        # Take the new blob references before dropping the variants' rows: an entry folded
+        # from a variant may hold its blobs only as references (BlobRef), so dropping the
+        # variant first could delete blobs the new row still needs.
+        self._add_blobs(conn, enc.refs, enc.blobs)
+        for r in rows:
+            if r[0] != key:
+                self._delete_row(conn, r[0], r[3])
+        self._drop_blobs(conn, old_refs)
+        conn.execute(_UPSERT, enc.params)
         return True
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
@@ -713,7 +740,7 @@ class SqliteIndex(IndexBackend):
                 if k in acp_copies and "acp" not in value:
                     value["acp"] = acp_copies[k]
                 old = stored.get(k)
-                enc = _encode(k, normalize_entry(value), now=now, message_count=old and old[2])
+                enc = _encode(k, normalize_entry(value), now=now)
                 if old is None:
                     self._upsert(conn, enc, {})
                     continue

@@ -1,0 +1,1 @@
+"""Cold tier: transcripts (``jsonl``)."""
