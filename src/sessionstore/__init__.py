@@ -14,12 +14,14 @@ from .errors import (
     LockTimeoutError,
     MigrationError,
     SchemaVersionError,
+    SessionNotFoundError,
     SessionStoreError,
     StorageFullError,
     StoreClosedError,
 )
 from .index.base import SessionPage, SessionRow
 from .store import SessionStore, StoreInfo, open_store
+from .transcripts.jsonl import Transcript
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "MigrationError",
     "SchemaVersionError",
     "SessionEntry",
+    "SessionNotFoundError",
     "SessionPage",
     "SessionRow",
     "SessionStore",
@@ -41,6 +44,7 @@ __all__ = [
     "StorageFullError",
     "StoreClosedError",
     "StoreInfo",
+    "Transcript",
     "__version__",
     "open_store",
 ]

@@ -430,6 +430,141 @@ def show(
     raise CliError(f"no session {key!r} in {where}; list keys with `sessionstore list`")
 
 
+# --- transcripts -----------------------------------------------------------------------------
+
+
+def _one_store(selection: Selection) -> Target:
+    if len(selection.targets) != 1:
+        raise TargetError(
+            "this command acts on one store: use --agent or --store, not --all-agents"
+        )
+    target = selection.targets[0]
+    if not target.exists():
+        raise CliError(f"no session store at {target.paths.sessions_dir}")
+    return target
+
+
+def _text_of(content: object, limit: int = 2000) -> str:
+    """Readable text of a message's content: text parts, tool calls summarised."""
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        parts: list[str] = []
+        calls: list[str] = []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif kind == "toolCall":
+                calls.append(str(part.get("name", "?")))
+            elif kind == "image":
+                parts.append("[image]")
+            elif kind == "thinking":
+                parts.append("(thinking)")
+        if calls:
+            shown = ", ".join(calls[:2]) + (f" +{len(calls) - 2}" if len(calls) > 2 else "")
+            parts.append(f"[call {shown}]")
+        text = "\n".join(parts)
+    else:
+        text = ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command()
+@handle_errors
+def history(
+    key: Annotated[str, typer.Argument(help="Session key.")],
+    tail: Annotated[int, typer.Option("--tail", min=1, help="The last N messages.")] = 20,
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Print the end of a session's conversation (reads only what it shows)."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    target = _one_store(selection)
+    with _opened(selection, target) as opened:
+        transcript = opened.transcript(key)
+        messages = transcript.tail(tail)
+        skipped = transcript.skipped
+    if json_output:
+        print_json(
+            {
+                "key": key.strip().lower(),
+                "path": str(transcript.path),
+                "skipped": skipped,
+                "messages": messages,
+            }
+        )
+        return
+    out.print(f"Transcript: {transcript.path}", markup=False)
+    if not messages:
+        out.print("No messages.")
+    for m in messages:
+        meta = m.get("__openclaw", {})
+        when = format_age(m.get("timestamp")) if isinstance(m.get("timestamp"), int) else ""
+        role = str(m.get("role", "?"))
+        label = f"#{meta['seq']}" if "seq" in meta else "--"
+        if role == "toolResult":
+            role = f"tool:{m.get('toolName', '?')}"
+        out.print(f"[bold]{label} {role}[/] [dim]{when}[/]")
+        out.print(_text_of(m.get("content")) or "(no text)", markup=False)
+    if skipped:
+        err.print(
+            f"warning: {skipped} malformed line(s) skipped in {transcript.path}", markup=False
+        )
+
+
+@app.command()
+@handle_errors
+def reset(
+    key: Annotated[str, typer.Argument(help="Session key.")],
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Start a new session under KEY; the old transcript is archived as .reset.<ts>."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    target = _one_store(selection)
+    with _opened(selection, target) as opened:
+        entry = opened.reset(key)
+    if json_output:
+        print_json({"ok": True, "key": key.strip().lower(), "entry": entry})
+        return
+    out.print(f"Reset {key.strip().lower()}: new session {entry['sessionId']}", markup=False)
+
+
+@app.command()
+@handle_errors
+def delete(
+    key: Annotated[str, typer.Argument(help="Session key.")],
+    keep_transcript: Annotated[
+        bool, typer.Option("--keep-transcript", help="Leave the transcript file as it is.")
+    ] = False,
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete a session; its transcript is archived as .deleted.<ts> (never unlinked)."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    target = _one_store(selection)
+    with _opened(selection, target) as opened:
+        deleted = opened.delete(key, archive_transcript=not keep_transcript)
+    if json_output:
+        print_json({"ok": deleted, "key": key.strip().lower(), "deleted": deleted})
+    elif deleted:
+        out.print(f"Deleted {key.strip().lower()}", markup=False)
+    if not deleted:
+        raise CliError(f"no session {key!r} in {target.paths.sessions_dir}")
+
+
 # --- export ----------------------------------------------------------------------------------
 
 
