@@ -168,6 +168,8 @@ def _normalize_thread_id(value: object) -> str | int | float | None:
         if isinstance(value, float):
             if not math.isfinite(value):
                 return None
+            if abs(value) >= 2**53:
+                return value  # already integral; int(1e300) would be an int JSON cannot carry
             return int(value)  # Math.trunc
         return value
     if isinstance(value, str):
@@ -251,9 +253,16 @@ def _normalize_delivery(entry: Entry) -> Entry:
         "lastAccountId": merged.get("accountId") if merged else None,
         "lastThreadId": merged.get("threadId") if merged else None,
     }
-    if all(
+    # As upstream, deliveryContext counts as unchanged when its four route fields are, so
+    # other fields in it survive until the route itself changes.
+    ctx = existing_ctx if isinstance(existing_ctx, Mapping) else {}
+    same_ctx = all(
+        json_equal(ctx.get(f), (merged or {}).get(f))
+        for f in ("channel", "to", "accountId", "threadId")
+    )
+    if same_ctx and all(
         json_equal(entry.get(f), wanted[f]) and (f in entry) == (wanted[f] is not None)
-        for f in _DELIVERY_FIELDS
+        for f in _DELIVERY_FIELDS[1:]
     ):
         return entry
     out = dict(entry)

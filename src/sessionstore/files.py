@@ -103,10 +103,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
 
 
 def check_json(value: Any) -> None:
-    """Refuse what JSON cannot hold as given: NaN and infinities, non-string object keys.
+    """Refuse values JSON cannot hold exactly as given.
 
-    orjson writes NaN and infinities as ``null`` and the stdlib encoder turns ``1`` keys into
-    ``"1"``; either would silently store something other than what the caller passed.
+    That is NaN and infinities (orjson writes them as ``null``), non-string object keys (the
+    stdlib encoder turns ``1`` into ``"1"``) and integers outside [-2**63, 2**64) (orjson
+    reads them back as floats): each would silently store something else.
 
     Raises:
         InvalidEntryError: ``value`` holds such a number or key.
@@ -117,6 +118,11 @@ def check_json(value: Any) -> None:
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidEntryError(f"value cannot be stored as JSON: {item!r} is not finite")
+        elif isinstance(item, int):
+            if not -(2**63) <= item < 2**64:
+                raise InvalidEntryError(
+                    f"value cannot be stored as JSON: integer {item} is beyond 64 bits"
+                )
         elif isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
@@ -133,7 +139,7 @@ def dumps_pretty(value: Any) -> bytes:
     try:
         data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     except TypeError:
-        pass  # integers beyond 64 bits: the stdlib encoder handles them
+        pass  # e.g. integers beyond 64 bits: check_json refuses them below
     else:
         if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
             check_json(value)

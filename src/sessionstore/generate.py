@@ -14,6 +14,7 @@ Everything comes from one ``random.Random(seed)``: the same arguments (including
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from typing import Any, Final
 import orjson
 
 from .entry import now_ms as current_ms
-from .files import atomic_write, dumps_pretty
+from .files import atomic_write, dumps_pretty, write_all
 from .keys import normalize_agent_id
 
 __all__ = [
@@ -199,7 +200,7 @@ def skill_catalogs(
     """
     catalogs = []
     for _ in range(count):
-        names = sorted(rng.sample(_SKILL_NAMES, rng.randint(30, 34)))
+        names = sorted(rng.sample(_SKILL_NAMES, rng.randint(36, 39)))
         blocks: list[str] = []
         block_chars: dict[str, int] = {}
         skills: list[Entry] = []
@@ -213,7 +214,7 @@ def skill_catalogs(
                 if source == "bundled"
                 else f"{workspace.rsplit('/', 1)[0]}/skills/{name}"
             )
-            description = _sentence(rng, rng.randint(90, 170))
+            description = _sentence(rng, rng.randint(170, 250))
             block = (
                 f"  <skill>\n    <name>{name}</name>\n"
                 f"    <description>{description}</description>\n"
@@ -517,8 +518,13 @@ def _entry(
     for name, value in route.extra.items():
         e[name] = st.label(value) if name == "label" else value
     if "label" not in e and rng.random() < (0.5 if bloated else 0.12):
-        base = route.display_name or route.shape
-        e["label"] = st.label(base.split(":")[-1].replace("#", "").replace(" ", "-"))
+        if route.display_name:
+            base = route.display_name.split(":")[-1].replace("#", "-").replace(" ", "-")
+        elif route.origin_label:
+            base = route.origin_label.split(" ")[0].lower() + "-dm"
+        else:
+            base = route.shape.replace("_", "-")
+        e["label"] = st.label(base)
     if route.shape == "subagent":
         started = updated_at - rng.randint(20_000, 3_600_000)
         e["startedAt"] = started
@@ -535,6 +541,14 @@ def _entry(
             e["groupActivation"] = rng.choice(("mention", "always"))
         e["queueMode"] = rng.choice(("steer+backlog", "collect", "followup"))
         e["queueDebounceMs"] = rng.choice((500, 1000, 1500))
+    else:
+        if rng.random() < 0.3:
+            e["verboseLevel"] = rng.choice(("on", "off"))
+        if rng.random() < 0.3:
+            e["responseUsage"] = rng.choice(("tokens", "full"))
+    if rng.random() < 0.4:
+        e["authProfileOverride"] = rng.choice(("anthropic:default", "openai:work"))
+        e["authProfileOverrideSource"] = rng.choice(("auto", "user"))
     if route.channel is not None:
         ctx: Entry = {"channel": route.channel}
         if route.to is not None:
@@ -568,6 +582,9 @@ def _entry(
             origin["threadId"] = route.thread_id
         e["origin"] = origin
     e["compactionCount"] = rng.randint(1, 6) if bloated else rng.choice((0, 0, 0, 1))
+    if e["compactionCount"]:
+        e["memoryFlushAt"] = updated_at - rng.randint(60_000, DAY_MS)
+        e["memoryFlushCompactionCount"] = e["compactionCount"]
     provider, model, context = rng.choice(_MODELS)
     if rng.random() < 0.1:
         e["providerOverride"] = provider
@@ -585,6 +602,11 @@ def _entry(
     e["totalTokens"] = rng.randint(5_000, min(context, 190_000))
     e["totalTokensFresh"] = rng.random() < 0.9
     e["estimatedCostUsd"] = _cost(rng, 0.001, 9.0 if bloated else 0.6)
+    if rng.random() < 0.1:
+        selected = rng.choice(_MODELS)
+        e["fallbackNoticeSelectedModel"] = f"{selected[0]}/{selected[1]}"
+        e["fallbackNoticeActiveModel"] = f"{provider}/{model}"
+        e["fallbackNoticeReason"] = rng.choice(("rate_limit", "overloaded", "timeout"))
     return e
 
 
@@ -620,8 +642,6 @@ def _bloat(
         }
         for i in range(1, min(3, int(e.get("compactionCount", 1))) + 1)
     ]
-    e["memoryFlushAt"] = updated - rng.randint(60_000, DAY_MS)
-    e["memoryFlushCompactionCount"] = e.get("compactionCount", 1)
     e["memoryFlushContextHash"] = "sha256:" + _hex(rng, 16)
     cli_id = _uuid(rng)
     e["cliSessionIds"] = {"claude-cli": cli_id}
@@ -662,7 +682,7 @@ def _prompt_report(
     tools = list(rng.sample(_CORE_TOOLS, rng.randint(14, len(_CORE_TOOLS))))
     for _ in range(rng.randint(0, 85)):
         tools.append(f"mcp__{rng.choice(_MCP_SERVERS)}__{_alnum(rng, 4)}_{rng.choice(_WORDS)}")
-    files = []
+    files: list[Entry] = []
     for name in _WORKSPACE_FILES[: rng.randint(3, len(_WORKSPACE_FILES))]:
         raw = rng.randint(200, 26_000)
         files.append(
@@ -915,7 +935,12 @@ def _transcript_lines(rng: random.Random, e: Entry, *, cwd: str) -> list[Entry]:
 
 def _write_transcript(path: Path, lines: list[Entry]) -> None:
     data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-    atomic_write(path, data, mode=0o600, durable=False)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        write_all(fd, data)
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 # --- state dirs --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """OpenClaw's cross-process lock file (``<file>.lock``), shared with a running gateway.
 
 Acquire = exclusive create of ``<realdir>/<name>.lock`` holding
-``{"pid", "createdAt", "starttime"}``. Unlike OpenClaw, a lock whose owner is alive is never
+``{"pid", "createdAt", "starttime"}`` (a hard link of a fully written temp file, so the lock
+never exists without its payload). Unlike OpenClaw, a lock whose owner is alive is never
 stolen, however old it is: only locks of dead or recycled pids, our own orphaned locks, and
 locks without an owner that are older than ``stale_ms`` are removed. Within a process the
 lock is re-entrant per thread, and threads queue on an in-process lock first.
@@ -10,6 +11,7 @@ lock is re-entrant per thread, and threads queue on an in-process lock first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -24,6 +26,9 @@ from typing import Any
 from .errors import LockTimeoutError, SessionStoreError
 
 __all__ = ["LockFile", "lock_is_stale", "process_start_time"]
+
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def process_start_time(pid: int) -> int | None:
@@ -201,7 +206,7 @@ class LockFile:
         while True:
             attempt += 1
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                placed = self._place(path, payload)
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
@@ -217,11 +222,41 @@ class LockFile:
                 continue
             except OSError as exc:
                 raise SessionStoreError(f"cannot create lock file {path}: {exc.strerror}") from exc
+            if placed:
+                return
+
+    @staticmethod
+    def _place(path: Path, payload: bytes) -> bool:
+        # The payload goes to a private `<lock>.<hex>.tmp` that is then hard-linked to the
+        # lock path (FileExistsError if the lock exists), so a kill -9 at any point never
+        # leaves a lock file without its owner pid - an empty lock would block every writer
+        # for stale_ms. Orphaned temp files match `sessions.json.*.tmp` and are cleaned when
+        # a store opens. Returns False to retry when the temp file was cleaned meanwhile.
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
             try:
                 os.write(fd, payload)
             finally:
                 os.close(fd)
-            return
+            try:
+                os.link(tmp, path)
+            except FileNotFoundError:
+                return False
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # no links here
+                try:
+                    os.write(fd, payload)
+                finally:
+                    os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return True
 
     @staticmethod
     def _remove_stale(path: Path, seen: dict[str, Any]) -> bool:

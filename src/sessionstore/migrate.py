@@ -318,6 +318,11 @@ def migrate_agent(
     result.status = "migrated"
     result.migratedCount = written
     result.message = f"Migrated {written} sessions" + notes
+    if written < total:
+        # a --force re-import writes only what differs; say why the count is lower
+        result.message += (
+            f"; {total - written} of {total} were already up to date (or newer) in the database"
+        )
     return result
 
 

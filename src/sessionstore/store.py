@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -562,6 +563,7 @@ def open_store(
         raise ConfigError(f"durability {level!r} is not one of normal, power")
     paths = resolve_store_paths(root, agent, store or config.store)
     effective = _choose_type(configured, paths)
+    created = not paths.sqlite_path.exists()
     fallback_reason = None
     index: IndexBackend | None = None
     if effective == "sqlite":
@@ -586,6 +588,12 @@ def open_store(
             _auto_migrate(opened, level)
         except BaseException:
             opened.close()
+            if created:
+                # A failed first import must not leave an empty database behind: "auto"
+                # would pick it next time and hide the sessions.json it failed to import.
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{paths.sqlite_path}{suffix}")
             raise
     return opened
 

@@ -39,7 +39,8 @@ app = typer.Typer(
 )
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: an error is one line however long its paths are (no wrapping at 80 columns)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 if not out.is_terminal:
     out.width = 240  # pipes and files get whole lines, not an 80-column squeeze
 
@@ -612,7 +613,9 @@ def main() -> None:
         err.print("error: aborted", markup=False)
         sys.exit(1)
     except typer.TyperException as exc:  # usage errors (exit code 2) and the like
-        err.print(f"error: {_one_line(exc.format_message())}", markup=False)
+        message = _one_line(exc.format_message())
+        if message:  # no_args_is_help has printed the help and has nothing to add
+            err.print(f"error: {message}", markup=False)
         sys.exit(exc.exit_code)
     except SessionStoreError as exc:
         err.print(f"error: {_one_line(str(exc))}", markup=False)

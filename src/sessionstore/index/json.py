@@ -42,6 +42,9 @@ Entry = dict[str, Any]
 T = TypeVar("T")
 
 
+JSON5_MAX_BYTES = 1024 * 1024
+
+
 def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
     """Parse the text of a ``sessions.json`` (JSON, or JSON5 as OpenClaw's doctor reads it).
 
@@ -56,6 +59,10 @@ def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:
+            # JSON5 is for hand-edited files; the pure-Python parser is far too slow to be
+            # the judge of a large (and so machine-written) file.
+            if len(raw) > JSON5_MAX_BYTES:
+                raise ValueError("too large for the JSON5 fallback")
             data = json5.loads(raw.decode("utf-8"))
         except Exception:  # json5 raises assorted errors for bad input
             raise CorruptStoreError(

@@ -320,6 +320,10 @@ class SqliteIndex(IndexBackend):
             yield
         except apsw.Error as exc:
             raise _wrap(exc, self._path) from exc
+        except OverflowError as exc:  # apsw binds integers as signed 64-bit only
+            raise InvalidEntryError(
+                f"a number in the entry is outside SQLite's 64-bit integer range ({exc})"
+            ) from exc
 
     def _conn(self) -> apsw.Connection:
         local = self._local

@@ -105,7 +105,8 @@ def resolve_transcript_path(
     the sessions dir, or is an absolute ``…/agents/<id>/sessions/<file>`` path of a sibling
     agent or another state root. Anything else (outside, nested, ``..``, symlink escapes)
     falls back to the derived path. A ``sessionFile`` naming a different generated session
-    id (stale) also falls back.
+    id (stale) also falls back, and so does one that does not exist while the derived file
+    does (the first existing candidate wins).
     """
     derived = transcript_path(sessions_dir, session_id, topic_id)
     if not isinstance(session_file, str) or not session_file.strip():
@@ -117,12 +118,20 @@ def resolve_transcript_path(
         candidate = sessions_dir / candidate
     elif ".." in candidate.parts:
         return derived
-    ok = _inside(candidate, sessions_dir) or (
+    inside = _inside(candidate, sessions_dir)
+    ok = inside or (
         _agents_sessions_shape(candidate)
         and not candidate.is_symlink()
         and _inside(candidate, candidate.parent)
     )
     if not ok:
+        return derived
+    # Read-side candidate order (spec 3.5): the first existing file wins, so an explicit path
+    # that does not exist yields to an existing derived file (e.g. a store moved from another
+    # state root); a foreign root's path whose directory is gone cannot be written either.
+    if not candidate.exists() and (
+        derived.exists() or (not inside and not candidate.parent.is_dir())
+    ):
         return derived
     match = _GENERATED.match(candidate.name)
     if match and match.group(1).lower() != session_id.lower() and _SESSION_ID.match(match.group(1)):
