@@ -29,6 +29,7 @@ __all__ = [
     "now_ms",
     "replace_entry",
     "reset_entry",
+    "settle_entry",
     "sort_time",
 ]
 
@@ -329,6 +330,18 @@ def normalize_entry(entry: Entry) -> Entry:
     return _normalize_delivery(_normalize_runtime_model(entry))
 
 
+def settle_entry(entry: Entry) -> Entry:
+    """Apply :func:`normalize_entry` until it changes nothing (two passes suffice).
+
+    One pass of upstream's rules is not idempotent: a blank ``lastChannel`` is used (``??``)
+    and dropped, and only the next pass falls back to ``channel``; blank thread ids and
+    ``origin.threadId`` behave alike. OpenClaw converges on its next load; settling at the
+    write and load boundaries stores the converged entry at once, so an entry reads back
+    exactly as it was stored, on every backend and after every reload.
+    """
+    return normalize_entry(normalize_entry(entry))
+
+
 def apply_legacy_migrations(entry: Entry) -> Entry:
     """Migrate legacy ``provider``/``lastProvider``/``room`` fields (``store-migrations.ts``).
 
@@ -354,7 +367,7 @@ def apply_legacy_migrations(entry: Entry) -> Entry:
 
 def load_normalize(entry: Entry) -> Entry:
     """What OpenClaw does to each entry on load: legacy migrations, then normalisation."""
-    return normalize_entry(apply_legacy_migrations(entry))
+    return settle_entry(apply_legacy_migrations(entry))
 
 
 # --- merges --------------------------------------------------------------------------------
@@ -416,7 +429,7 @@ def merge_entry(
         old_model = old.strip() if isinstance(old, str) else old
         if new_model != old_model:
             merged.pop("modelProvider", None)  # stale-provider guard
-    return normalize_entry(merged)
+    return settle_entry(merged)
 
 
 def replace_entry(existing: Entry | None, new: Entry, *, now: int | None = None) -> Entry:
@@ -433,7 +446,7 @@ def replace_entry(existing: Entry | None, new: Entry, *, now: int | None = None)
         out["updatedAt"] = now_ms() if now is None else now
     if existing is not None and "acp" in existing and "acp" not in out:
         out["acp"] = existing["acp"]
-    return normalize_entry(out)
+    return settle_entry(out)
 
 
 # Fields a reset carries over to the new session (spec 5.7); everything else is dropped.

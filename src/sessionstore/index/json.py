@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import json5
 import orjson
 
-from ..entry import load_normalize, normalize_entry, sort_time
+from ..entry import load_normalize, settle_entry, sort_time
 from ..errors import (
     CorruptStoreError,
     InvalidEntryError,
@@ -294,7 +294,7 @@ class JsonIndex(IndexBackend):
                 if not isinstance(k, str):
                     raise InvalidKeyError(f"session keys must be strings, got {k!r}")
                 if isinstance(v, dict):
-                    working[k] = normalize_entry(v)
+                    working[k] = settle_entry(v)
                 elif k not in snap.store or v != snap.store[k]:
                     # Non-object values already in the file are kept as they are; new ones
                     # are refused, as the other backends refuse them.

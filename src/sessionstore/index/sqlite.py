@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 import apsw
 import orjson
 
-from ..entry import json_equal, load_normalize, normalize_entry, now_ms, sort_time
+from ..entry import json_equal, load_normalize, now_ms, settle_entry, sort_time
 from ..errors import (
     BackendUnavailableError,
     CorruptStoreError,
@@ -744,7 +744,7 @@ class SqliteIndex(IndexBackend):
                 if k in acp_copies and "acp" not in value:
                     value["acp"] = acp_copies[k]
                 old = stored.get(k)
-                enc = _encode(k, normalize_entry(value), now=now)
+                enc = _encode(k, settle_entry(value), now=now)
                 if old is None:
                     self._upsert(conn, enc, {})
                     continue
