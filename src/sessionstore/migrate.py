@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import apsw
 import orjson
 
 from . import __version__
@@ -192,6 +191,8 @@ def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
+    import apsw  # only here: the rest of this module works without the SQLite driver
+
     live_wal = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
     uri = f"file:{path}?{'mode=ro' if live_wal else 'immutable=1'}"
     try:
