@@ -8,7 +8,6 @@ the same random operations and fails on the first divergence.
 
 from __future__ import annotations
 
-import math
 import re
 import tempfile
 import time
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from strict_json import assert_same
 
 import sessionstore
 from sessionstore import InvalidKeyError, SessionStore
@@ -31,23 +31,6 @@ FUTURE = 4_000_000_000_000
 BACKENDS = ("json", "sqlite")
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def json_same(a: Any, b: Any) -> bool:
-    """Strict JSON equality: types (1, 1.0, True differ), key order and the sign of 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(json_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(json_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    return bool(a == b)
-
-
-def assert_same(actual: Any, expected: Any) -> None:
-    assert json_same(actual, expected), f"\nactual:   {actual!r}\nexpected: {expected!r}"
 
 
 def now_ms() -> int:
