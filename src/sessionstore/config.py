@@ -1,9 +1,10 @@
 """The ``session`` section of ``openclaw.json`` (JSON5): parse and validate what we own.
 
-Only ``session.storeType``, ``session.store``, ``session.durability`` and
-``session.maintenance`` are ours; every other key of the file (and of ``session``) belongs
-to OpenClaw and is ignored. A wrong value in ours raises ``ConfigError`` naming the key, the
-value and the allowed values: the schema and the code are this one module.
+Only ``session.storeType``, ``session.store``, ``session.durability``,
+``session.maintainEvery`` and ``session.maintenance`` are ours; every other key of the file
+(and of ``session``) belongs to OpenClaw and is ignored. A wrong value in ours raises
+``ConfigError`` naming the key, the value and the allowed values: the schema and the code
+are this one module.
 """
 
 from __future__ import annotations
@@ -225,6 +226,8 @@ class SessionConfig:
         store: ``session.store``: a path or ``{agentId}`` template, or None.
         durability: ``session.durability`` (default ``normal``).
         maintenance: ``session.maintenance``.
+        maintain_every_ms: ``session.maintainEvery``: run maintenance after a write at most
+            once per this interval (None, the default: only when asked).
         agents: Agent ids from ``agents.list[].id``, in order.
         default_agent: The agent marked ``default: true``, else the first, else ``main``.
     """
@@ -234,6 +237,7 @@ class SessionConfig:
     store: str | None = None
     durability: str = "normal"
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    maintain_every_ms: int | None = None
     agents: tuple[str, ...] = ()
     default_agent: str = DEFAULT_AGENT_ID
 
@@ -280,6 +284,11 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
         store=store.strip() if isinstance(store, str) else None,
         durability=_choice(session.get("durability", "normal"), DURABILITIES, "session.durability"),
         maintenance=parse_maintenance(session.get("maintenance")),
+        maintain_every_ms=(
+            None
+            if session.get("maintainEvery") in (None, False)
+            else parse_duration_ms(session["maintainEvery"], key="session.maintainEvery")
+        ),
         agents=agents,
         default_agent=default_agent,
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import LockTimeoutError, SessionStoreError
 
-__all__ = ["LockFile", "lock_is_stale", "process_start_time"]
+__all__ = ["LockFile", "lock_is_stale", "process_start_time", "remove_stale_lock"]
 
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -280,3 +280,19 @@ class LockFile:
         with contextlib.suppress(OSError):
             os.unlink(aside)
         return True
+
+
+def remove_stale_lock(lock_path: Path, stale_ms: int = 30_000) -> bool:
+    """Remove ``lock_path`` if it is stale; a live owner's lock is never touched.
+
+    Stale means: its owner is dead, or it names no owner and is older than ``stale_ms``.
+
+    Returns:
+        True when a stale lock was removed.
+    """
+    if not lock_path.exists():
+        return False
+    stale, payload = lock_is_stale(lock_path, stale_ms, own_pid=-1)
+    if not stale:
+        return False
+    return LockFile._remove_stale(lock_path, payload) and not lock_path.exists()

@@ -8,14 +8,16 @@ per-operation fallback.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from .config import SessionConfig, load_config, resolve_store_type
 from .entry import (
@@ -55,7 +57,13 @@ from .transcripts.jsonl import (
     validate_session_id,
 )
 
+if TYPE_CHECKING:
+    from .doctor import Finding
+    from .maintenance import MaintenanceReport
+
 __all__ = ["SessionStore", "StoreInfo", "open_store"]
+
+MAINTENANCE_MARKER = ".sessionstore-maintained"
 
 log = logging.getLogger("sessionstore")
 
@@ -143,6 +151,7 @@ class SessionStore:
         self.fallback_reason = fallback_reason
         self.config = config or SessionConfig()
         self.durability = durability
+        self._next_auto_check = 0.0
 
     # --- basics -----------------------------------------------------------------------------
 
@@ -194,6 +203,7 @@ class SessionStore:
         new = as_entry(entry)
         stored, _ = self._index.modify(canonical, lambda existing: replace_entry(existing, new))
         assert stored is not None
+        self._after_write(canonical)
         return cast(SessionEntry, stored)
 
     def update(
@@ -236,7 +246,9 @@ class SessionStore:
                 return None
             return merge_entry(existing, as_entry(patch), preserve_activity=preserve_activity)
 
-        result, _ = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
+        result, written = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
+        if written:
+            self._after_write(canonical)
         return cast("SessionEntry | None", result)
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
@@ -262,6 +274,8 @@ class SessionStore:
         _, deleted = self._index.modify(canonical, drop, needs_blobs=False)
         if deleted and archive_transcript and removed:
             self._archive(removed[0], "deleted")
+        if deleted:
+            self._after_write(None)
         return deleted
 
     def reset(self, key: str) -> SessionEntry:
@@ -293,6 +307,7 @@ class SessionStore:
         result, _ = self._index.modify(canonical, renew, needs_blobs=False)
         assert result is not None
         self._archive(old[0], "reset")
+        self._after_write(canonical)
         return cast(SessionEntry, result)
 
     def _archive(self, entry: Entry, reason: str) -> None:
@@ -464,7 +479,94 @@ class SessionStore:
         An ``acp`` block that ``fn`` drops from a surviving entry is put back. If ``fn``
         raises, nothing is saved.
         """
-        return self._index.mutate(fn)
+        result = self._index.mutate(fn)
+        self._after_write(None)
+        return result
+
+    # --- maintenance and checks -------------------------------------------------------------
+
+    def maintain(
+        self,
+        mode: Literal["warn", "enforce"] | None = None,
+        dry_run: bool = False,
+        active_key: str | None = None,
+        *,
+        fix_missing: bool = False,
+    ) -> MaintenanceReport:
+        """Prune, cap, archive, rotate and enforce the disk budget (``session.maintenance``).
+
+        The steps and order are OpenClaw's; the active session is never removed. In warn
+        mode (the default, as upstream) or with ``dry_run`` nothing changes and the report
+        says what enforce would do.
+
+        Args:
+            mode: ``warn`` or ``enforce``; default the configured mode.
+            dry_run: Change nothing; report the plan.
+            active_key: The session in use, never pruned, capped or evicted.
+            fix_missing: Also remove entries whose transcript file is missing (applied in
+                warn mode too, unless ``dry_run``).
+
+        Returns:
+            What was done, or would be done.
+        """
+        from .maintenance import run_maintenance
+
+        return run_maintenance(
+            self, mode=mode, dry_run=dry_run, active_key=active_key, fix_missing=fix_missing
+        )
+
+    def check(self, fix: bool = False) -> builtins.list[Finding]:
+        """Look for inconsistencies between the index, the transcripts and the files.
+
+        Args:
+            fix: Repair what can be repaired safely. User data is never deleted; what
+                cannot be repaired safely is only reported.
+
+        Returns:
+            The findings, each saying whether it was repaired.
+        """
+        from .doctor import run_checks
+
+        return run_checks(self, fix=fix)
+
+    def vacuum(self) -> dict[str, Any]:
+        """Checkpoint the WAL and compact ``sessions.sqlite`` (sqlite stores only).
+
+        Returns:
+            ``bytesBefore`` and ``bytesAfter`` (database plus WAL) and ``checkpointed``.
+
+        Raises:
+            InvalidArgumentError: The store is not a sqlite store.
+        """
+        return self._index.vacuum()
+
+    def _after_write(self, key: str | None) -> None:
+        """Run maintenance at most once per ``session.maintainEvery`` (enforce mode)."""
+        every = self.config.maintain_every_ms
+        if every is None or self.config.maintenance.mode != "enforce":
+            return
+        clock = time.monotonic()
+        if clock < self._next_auto_check:
+            return
+        marker = self.paths.sessions_dir / MAINTENANCE_MARKER
+        try:
+            last = marker.stat().st_mtime * 1000
+        except OSError:
+            last = 0.0
+        wait_ms = last + every - now_ms()
+        if wait_ms > 0:
+            self._next_auto_check = clock + wait_ms / 1000
+            return
+        self._next_auto_check = clock + every / 1000
+        try:
+            marker.touch(mode=0o600)
+            os.utime(marker)
+            self.maintain(mode="enforce", active_key=key)
+        except (SessionStoreError, OSError) as exc:
+            # The write itself was acknowledged; maintenance is retried next interval.
+            log.warning(
+                "sessionstore: automatic maintenance of %s failed: %s", self.paths.sessions_dir, exc
+            )
 
     def info(self) -> StoreInfo:
         """Backend, paths, counts and versions (what ``store-info`` prints)."""

@@ -1654,7 +1654,7 @@ class TestSqliteFile:
             assert_same(rows["agent:main:telegram:direct:1"]["lastThreadId"], 42)
             assert_same(rows["agent:main:telegram:direct:1"]["totalTokens"], 100)
             assert keys_of(s.list(channel="slack")) == ["agent:main:slack:channel:c1"]
-            assert s.info().backend["schemaVersion"] == 2
+            assert s.info().backend["schemaVersion"] == 3
             assert blob_rows(s) == 1
             s.put("agent:main:new", e("s4", 4000))
             s.update("agent:main:main", {"counter": 2})

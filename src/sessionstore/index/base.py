@@ -12,7 +12,7 @@ import base64
 import binascii
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypedDict, TypeVar
@@ -35,6 +35,8 @@ __all__ = [
     "DELETE",
     "IndexBackend",
     "ListQuery",
+    "MaintenanceTxn",
+    "RowRef",
     "SessionPage",
     "SessionRow",
     "decode_cursor",
@@ -101,7 +103,8 @@ ROW_STRING_FIELDS: Final = (
 ROW_NUMBER_FIELDS: Final = ("totalTokens", "inputTokens", "outputTokens")
 
 
-def _num(value: object) -> int | float | None:
+def as_number(value: object) -> int | float | None:
+    """``value`` when it is a finite JSON number (not a bool), else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -156,16 +159,16 @@ def derive_row(
         "agentId": parsed.agent_id if parsed else default_agent,
         "kind": session_kind(fold_key(key), dict(entry)),
         "sessionId": _str(entry.get("sessionId")) or "",
-        "updatedAt": _num(entry.get("updatedAt")),
+        "updatedAt": as_number(entry.get("updatedAt")),
         "channel": row_channel(key, entry),
     }
     values: dict[str, Any] = row  # type: ignore[assignment]
     for name in ROW_STRING_FIELDS:
         values[name] = _str(entry.get(name))
     thread = entry.get("lastThreadId")
-    values["lastThreadId"] = thread if isinstance(thread, str) else _num(thread)
+    values["lastThreadId"] = thread if isinstance(thread, str) else as_number(thread)
     for name in ROW_NUMBER_FIELDS:
-        values[name] = _num(entry.get(name))
+        values[name] = as_number(entry.get(name))
     if message_count is None:
         mc = entry.get("messageCount")
         message_count = mc if isinstance(mc, int) and not isinstance(mc, bool) else None
@@ -267,13 +270,94 @@ def decode_cursor(cursor: str) -> tuple[int | float, str]:
     if (
         not isinstance(value, list)
         or len(value) != 2
-        or _num(value[0]) is None
+        or as_number(value[0]) is None
         or not isinstance(value[1], str)
     ):
         raise InvalidArgumentError(
             "invalid list cursor; pass the next_cursor of a previous page unchanged"
         )
     return value[0], value[1]
+
+
+# --- maintenance -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowRef:
+    """What maintenance needs of a row, without its entry.
+
+    Attributes:
+        key: The stored key.
+        session_id: The entry's ``sessionId`` ("" when it has none).
+        session_file: The entry's ``sessionFile``, when it is a string.
+        updated_at: The entry's ``updatedAt``; None when missing or not a number.
+        model: The entry's ``model`` (for reports).
+        size: Bytes the entry takes in the index (an estimate, for the disk budget).
+    """
+
+    key: str
+    session_id: str
+    session_file: str | None
+    updated_at: int | float | None
+    model: str | None
+    size: int
+
+
+def row_ref(key: str, entry: Mapping[str, Any], size: int) -> RowRef:
+    """The :class:`RowRef` of an entry held in memory."""
+    sid, sfile, model = entry.get("sessionId"), entry.get("sessionFile"), entry.get("model")
+    return RowRef(
+        key=key,
+        session_id=sid if isinstance(sid, str) else "",
+        session_file=sfile if isinstance(sfile, str) else None,
+        updated_at=as_number(entry.get("updatedAt")),
+        model=model if isinstance(model, str) else None,
+        size=size,
+    )
+
+
+class MaintenanceTxn(ABC):
+    """The store as maintenance sees it: inside one write transaction, rows without entries.
+
+    Removals are visible to later calls at once; whether they are kept is decided when the
+    transaction ends (``IndexBackend.maintenance``). ``protect`` holds folded keys that are
+    never returned as candidates.
+    """
+
+    @abstractmethod
+    def count(self) -> int:
+        """Entries now."""
+
+    @abstractmethod
+    def rows(self) -> Iterator[RowRef]:
+        """Every row, in no particular order."""
+
+    @abstractmethod
+    def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
+        """Rows whose ``updatedAt`` is older than ``cutoff`` (rows without one are kept)."""
+
+    @abstractmethod
+    def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
+        """Rows beyond the ``max_entries`` newest (missing ``updatedAt`` counts as oldest).
+
+        A protected row always counts among the kept ones.
+        """
+
+    @abstractmethod
+    def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
+        """Rows oldest first (missing ``updatedAt`` first)."""
+
+    @abstractmethod
+    def remove(self, keys: Iterable[str]) -> None:
+        """Delete these rows."""
+
+    @abstractmethod
+    def reference_count(self, session_id: str) -> int:
+        """How many remaining rows reference ``session_id``."""
+
+    @abstractmethod
+    def index_bytes(self) -> int:
+        """Projected size of the index as it stands now (used by the disk budget)."""
 
 
 # --- the contract --------------------------------------------------------------------------
@@ -332,6 +416,28 @@ class IndexBackend(ABC):
     @abstractmethod
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Run ``fn`` on the whole store under the write lock and persist what it changed."""
+
+    @abstractmethod
+    def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
+        """Run ``fn`` under the write lock; keep its removals only when ``commit``.
+
+        With ``commit=False`` every removal ``fn`` made is undone (dry runs and warn mode
+        see exactly what enforcing would do).
+        """
+
+    def index_files(self) -> tuple[str, ...]:
+        """Names of the files in the sessions dir that make up the index."""
+        return ()
+
+    def vacuum(self) -> dict[str, Any]:
+        """Compact the index file; returns ``{"bytesBefore", "bytesAfter"}``.
+
+        Raises:
+            InvalidArgumentError: The backend has no file to compact.
+        """
+        raise InvalidArgumentError(
+            f"vacuum applies to sqlite stores; this store is {self.store_type}"
+        )
 
     @abstractmethod
     def close(self) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +35,19 @@ from ..errors import (
 from ..files import atomic_write, clone_json, dumps_pretty, ensure_private_dir, os_error
 from ..keys import fold_key
 from ..lockfile import LockFile
-from .base import DELETE, IndexBackend, ListQuery, ModifyFn, SessionRow, derive_row, visibility
+from .base import (
+    DELETE,
+    IndexBackend,
+    ListQuery,
+    MaintenanceTxn,
+    ModifyFn,
+    RowRef,
+    SessionRow,
+    as_number,
+    derive_row,
+    row_ref,
+    visibility,
+)
 
 __all__ = ["JsonIndex", "parse_store_bytes"]
 
@@ -110,6 +123,67 @@ def resolve_key(store: dict[str, Any], key: str) -> tuple[str | None, list[str]]
         ):
             winner = k
     return winner, matches
+
+
+class _JsonMaintenance(MaintenanceTxn):
+    """Maintenance over the store loaded under ``sessions.json.lock``."""
+
+    def __init__(self, store: dict[str, Any]) -> None:
+        self.store = store
+        self._refs: Counter[str] | None = None
+
+    def _entries(self) -> Iterator[tuple[str, Entry]]:
+        return ((k, v) for k, v in self.store.items() if isinstance(v, dict))
+
+    @staticmethod
+    def _ref(key: str, entry: Entry, *, sized: bool = False) -> RowRef:
+        # Upstream's projection: the entry's pretty-printed chunk (plus separators).
+        return row_ref(key, entry, len(dumps_pretty({key: entry})) if sized else 0)
+
+    def count(self) -> int:
+        return sum(1 for _ in self._entries())
+
+    def rows(self) -> Iterator[RowRef]:
+        return (self._ref(k, v) for k, v in list(self._entries()))
+
+    def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
+        out = []
+        for k, v in self._entries():
+            ts = as_number(v.get("updatedAt"))
+            if ts is not None and ts < cutoff and fold_key(k) not in protect:
+                out.append(self._ref(k, v))
+        return out
+
+    def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
+        entries = list(self._entries())
+        if len(entries) <= max_entries:
+            return []
+        entries.sort(key=lambda kv: (fold_key(kv[0]) in protect, sort_time(kv[1]), kv[0]))
+        entries.reverse()
+        return [self._ref(k, v) for k, v in entries[max_entries:] if fold_key(k) not in protect]
+
+    def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
+        entries = [kv for kv in self._entries() if fold_key(kv[0]) not in protect]
+        entries.sort(key=lambda kv: (sort_time(kv[1]), kv[0]))
+        return (self._ref(k, v, sized=True) for k, v in entries)
+
+    def remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            entry = self.store.pop(key, None)
+            if self._refs is not None and isinstance(entry, dict):
+                sid = entry.get("sessionId")
+                if isinstance(sid, str):
+                    self._refs[sid] -= 1
+
+    def reference_count(self, session_id: str) -> int:
+        if self._refs is None:
+            self._refs = Counter(
+                v["sessionId"] for _, v in self._entries() if isinstance(v.get("sessionId"), str)
+            )
+        return max(self._refs[session_id], 0)
+
+    def index_bytes(self) -> int:
+        return len(dumps_pretty(self.store))
 
 
 class JsonIndex(IndexBackend):
@@ -305,6 +379,21 @@ class JsonIndex(IndexBackend):
                 with self._cache_guard:
                     self._cache = None  # `working` may still be referenced through fn's result
             return result
+
+    def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
+        """Run ``fn`` on the store loaded under the lock; write its removals if ``commit``."""
+        self._check_open()
+        with self._lock.hold():
+            snap = self._load(fresh=True)
+            working = dict(snap.store)  # entries are only removed, never changed
+            result = fn(_JsonMaintenance(working))
+            if commit:
+                self._write(snap, working)
+            return result
+
+    def index_files(self) -> tuple[str, ...]:
+        """``sessions.json``."""
+        return (self._path.name,)
 
     def close(self) -> None:
         """Drop the cache; further calls raise ``StoreClosedError``."""

@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -46,7 +46,9 @@ from .base import (
     DELETE,
     IndexBackend,
     ListQuery,
+    MaintenanceTxn,
     ModifyFn,
+    RowRef,
     SessionRow,
     derive_row,
     search_text,
@@ -59,7 +61,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 
@@ -153,6 +155,18 @@ CREATE TRIGGER sessions_count_insert AFTER INSERT ON sessions
 CREATE TRIGGER sessions_count_delete AFTER DELETE ON sessions
   BEGIN UPDATE stats SET row_count = row_count - 1 WHERE id = 1; END;
 """
+
+_V3_INDEXES = """
+CREATE INDEX IF NOT EXISTS idx_sessions_updated ON sessions(updated_at, session_key);
+"""
+
+# What maintenance reads of a row: never the entry itself. entry_json is bound as a BLOB,
+# which SQLite's JSON functions would take for JSONB: read it as text.
+_REF_COLUMNS: Final = (
+    "session_key, session_id, json_extract(CAST(entry_json AS TEXT), '$.sessionFile'),"
+    " row_updated_at, model,"
+    " length(entry_json) + length(search_text) + 3 * length(session_key) + 96"
+)
 
 _ROW_COLUMNS: Final = (
     "session_key, session_id, updated_at, created_at, channel, last_channel, last_to,"
@@ -261,6 +275,90 @@ def _wrap(exc: apsw.Error, path: Path) -> SessionStoreError:
     if isinstance(exc, (apsw.CantOpenError, apsw.PermissionsError, apsw.ReadOnlyError)):
         return SessionStoreError(f"cannot open {path} for writing: {exc}; check its permissions")
     return SessionStoreError(f"SQLite error on {path}: {exc}")
+
+
+def _ref(r: tuple[Any, ...]) -> RowRef:
+    sfile = r[2]
+    return RowRef(
+        key=r[0],
+        session_id=r[1] or "",
+        session_file=sfile if isinstance(sfile, str) else None,
+        updated_at=r[3],
+        model=r[4],
+        size=int(r[5]),
+    )
+
+
+class _SqliteMaintenance(MaintenanceTxn):
+    """Maintenance as SQL on indexed columns, inside the caller's write transaction."""
+
+    def __init__(self, index: SqliteIndex, conn: apsw.Connection) -> None:
+        self._index = index
+        self._conn = conn
+
+    def count(self) -> int:
+        rows: Rows = self._conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def rows(self) -> Iterator[RowRef]:
+        return (_ref(r) for r in self._conn.execute(f"SELECT {_REF_COLUMNS} FROM sessions"))
+
+    def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
+        # updated_at is 0 for entries without a numeric updatedAt: those are kept.
+        rows: Rows = self._conn.execute(
+            f"SELECT {_REF_COLUMNS}, key_fold FROM sessions"
+            " WHERE updated_at < ? AND row_updated_at IS NOT NULL",
+            (cutoff,),
+        ).fetchall()
+        return [_ref(r) for r in rows if r[-1] not in protect]
+
+    def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
+        if self.count() <= max_entries:
+            return []
+        marks = ", ".join("?" * len(protect))
+        shielded = 0
+        if protect:
+            rows: Rows = self._conn.execute(
+                f"SELECT count(*) FROM sessions WHERE key_fold IN ({marks})", tuple(protect)
+            ).fetchall()
+            shielded = int(rows[0][0])
+        where = f"WHERE key_fold NOT IN ({marks})" if protect else ""
+        rows = self._conn.execute(
+            f"SELECT {_REF_COLUMNS} FROM sessions {where}"
+            " ORDER BY updated_at DESC, session_key DESC LIMIT -1 OFFSET ?",
+            (*protect, max(max_entries - shielded, 0)),
+        ).fetchall()
+        return [_ref(r) for r in rows]
+
+    def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
+        cursor = self._conn.execute(
+            f"SELECT {_REF_COLUMNS}, key_fold FROM sessions ORDER BY updated_at, session_key"
+        )
+        return (_ref(r) for r in cursor if r[-1] not in protect)
+
+    def remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            gone: Rows = self._conn.execute(
+                "DELETE FROM sessions WHERE session_key = ? RETURNING blob_refs", (key,)
+            ).fetchall()
+            for (refs,) in gone:
+                if refs:
+                    self._index._drop_blobs(self._conn, orjson.loads(refs))
+
+    def reference_count(self, session_id: str) -> int:
+        rows: Rows = self._conn.execute(
+            "SELECT count(*) FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchall()
+        return int(rows[0][0])
+
+    def index_bytes(self) -> int:
+        # Live pages of the database (free pages are reused, so they do not count); the
+        # WAL is transient and recycled by checkpoints.
+        values: list[int] = []
+        for name in ("page_size", "page_count", "freelist_count"):
+            rows: Rows = self._conn.execute(f"PRAGMA {name}").fetchall()
+            values.append(int(rows[0][0]))
+        return values[0] * (values[1] - values[2])
 
 
 class SqliteIndex(IndexBackend):
@@ -419,6 +517,10 @@ class SqliteIndex(IndexBackend):
             if version == 1:
                 self._migrate_v1_to_v2(txn)
                 version = 2
+            if version == 2:
+                # v3: prune, cap and the disk budget walk rows in updatedAt order.
+                txn.execute(_V3_INDEXES)
+                version = 3
             txn.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
@@ -753,6 +855,43 @@ class SqliteIndex(IndexBackend):
                     self._upsert(conn, enc, old_refs)
             return result
 
+    def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; roll it back unless ``commit``."""
+        with self._errors(), self._write_txn() as conn:
+            conn.execute("SAVEPOINT sessionstore_maintenance")
+            result = fn(_SqliteMaintenance(self, conn))
+            if not commit:
+                conn.execute("ROLLBACK TO sessionstore_maintenance")
+            conn.execute("RELEASE sessionstore_maintenance")
+            return result
+
+    def index_files(self) -> tuple[str, ...]:
+        """The database, its WAL and its shared-memory file."""
+        name = self._path.name
+        return (name, f"{name}-wal", f"{name}-shm")
+
+    def vacuum(self) -> dict[str, Any]:
+        """Checkpoint the WAL (truncating it) and ``VACUUM`` the database.
+
+        Returns:
+            ``bytesBefore`` and ``bytesAfter`` (database plus WAL), and whether the
+            checkpoint completed (``checkpointed``; a long-running reader can prevent it).
+        """
+
+        def total() -> int:
+            size = 0
+            for name in self.index_files()[:2]:
+                with contextlib.suppress(OSError):
+                    size += (self._path.parent / name).stat().st_size
+            return size
+
+        before = total()
+        with self._errors():
+            conn = self._conn()
+            conn.execute("VACUUM")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+        return {"bytesBefore": before, "bytesAfter": total(), "checkpointed": busy == 0}
+
     def migration_record(self) -> dict[str, Any] | None:
         """The record of the last import from ``sessions.json``, if any."""
         with self._errors():
@@ -836,6 +975,12 @@ class SqliteIndex(IndexBackend):
             "indexBytes": size(self._path),
             "walBytes": size(Path(str(self._path) + "-wal")),
         }
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[apsw.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction on this thread's connection (for the doctor)."""
+        with self._errors(), self._write_txn() as conn:
+            yield conn
 
     def connection(self) -> apsw.Connection:
         """This thread's connection (for maintenance, doctor and tests)."""

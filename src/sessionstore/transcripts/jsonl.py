@@ -28,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from ..errors import InvalidKeyError, SessionStoreError, StorageFullError
-from ..files import fsync_dir, os_error, write_all
+from ..files import atomic_write, fsync_dir, os_error, write_all
 
 __all__ = [
     "COMPACTION_MARKER",
@@ -460,6 +460,45 @@ class Transcript:
         keep = self._last_newline(fd, size)
         os.ftruncate(fd, keep)
         return keep
+
+    def torn_bytes(self) -> int:
+        """Bytes after the last complete line (a write cut short by a crash); 0 if none."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise os_error(exc, "read", self.path) from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+                return 0
+            return size - self._last_newline(fd, size)
+        finally:
+            os.close(fd)
+
+    def repair_tail(self) -> Path | None:
+        """Cut a torn last line off, keeping the cut bytes in ``<file>.torn.<ts>``.
+
+        Appends do this by themselves; this is for ``doctor --fix``.
+
+        Returns:
+            The file holding the cut bytes, or None when the tail was whole.
+        """
+        for _ in range(3):
+            try:
+                with self._locked(create=False) as fd:
+                    size = os.fstat(fd).st_size
+                    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+                        return None
+                    keep = self._last_newline(fd, size)
+                    saved = self.path.with_name(f"{self.path.name}.torn.{archive_timestamp()}")
+                    atomic_write(saved, os.pread(fd, size - keep, keep), mode=0o600)
+                    os.ftruncate(fd, keep)
+                    return saved
+            except _Moved:
+                continue
+        raise SessionStoreError(f"{self.path} keeps being moved by another process; retry")
 
     def _leaf_and_ids(self, fd: int, end: int) -> tuple[str | None, set[str]]:
         """The id of the last entry (the leaf) and the ids seen near the end."""

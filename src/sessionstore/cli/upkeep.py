@@ -1,0 +1,272 @@
+"""``sessionstore cleanup``, ``doctor`` and ``vacuum``: the upkeep commands.
+
+Registered on the application by ``cli/app.py``; they only call the public store API
+(``maintain``, ``check``, ``vacuum``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..maintenance import MaintenanceReport
+from ..store import SessionStore
+from .app import (
+    AgentOpt,
+    AllAgentsOpt,
+    CliError,
+    JsonOpt,
+    StateDirOpt,
+    StoreOpt,
+    _opened,
+    app,
+    handle_errors,
+    out,
+)
+from .render import format_age, format_bytes, print_json
+from .targets import select_targets
+
+__all__ = ["cleanup", "doctor", "vacuum"]
+
+KEEP_ROWS_SHOWN = 20
+
+
+def _summary(report: MaintenanceReport) -> dict[str, Any]:
+    doc = report.to_dict()
+    summary: dict[str, Any] = {
+        "agentId": report.agentId,
+        "storePath": report.storePath,
+        "mode": report.mode,
+        "dryRun": report.dryRun,
+        "beforeCount": report.beforeCount,
+        "afterCount": report.afterCount,
+        "missing": report.missing,
+        "pruned": report.pruned,
+        "capped": report.capped,
+        "diskBudget": doc["diskBudget"],
+        "wouldMutate": report.would_mutate,
+    }
+    if report.applied or (not report.dryRun and report.mode == "enforce"):
+        summary["applied"] = True
+        summary["appliedCount"] = report.afterCount
+    for name in ("evicted", "archived", "removedFiles", "bytesFreed", "rotatedTo"):
+        summary[name] = doc[name]
+    summary["actions"] = doc["actions"]
+    summary["warnings"] = report.warnings
+    summary["errors"] = report.errors
+    return summary
+
+
+def _kept_rows(store: SessionStore, removed: set[str], active: str | None) -> list[list[str]]:
+    rows: list[list[str]] = []
+    cursor = None
+    while len(rows) < KEEP_ROWS_SHOWN:
+        page = store.list(include_global=True, include_unknown=True, limit=100, cursor=cursor)
+        for r in page.rows:
+            if r["key"] in removed or len(rows) >= KEEP_ROWS_SHOWN:
+                continue
+            flag = "active" if active and r["key"] == active.strip().lower() else ""
+            rows.append(
+                ["keep", r["key"], format_age(r.get("updatedAt")), str(r.get("model") or "-"), flag]
+            )
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return rows
+
+
+def _print_report(report: MaintenanceReport, store: SessionStore, active: str | None) -> None:
+    verb = "Would" if not report.applied else "Did"
+    removed = report.beforeCount - report.afterCount
+    out.print(f"Session store: {report.storePath}", markup=False)
+    out.print(f"Maintenance mode: {report.mode}", markup=False)
+    out.print(f"Entries: {report.beforeCount} -> {report.afterCount} (remove {removed})")
+    out.print(f"{verb} prune missing transcripts: {report.missing}")
+    out.print(f"{verb} prune stale: {report.pruned}")
+    out.print(f"{verb} cap overflow: {report.capped}")
+    budget = report.diskBudget
+    if budget is not None:
+        out.print(
+            f"{verb} enforce disk budget: {budget.totalBytesBefore} -> {budget.totalBytesAfter}"
+            f" bytes (files {budget.removedFiles}, entries {budget.removedEntries})"
+        )
+    if report.archived:
+        out.print(f"{verb} archive transcripts: {len(report.archived)}")
+    if report.removedFiles:
+        out.print(
+            f"{verb} delete files: {len(report.removedFiles)} ({format_bytes(report.bytesFreed)})"
+        )
+    if report.rotatedTo:
+        out.print(f"{verb} back up sessions.json to {report.rotatedTo}", markup=False)
+    for warning in report.warnings:
+        out.print(f"warning: {warning}", markup=False)
+    for error in report.errors:
+        out.print(f"error: {error}", markup=False)
+    if report.applied or (not report.dryRun and report.mode == "enforce"):
+        out.print(f"Applied maintenance. Current entries: {report.afterCount}")
+        return
+    removed_keys = {a.key for a in report.actions}
+    out.print("Planned session actions:")
+    table = Table(box=None, pad_edge=False)
+    for name, width in (("Action", 12), ("Key", None), ("Age", None), ("Model", None)):
+        table.add_column(name, no_wrap=True, min_width=width)
+    table.add_column("Flags", no_wrap=True)
+    for a in report.actions:
+        table.add_row(a.action, a.key, format_age(a.updatedAt), a.model or "-", "", style=None)
+    kept = _kept_rows(store, removed_keys, active)
+    for row in kept:
+        table.add_row(*row)
+    out.print(table)
+    more = report.afterCount - len(kept)
+    if more > 0:
+        out.print(f"... and {more} more kept")
+
+
+@app.command()
+@handle_errors
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+    enforce: Annotated[
+        bool, typer.Option("--enforce", help="Enforce even if the configured mode is warn.")
+    ] = False,
+    fix_missing: Annotated[
+        bool,
+        typer.Option("--fix-missing", help="Remove entries whose transcript file is missing."),
+    ] = False,
+    active_key: Annotated[
+        str | None,
+        typer.Option("--active-key", help="A session never pruned, capped or evicted."),
+    ] = None,
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Prune, cap and budget sessions as session.maintenance says (spec 6)."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    mode = "enforce" if enforce else selection.config.maintenance.mode
+    summaries = []
+    for target in selection.targets:
+        if not target.exists():
+            continue
+        with _opened(selection, target) as opened:
+            report = opened.maintain(
+                mode="enforce" if enforce else None,
+                dry_run=dry_run,
+                active_key=active_key,
+                fix_missing=fix_missing,
+            )
+            if json_output:
+                summaries.append(_summary(report))
+            else:
+                _print_report(report, opened, active_key)
+    if json_output:
+        if selection.all_agents:
+            print_json({"allAgents": True, "mode": mode, "dryRun": dry_run, "stores": summaries})
+        elif summaries:
+            print_json(summaries[0])
+        else:
+            print_json({"stores": []})
+    elif not summaries and not any(t.exists() for t in selection.targets):
+        out.print("No session store found.")
+
+
+@app.command()
+@handle_errors
+def doctor(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Repair what is safe to repair (never deletes data).")
+    ] = False,
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check a store for inconsistencies; exit 1 while unrepaired problems remain."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    docs = []
+    unresolved = 0
+    for target in selection.targets:
+        if not target.exists():
+            continue
+        with _opened(selection, target) as opened:
+            findings = opened.check(fix=fix)
+        left = sum(1 for f in findings if f.unresolved)
+        unresolved += left
+        docs.append(
+            {
+                "agentId": target.agent_id,
+                "storeType": opened.store_type,
+                "path": str(target.paths.sessions_dir),
+                "findings": [f.to_dict() for f in findings],
+                "unresolved": left,
+            }
+        )
+        if json_output:
+            continue
+        out.print(f"Session store: {target.paths.sessions_dir} ({opened.store_type})")
+        if not findings:
+            out.print("No problems found.")
+            continue
+        table = Table(box=None, pad_edge=False)
+        for name in ("Severity", "Kind", "Subject", "Fixed", "Message"):
+            table.add_column(name, no_wrap=name != "Message", overflow="fold")
+        for f in findings:
+            table.add_row(f.severity, f.kind, f.subject, "yes" if f.fixed else "no", f.message)
+        out.print(table)
+        fixed = sum(1 for f in findings if f.fixed)
+        out.print(f"{len(findings)} finding(s), {fixed} repaired, {left} unresolved")
+    if json_output:
+        print_json(
+            {"stores": docs, "unresolved": unresolved}
+            if selection.all_agents
+            else (docs[0] if docs else {"stores": [], "unresolved": 0})
+        )
+    elif not docs:
+        out.print("No session store found.")
+    if unresolved:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def vacuum(
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Checkpoint the WAL and VACUUM sessions.sqlite, reporting bytes before and after."""
+    selection = select_targets(state_dir, agent, all_agents, store)
+    results = []
+    for target in selection.targets:
+        if not target.exists():
+            continue
+        with _opened(selection, target) as opened:
+            if opened.store_type != "sqlite":
+                if selection.all_agents:
+                    continue  # json stores have nothing to compact
+                raise CliError(
+                    f"{target.agent_id}: vacuum applies to sqlite stores; this one is"
+                    f" {opened.store_type} (`sessionstore migrate` first)"
+                )
+            done = opened.vacuum()
+        results.append({"agentId": target.agent_id, "path": str(target.paths.sqlite_path), **done})
+        if not json_output:
+            out.print(
+                f"Vacuumed {target.paths.sqlite_path}: {format_bytes(done['bytesBefore'])} ->"
+                f" {format_bytes(done['bytesAfter'])}"
+                + ("" if done["checkpointed"] else " (a reader kept the WAL from being reset)"),
+                markup=False,
+            )
+    if json_output:
+        print_json({"stores": results} if selection.all_agents or not results else results[0])
+    elif not results:
+        out.print("No sqlite session store found.")

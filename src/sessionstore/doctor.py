@@ -1,0 +1,434 @@
+"""The doctor: consistency checks over one store, and the repairs that are safe.
+
+Each check yields :class:`Finding` records. ``fix=True`` repairs only what can be repaired
+without losing anything: counters and derived data are recomputed, a torn transcript tail
+is cut off with the cut bytes kept beside it, dead owners' lock and temp files are removed.
+User data (entries, transcripts, archives) is never deleted; what cannot be repaired safely
+is reported with what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from .errors import SessionStoreError
+from .keys import canonical_key
+from .lockfile import lock_is_stale, remove_stale_lock
+from .maintenance import is_primary_transcript
+from .transcripts.jsonl import Transcript, resolve_transcript_path
+
+if TYPE_CHECKING:
+    import apsw
+
+    from .store import SessionStore
+
+__all__ = ["FINDING_KINDS", "Finding", "run_checks"]
+
+FINDING_KINDS: Final = (
+    "integrity",
+    "blob-refcount",
+    "blob-missing",
+    "count-drift",
+    "missing-transcript",
+    "orphan-transcript",
+    "torn-tail",
+    "message-count-drift",
+    "source-changed",
+    "stale-temp-file",
+    "stale-lock",
+    "wal-size",
+    "sqlite-version",
+    "network-filesystem",
+)
+WAL_WARN_BYTES: Final = 64 * 1024 * 1024
+TEMP_STALE_SECONDS: Final = 60.0
+SQLITE_WAL_RESET_FIX: Final = (3, 51, 3)
+NETWORK_FILESYSTEMS: Final = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "fuse.sshfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "davfs",
+        "fuse.davfs2",
+    }
+)
+
+
+@dataclass
+class Finding:
+    """One problem (or notable fact) the doctor found.
+
+    Attributes:
+        kind: One of :data:`FINDING_KINDS`.
+        subject: The file or session key concerned.
+        message: What is wrong, and what to do when it was not repaired.
+        severity: ``error`` (data at risk), ``warning`` (needs attention) or ``info``.
+        fixed: Whether ``fix=True`` repaired it.
+    """
+
+    kind: str
+    subject: str
+    message: str
+    severity: str = "warning"
+    fixed: bool = False
+
+    @property
+    def unresolved(self) -> bool:
+        """A problem that remains (not repaired, and more than information)."""
+        return not self.fixed and self.severity != "info"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as a JSON-ready dict."""
+        return asdict(self)
+
+
+class _Doctor:
+    def __init__(self, store: SessionStore, fix: bool) -> None:
+        self.store = store
+        self.fix = fix
+        self.dir = store.paths.sessions_dir
+        self.findings: list[Finding] = []
+
+    def add(
+        self, kind: str, subject: object, message: str, *, severity: str = "warning"
+    ) -> Finding:
+        finding = Finding(kind, str(subject), message, severity)
+        self.findings.append(finding)
+        return finding
+
+    # --- the index --------------------------------------------------------------------
+
+    def sqlite(self) -> None:
+        from .index.sqlite import SqliteIndex
+
+        index = self.store.index
+        if not isinstance(index, SqliteIndex):
+            return
+        conn = index.connection()
+        path = index.path
+        try:
+            problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(20)")]
+        except Exception as exc:  # apsw raises CorruptError and friends
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            self.add(
+                "integrity",
+                path,
+                "SQLite integrity_check failed: "
+                + "; ".join(problems[:5])
+                + " - restore from a backup, or `sessionstore export` what is readable and"
+                " migrate it into a new database",
+                severity="error",
+            )
+            return  # the checks below read the database they would not trust
+        self._blobs(index, conn)
+        self._counter(index, conn)
+        self._wal(index, conn)
+        version = tuple(int(p) for p in str(_sqlite_version()).split(".")[:3])
+        if version < SQLITE_WAL_RESET_FIX:
+            self.add(
+                "sqlite-version",
+                path,
+                f"SQLite {'.'.join(map(str, version))} predates 3.51.3 and carries the WAL-reset"
+                " bug that can corrupt a database under concurrent writers and checkpoints;"
+                " upgrade apsw (`pip install -U apsw`)",
+            )
+
+    def _blobs(self, index: Any, conn: apsw.Connection) -> None:
+        actual: Counter[str] = Counter()
+        for (refs,) in conn.execute("SELECT blob_refs FROM sessions WHERE blob_refs IS NOT NULL"):
+            actual.update(orjson.loads(refs).values())
+        stored = {d: n for d, n in conn.execute("SELECT digest, refcount FROM blobs")}
+        missing = sorted(d for d in actual if d not in stored)
+        for digest in missing:
+            self.add(
+                "blob-missing",
+                f"blob {digest}",
+                f"{actual[digest]} session(s) reference a blob that is gone; those entries"
+                " cannot be read whole - restore the database from a backup",
+                severity="error",
+            )
+        drift = {d: actual.get(d, 0) for d, n in stored.items() if n != actual.get(d, 0)}
+        if not drift:
+            return
+        finding = self.add(
+            "blob-refcount",
+            index.path,
+            f"{len(drift)} blob reference count(s) disagree with the sessions referencing"
+            " them (derived data; `doctor --fix` recounts them)",
+        )
+        if self.fix:
+            with index.write_transaction() as txn:
+                for digest, n in drift.items():
+                    if n == 0:
+                        txn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+                    else:
+                        txn.execute("UPDATE blobs SET refcount = ? WHERE digest = ?", (n, digest))
+            finding.fixed = True
+
+    def _counter(self, index: Any, conn: apsw.Connection) -> None:
+        (real,) = conn.execute("SELECT count(*) FROM sessions").fetchall()[0]
+        kept = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+        if kept and kept[0][0] == real:
+            return
+        finding = self.add(
+            "count-drift",
+            index.path,
+            f"the session counter says {kept[0][0] if kept else 'nothing'}, the table holds"
+            f" {real} rows (`doctor --fix` recounts)",
+        )
+        if self.fix:
+            with index.write_transaction() as txn:
+                txn.execute(
+                    "INSERT OR REPLACE INTO stats(id, row_count)"
+                    " VALUES (1, (SELECT count(*) FROM sessions))"
+                )
+            finding.fixed = True
+
+    def _wal(self, index: Any, conn: apsw.Connection) -> None:
+        wal = Path(f"{index.path}-wal")
+        try:
+            size = wal.stat().st_size
+        except OSError:
+            return
+        if size <= WAL_WARN_BYTES:
+            return
+        finding = self.add(
+            "wal-size",
+            wal,
+            f"the write-ahead log is {size} bytes: a long-running reader keeps checkpoints"
+            " from finishing; close idle readers, then `sessionstore vacuum`",
+        )
+        if self.fix:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0][0]
+            with contextlib.suppress(OSError):
+                finding.fixed = busy == 0 and wal.stat().st_size <= WAL_WARN_BYTES
+
+    def source_changed(self) -> None:
+        from .migrate import source_changed
+
+        record = self.store.index.migration_record()
+        if source_changed(record, self.store.paths.json_path):
+            self.add(
+                "source-changed",
+                self.store.paths.json_path,
+                "sessions.json changed after it was migrated (something still writes it, e.g."
+                " a gateway with storeType json); point everything at the database, then"
+                " `sessionstore migrate --force` to bring the changes over",
+            )
+
+    # --- transcripts ------------------------------------------------------------------
+
+    def transcripts(self) -> None:
+        referenced_ids: set[str] = set()
+        referenced_names: set[str] = set()
+        for key, entry in self.store.index.load_all().items():
+            sid = entry.get("sessionId")
+            if not isinstance(sid, str) or not sid:
+                continue
+            referenced_ids.add(sid)
+            try:
+                path = resolve_transcript_path(self.dir, sid, entry.get("sessionFile"))
+            except SessionStoreError:
+                continue
+            referenced_names.add(path.name)
+            count, size = entry.get("messageCount"), entry.get("transcriptBytes")
+            claims = (
+                isinstance(entry.get("sessionFile"), str)
+                or (isinstance(count, int) and count > 0)
+                or (isinstance(size, int) and size > 0)
+            )
+            if not path.exists():
+                if claims:
+                    self.add(
+                        "missing-transcript",
+                        key,
+                        f"the transcript {path} is missing; restore it, or drop such entries"
+                        " with `sessionstore cleanup --fix-missing`",
+                    )
+                continue
+            self._torn(Transcript(path, sid))
+            if isinstance(count, int) and not isinstance(count, bool):
+                self._drift(key, sid, path, count, size)
+        self._orphans(referenced_ids, referenced_names)
+
+    def _torn(self, transcript: Transcript) -> None:
+        cut = transcript.torn_bytes()
+        if not cut:
+            return
+        finding = self.add(
+            "torn-tail",
+            transcript.path,
+            f"the last {cut} bytes are an incomplete line (a write cut short by a crash); the"
+            " next append cuts them off, `doctor --fix` does it now and keeps them in a"
+            " .torn.<ts> file",
+        )
+        if self.fix:
+            finding.fixed = transcript.repair_tail() is not None
+
+    def _drift(self, key: str, sid: str, path: Path, count: int, size: object) -> None:
+        transcript = Transcript(path, sid)
+        actual = transcript.message_count()
+        actual_size = path.stat().st_size
+        if actual == count and (not isinstance(size, int) or size <= actual_size):
+            return
+        finding = self.add(
+            "message-count-drift",
+            key,
+            f"messageCount says {count}, the transcript holds {actual} messages"
+            " (`doctor --fix` recounts)",
+        )
+        if not self.fix:
+            return
+
+        def recount(existing: dict[str, Any] | None) -> dict[str, Any] | None:
+            if existing is None or existing.get("sessionId") != sid:
+                return None
+            return {**existing, "messageCount": actual, "transcriptBytes": actual_size}
+
+        _, written = self.store.index.modify(canonical_key(key), recount, needs_blobs=False)
+        finding.fixed = written
+
+    def _orphans(self, ids: set[str], names: set[str]) -> None:
+        for name in sorted(_listdir(self.dir)):
+            if not is_primary_transcript(name) or name in names:
+                continue
+            head, sep, _ = name[: -len(".jsonl")].partition("-topic-")
+            if (head if sep else name[: -len(".jsonl")]) in ids:
+                continue
+            self.add(
+                "orphan-transcript",
+                self.dir / name,
+                "no session references this transcript; it was left alone (archive or delete"
+                " it yourself if it is not needed)",
+                severity="info",
+            )
+
+    # --- files ------------------------------------------------------------------------
+
+    def files(self) -> None:
+        lock = self.store.paths.json_path.with_name(self.store.paths.json_path.name + ".lock")
+        now = time.time()
+        for name in sorted(_listdir(self.dir)):
+            path = self.dir / name
+            if name.endswith(".lock"):
+                stale, payload = lock_is_stale(path, 30_000, own_pid=-1)
+                if not stale:
+                    continue
+                finding = self.add(
+                    "stale-lock",
+                    path,
+                    f"lock file of a dead owner (pid {payload.get('pid', '?')}); writers wait"
+                    " for it until it is judged stale (`doctor --fix` removes it)",
+                )
+                if self.fix:
+                    finding.fixed = remove_stale_lock(path)
+            elif ".lock.stale." in name or name.endswith(".tmp"):
+                try:
+                    age = now - path.stat().st_mtime
+                except OSError:
+                    continue
+                if age < TEMP_STALE_SECONDS or (name.endswith(".tmp") and _lock_held(lock)):
+                    continue  # possibly a write in flight
+                finding = self.add(
+                    "stale-temp-file",
+                    path,
+                    "temporary file of an interrupted write (never part of the store);"
+                    " `doctor --fix` removes it",
+                )
+                if self.fix:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        finding.fixed = True
+
+    def filesystem(self) -> None:
+        fstype = _filesystem_type(self.dir)
+        if fstype in NETWORK_FILESYSTEMS or (fstype or "").startswith("nfs"):
+            self.add(
+                "network-filesystem",
+                self.dir,
+                f"the store is on a network file system ({fstype}): SQLite locking and WAL"
+                " are not safe there; move the state dir to a local disk or use PostgreSQL",
+                severity="error" if self.store.store_type == "sqlite" else "warning",
+            )
+
+
+def _listdir(directory: Path) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _lock_held(lock: Path) -> bool:
+    if not lock.exists():
+        return False
+    stale, _ = lock_is_stale(lock, 30_000, own_pid=-1)
+    return not stale
+
+
+def _sqlite_version() -> str:
+    import apsw
+
+    return str(apsw.sqlite_lib_version())
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (from /proc/self/mountinfo)."""
+    try:
+        real = os.path.realpath(path)
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, right.split()[0]
+    return fstype
+
+
+def run_checks(store: SessionStore, *, fix: bool = False) -> list[Finding]:
+    """Run every check on ``store`` (what ``store.check()`` calls).
+
+    Args:
+        store: The store.
+        fix: Repair what is safe to repair.
+
+    Returns:
+        The findings, in the order found.
+    """
+    doctor = _Doctor(store, fix)
+    doctor.sqlite()
+    doctor.source_changed()
+    doctor.transcripts()
+    doctor.files()
+    doctor.filesystem()
+    return doctor.findings

@@ -1,0 +1,596 @@
+"""Maintenance: prune, cap, archive, age out archives, rotate, and the disk budget.
+
+The steps and their order are OpenClaw's (spec section 6), with two deliberate
+differences: the active session passed by the caller is never pruned, capped or evicted,
+and maintenance runs when asked (``store.maintain()``, ``sessionstore cleanup``, or at most
+once per ``session.maintainEvery`` after a write) instead of on every save.
+
+Everything that touches the index runs in one write transaction of the backend
+(:meth:`IndexBackend.maintenance`) through :class:`MaintenanceTxn`, whose SQL backends
+answer from indexed columns without loading entries. Dry runs and warn mode run the very
+same steps and roll the transaction back, so they report exactly what enforcing would do.
+File actions are planned against a model of the sessions dir and carried out only after the
+index change committed; only files directly inside the sessions dir are ever touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from .config import MaintenanceConfig
+from .entry import now_ms
+from .errors import InvalidArgumentError, SessionStoreError
+from .files import atomic_write, fsync_dir, os_error
+from .index.base import MaintenanceTxn, RowRef
+from .keys import canonical_key, fold_key
+from .transcripts.jsonl import archive_timestamp, resolve_transcript_path, transcript_path
+
+if TYPE_CHECKING:
+    from .store import SessionStore
+
+__all__ = [
+    "ACTIONS",
+    "DiskBudgetReport",
+    "KeyAction",
+    "MaintenanceReport",
+    "is_archive_artifact",
+    "is_primary_transcript",
+    "parse_archive_name",
+    "run_maintenance",
+]
+
+ACTIONS: Final = ("keep", "prune-missing", "prune-stale", "cap-overflow", "evict-budget")
+MODES: Final = ("warn", "enforce")
+JSON_BACKUPS_KEPT: Final = 3
+_MISSING: Final = frozenset({"missing"})
+_MAIN: Final = frozenset({"main"})
+
+_ARCHIVE = re.compile(
+    r"\.(deleted|reset|bak)\.(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{1,6})?Z)$"
+)
+_JSON_BACKUP = re.compile(r"\.json\.bak\.(\d+)$")
+
+
+# --- file classification (OpenClaw's artifacts.ts) ------------------------------------------
+
+
+def parse_archive_name(name: str) -> tuple[str, int] | None:
+    """The reason (``deleted``, ``reset``, ``bak``) and time in ms of an archive file name.
+
+    Covers transcript archives (``<file>.<reason>.<ISO time with - for :>``) and rotated
+    stores (``sessions.json.bak.<ms>``, reason ``bak``); None for anything else.
+    """
+    match = _ARCHIVE.search(name)
+    if match:
+        stamp = match.group(2)
+        date, _, clock = stamp.partition("T")
+        try:
+            when = datetime.fromisoformat(f"{date}T{clock[:8].replace('-', ':')}{clock[8:-1]}")
+        except ValueError:
+            return None
+        return match.group(1), int(when.replace(tzinfo=timezone.utc).timestamp() * 1000)
+    match = _JSON_BACKUP.search(name)
+    if match:
+        return "bak", int(match.group(1))
+    return None
+
+
+def is_archive_artifact(name: str) -> bool:
+    """A ``.deleted.``/``.reset.``/``.bak.`` archive or a rotated ``sessions.json.bak.<ms>``."""
+    return parse_archive_name(name) is not None
+
+
+def is_primary_transcript(name: str) -> bool:
+    """A live transcript: ``*.jsonl`` that is not an archive."""
+    return name.endswith(".jsonl") and not is_archive_artifact(name)
+
+
+def _session_id_of(name: str) -> str:
+    stem = name[: -len(".jsonl")]
+    head, sep, _ = stem.partition("-topic-")
+    return head if sep else stem
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyAction:
+    """What maintenance does (or would do) to one key.
+
+    Attributes:
+        key: The session key.
+        action: One of ``prune-missing``, ``prune-stale``, ``cap-overflow``,
+            ``evict-budget`` (kept keys are not listed).
+        updatedAt: The entry's ``updatedAt``.
+        model: The entry's ``model``.
+        sessionId: The entry's ``sessionId``.
+    """
+
+    key: str
+    action: str
+    updatedAt: int | float | None
+    model: str | None
+    sessionId: str
+
+
+@dataclass
+class DiskBudgetReport:
+    """The disk budget step (OpenClaw's ``enforceSessionDiskBudget`` result).
+
+    Attributes:
+        totalBytesBefore: Bytes of the sessions dir, the index counted at its projected size.
+        totalBytesAfter: The same after the step.
+        removedFiles: Files deleted (unreferenced artifacts and transcripts).
+        removedEntries: Entries evicted, oldest first.
+        freedBytes: ``totalBytesBefore - totalBytesAfter``.
+        maxBytes: The budget.
+        highWaterBytes: The size eviction brings the dir down to.
+        overBudget: Whether the dir was over the budget before the step.
+    """
+
+    totalBytesBefore: int
+    totalBytesAfter: int
+    removedFiles: int
+    removedEntries: int
+    freedBytes: int
+    maxBytes: int
+    highWaterBytes: int
+    overBudget: bool
+
+
+@dataclass
+class MaintenanceReport:
+    """What a maintenance run did, or would do.
+
+    Attributes:
+        agentId: The store's agent.
+        storePath: The index file.
+        storeType: The backend.
+        mode: ``warn`` or ``enforce``.
+        dryRun: Whether this was a dry run.
+        applied: Whether changes were made (enforce mode, not a dry run; or
+            ``fix_missing`` removals).
+        beforeCount: Entries before.
+        afterCount: Entries after (what they would be, when nothing was applied).
+        missing: Entries removed because their transcript is missing.
+        pruned: Entries removed as stale.
+        capped: Entries removed over ``maxEntries``.
+        evicted: Entries removed by the disk budget.
+        archived: Transcripts archived as ``.deleted.<ts>``.
+        removedFiles: Files deleted (aged-out archives, old backups, budget evictions).
+        bytesFreed: Bytes of the deleted files.
+        rotatedTo: The backup copy made of ``sessions.json``, if one was.
+        diskBudget: The disk budget step, when ``maxDiskBytes`` is set.
+        actions: One action per removed key.
+        warnings: Things worth a look that maintenance did not change.
+        errors: File actions that failed after the index change was committed.
+    """
+
+    agentId: str
+    storePath: str
+    storeType: str
+    mode: str
+    dryRun: bool
+    applied: bool = False
+    beforeCount: int = 0
+    afterCount: int = 0
+    missing: int = 0
+    pruned: int = 0
+    capped: int = 0
+    evicted: int = 0
+    archived: list[str] = field(default_factory=list)
+    removedFiles: list[str] = field(default_factory=list)
+    bytesFreed: int = 0
+    rotatedTo: str | None = None
+    diskBudget: DiskBudgetReport | None = None
+    actions: list[KeyAction] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def would_mutate(self) -> bool:
+        """Whether enforcing this plan changes anything."""
+        return bool(self.actions or self.archived or self.removedFiles or self.rotatedTo)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``wouldMutate`` included)."""
+        out = asdict(self)
+        out["wouldMutate"] = self.would_mutate
+        return out
+
+
+# --- the sessions dir model ---------------------------------------------------------------
+
+
+@dataclass
+class _File:
+    size: int
+    mtime: float
+
+
+@dataclass
+class _Plan:
+    """File actions, carried out after the index change committed."""
+
+    archive: list[tuple[str, str]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+
+
+def _scan(directory: Path) -> dict[str, _File]:
+    files: dict[str, _File] = {}
+    try:
+        with os.scandir(directory) as it:
+            for item in it:
+                try:
+                    if not item.is_file(follow_symlinks=False):
+                        continue
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                files[item.name] = _File(st.st_size, st.st_mtime)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise os_error(exc, "list", directory) from exc
+    return files
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).parent == Path(os.path.realpath(directory))
+    except OSError:
+        return False
+
+
+class _Run:
+    """One maintenance pass inside the backend's write transaction."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        txn: MaintenanceTxn,
+        report: MaintenanceReport,
+        *,
+        cfg: MaintenanceConfig,
+        protect: frozenset[str],
+        apply: bool,
+        now: int,
+    ) -> None:
+        self.store = store
+        self.txn = txn
+        self.report = report
+        self.cfg = cfg
+        self.protect = protect
+        self.apply = apply
+        self.now = now
+        self.dir = store.paths.sessions_dir
+        self.index_names = frozenset(store.index.index_files())
+        self.files = _scan(self.dir)
+        self.plan = _Plan()
+
+    # --- helpers ---
+
+    def _remove(self, refs: Iterable[RowRef], action: str) -> list[RowRef]:
+        done = list(refs)
+        self.txn.remove(r.key for r in done)
+        self.report.actions += [
+            KeyAction(r.key, action, r.updated_at, r.model, r.session_id) for r in done
+        ]
+        return done
+
+    def _transcript_names(self, ref: RowRef) -> list[str]:
+        """Names of the session's transcripts that exist directly inside the sessions dir."""
+        if not ref.session_id:
+            return []
+        names: set[str] = set()
+        with contextlib.suppress(SessionStoreError):
+            for path in (
+                resolve_transcript_path(self.dir, ref.session_id, ref.session_file),
+                transcript_path(self.dir, ref.session_id),
+            ):
+                if _inside(path, self.dir):
+                    names.add(path.name)
+        topic = f"{ref.session_id}-topic-"
+        names.update(n for n in self.files if n.startswith(topic) and is_primary_transcript(n))
+        return sorted(n for n in names if n in self.files)
+
+    def _delete_file(self, name: str) -> int:
+        size = self.files.pop(name).size
+        self.plan.delete.append(name)
+        return size
+
+    # --- steps ---
+
+    def fix_missing(self) -> None:
+        missing = []
+        for ref in self.txn.rows():
+            if not ref.session_id or fold_key(ref.key) in self.protect:
+                continue
+            try:
+                path = resolve_transcript_path(self.dir, ref.session_id, ref.session_file)
+            except SessionStoreError:
+                continue  # a sessionId that cannot name a file: nothing to judge
+            if not path.exists():
+                missing.append(ref)
+        self.report.missing = len(self._remove(missing, "prune-missing"))
+
+    def prune_and_cap(self) -> list[RowRef]:
+        stale = self._remove(
+            self.txn.stale(self.now - self.cfg.prune_after_ms, self.protect), "prune-stale"
+        )
+        capped = self._remove(self.txn.overflow(self.cfg.max_entries, self.protect), "cap-overflow")
+        self.report.pruned, self.report.capped = len(stale), len(capped)
+        return stale + capped
+
+    def archive(self, removed: list[RowRef]) -> None:
+        seen: set[str] = set()
+        stamp = archive_timestamp()
+        for ref in removed:
+            if not ref.session_id or ref.session_id in seen:
+                continue
+            seen.add(ref.session_id)
+            if self.txn.reference_count(ref.session_id) > 0:
+                continue
+            for name in self._transcript_names(ref):
+                archived = f"{name}.deleted.{stamp}"
+                self.files[archived] = self.files.pop(name)
+                self.plan.archive.append((name, archived))
+                self.report.archived.append(str(self.dir / archived))
+
+    def age_out(self) -> None:
+        limits = {"deleted": self.cfg.prune_after_ms, "reset": self.cfg.reset_archive_retention_ms}
+        for name in sorted(self.files):
+            info = parse_archive_name(name)
+            if info is None:
+                continue
+            limit = limits.get(info[0])
+            if limit is not None and info[1] < self.now - limit:
+                self._delete_file(name)
+
+    def rotate(self) -> None:
+        live = self.store.paths.json_path
+        current = self.files.get(live.name)
+        if current is None or current.size <= self.cfg.rotate_bytes:
+            return
+        backup = live.with_name(f"{live.name}.bak.{self.now}")
+        if self.apply:
+            # A copy, not a rename: the live file never disappears (upstream's crash window).
+            try:
+                atomic_write(backup, live.read_bytes(), mode=0o600)
+            except OSError as exc:
+                raise os_error(exc, "back up", live) from exc
+        self.files[backup.name] = _File(current.size, self.now / 1000)
+        self.report.rotatedTo = str(backup)
+        prefix = f"{live.name}.bak."
+        backups = sorted(
+            n for n in self.files if n.startswith(prefix) and n[len(prefix) :].isdigit()
+        )
+        for name in backups[:-JSON_BACKUPS_KEPT]:
+            self._delete_file(name)
+
+    def _total(self) -> int:
+        """Bytes of the sessions dir, the index counted at its projected size."""
+        files = sum(f.size for n, f in self.files.items() if n not in self.index_names)
+        return self.txn.index_bytes() + files
+
+    def disk_budget(self) -> None:
+        limit = self.cfg.max_disk_bytes
+        if limit is None:
+            return
+        high = min(self.cfg.high_water_bytes or max(int(limit * 0.8), 1), limit)
+        total = self._total()
+        before, removed_entries = total, 0
+        files_before = len(self.plan.delete)
+        if total > limit:
+            ids: Counter[str] = Counter()
+            names: set[str] = set()
+            for ref in self.txn.rows():
+                ids[ref.session_id] += 1
+                if ref.session_file:
+                    names.add(os.path.basename(ref.session_file))
+
+            def referenced(name: str) -> bool:
+                return name in names or ids[_session_id_of(name)] > 0
+
+            candidates = sorted(
+                (
+                    n
+                    for n in self.files
+                    if n not in self.index_names
+                    and (is_archive_artifact(n) or (is_primary_transcript(n) and not referenced(n)))
+                ),
+                key=lambda n: (self.files[n].mtime, n),
+            )
+            for name in candidates:
+                if total <= high:
+                    break
+                total -= self._delete_file(name)
+            # Entries oldest first: each round removes what its size estimate says is
+            # enough, then the index is measured again (blobs and pages free unevenly).
+            fixed = {
+                n: f.size
+                for n, f in self.files.items()
+                if n not in self.index_names
+                and not is_primary_transcript(n)
+                and not is_archive_artifact(n)
+            }
+            if sum(fixed.values()) >= high:
+                largest = sorted(fixed, key=lambda n: -fixed[n])[:3]
+                self.report.warnings.append(
+                    f"{sum(fixed.values())} bytes of the sessions dir are files maintenance"
+                    f" never removes (largest: {', '.join(largest)}), more than the"
+                    f" {high}-byte high-water mark: no session was evicted; remove or move"
+                    " those files, or raise maxDiskBytes"
+                )
+            rows = self.txn.oldest(self.protect)
+            while total > high and sum(fixed.values()) < high:
+                victims: list[RowRef] = []
+                for ref in rows:
+                    victims.append(ref)
+                    total -= ref.size
+                    ids[ref.session_id] -= 1
+                    if ref.session_id and ids[ref.session_id] <= 0:
+                        for name in self._transcript_names(ref):
+                            total -= self._delete_file(name)
+                    if total <= high:
+                        break
+                if not victims:
+                    break
+                removed_entries += len(self._remove(victims, "evict-budget"))
+                total = self._total()
+        self.report.evicted = removed_entries
+        self.report.diskBudget = DiskBudgetReport(
+            totalBytesBefore=before,
+            totalBytesAfter=total,
+            removedFiles=len(self.plan.delete) - files_before,
+            removedEntries=removed_entries,
+            freedBytes=before - total,
+            maxBytes=limit,
+            highWaterBytes=high,
+            overBudget=before > limit,
+        )
+
+
+def _carry_out(store: SessionStore, plan: _Plan, report: MaintenanceReport) -> None:
+    """Archive and delete the planned files (after the index change committed)."""
+    directory = store.paths.sessions_dir
+    archived = []
+    for name, archive_name in plan.archive:
+        path = directory / name
+        target = directory / archive_name
+        try:
+            if target.exists():
+                continue  # never overwrite an archive
+            os.rename(path, target)
+            archived.append(str(target))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.errors.append(f"cannot archive {path}: {exc.strerror}")
+    report.archived = archived
+    removed = []
+    freed = 0
+    for name in plan.delete:
+        path = directory / name
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.errors.append(f"cannot delete {path}: {exc.strerror}")
+            continue
+        removed.append(str(path))
+        freed += size
+    report.removedFiles, report.bytesFreed = removed, freed
+    if archived or removed:
+        with contextlib.suppress(SessionStoreError):
+            fsync_dir(directory)
+
+
+def _pass(
+    store: SessionStore,
+    report: MaintenanceReport,
+    *,
+    cfg: MaintenanceConfig,
+    protect: frozenset[str],
+    steps: frozenset[str],
+    apply: bool,
+    now: int,
+) -> None:
+    def body(txn: MaintenanceTxn) -> _Run:
+        run = _Run(store, txn, report, cfg=cfg, protect=protect, apply=apply, now=now)
+        report.beforeCount = txn.count()
+        if "missing" in steps:
+            run.fix_missing()
+        if "main" in steps:
+            run.archive(run.prune_and_cap())
+            if report.archived or cfg.reset_archive_retention_ms is not None:
+                run.age_out()
+            if store.store_type == "json":
+                run.rotate()
+            run.disk_budget()
+        report.afterCount = txn.count()
+        return run
+
+    run = store.index.maintenance(body, commit=apply)
+    if apply:
+        _carry_out(store, run.plan, report)
+    else:
+        report.removedFiles = [str(store.paths.sessions_dir / n) for n in run.plan.delete]
+        report.bytesFreed = sum(
+            f.size for n, f in _scan(store.paths.sessions_dir).items() if n in run.plan.delete
+        )
+
+
+def run_maintenance(
+    store: SessionStore,
+    *,
+    mode: str | None = None,
+    dry_run: bool = False,
+    active_key: str | None = None,
+    fix_missing: bool = False,
+    now: int | None = None,
+) -> MaintenanceReport:
+    """Run maintenance on one store (what ``store.maintain()`` calls).
+
+    Args:
+        store: The store.
+        mode: ``warn`` or ``enforce``; default the configured ``session.maintenance.mode``.
+        dry_run: Report what would happen; change nothing.
+        active_key: A session that is never pruned, capped or evicted.
+        fix_missing: Also remove entries whose transcript file does not exist (applied
+            in warn mode too, unless ``dry_run``).
+        now: The time in ms to judge ages against (default: now).
+
+    Returns:
+        The report. In warn mode, or with ``dry_run``, it describes what enforce would do.
+
+    Raises:
+        InvalidArgumentError: An unknown mode.
+    """
+    cfg = store.config.maintenance
+    chosen = cfg.mode if mode is None else mode
+    if chosen not in MODES:
+        raise InvalidArgumentError(f"maintenance mode must be warn or enforce, got {chosen!r}")
+    protect = frozenset({fold_key(canonical_key(active_key))} if active_key else ())
+    at = now_ms() if now is None else now
+    report = MaintenanceReport(
+        agentId=store.agent_id,
+        storePath=store.index.location,
+        storeType=store.store_type,
+        mode=chosen,
+        dryRun=dry_run,
+    )
+    enforce = chosen == "enforce"
+    if fix_missing and not enforce and not dry_run:
+        # Warn mode still removes entries with missing transcripts (as upstream); the rest
+        # is only reported.
+        first = MaintenanceReport(report.agentId, report.storePath, report.storeType, chosen, False)
+        _pass(store, first, cfg=cfg, protect=protect, steps=_MISSING, apply=True, now=at)
+        _pass(store, report, cfg=cfg, protect=protect, steps=_MAIN, apply=False, now=at)
+        report.beforeCount = first.beforeCount
+        report.missing = first.missing
+        report.actions = first.actions + report.actions
+        report.applied = first.missing > 0
+    else:
+        steps = _MISSING | _MAIN if fix_missing else _MAIN
+        apply = enforce and not dry_run
+        _pass(store, report, cfg=cfg, protect=protect, steps=steps, apply=apply, now=at)
+        report.applied = apply and report.would_mutate
+    budget = report.diskBudget
+    if not enforce and budget is not None and budget.overBudget:
+        report.warnings.append(
+            f"{store.paths.sessions_dir} holds {budget.totalBytesBefore} bytes, over its budget"
+            f" of {budget.maxBytes} (warn mode: nothing was removed)"
+        )
+    return report
