@@ -603,6 +603,10 @@ def export(
         out.print(f"Exported {r['count']} sessions of {r['agentId']} to {r['path']}", markup=False)
 
 
+# The upkeep commands live in their own module and register themselves on `app`.
+from . import upkeep as _upkeep  # noqa: E402, F401
+
+
 def main() -> None:
     """Console-script entry point: one-line errors, exit codes 0/1/2."""
     try:
