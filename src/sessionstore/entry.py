@@ -99,6 +99,9 @@ CHANNEL_ALIASES: dict[str, str] = {
 _VALID_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _INVALID_ACCOUNT_CHARS = re.compile(r"[^a-z0-9_-]+")
 _DELIVERY_FIELDS = ("deliveryContext", "lastChannel", "lastTo", "lastAccountId", "lastThreadId")
+# The fields normalize_entry reads: a patch touching none of them leaves a settled entry
+# settled, so merging it skips the normalisation passes (the hot path of update()).
+_NORMALIZED_FIELDS = frozenset({*_DELIVERY_FIELDS, "channel", "origin", "model", "modelProvider"})
 
 
 def now_ms() -> int:
@@ -389,6 +392,7 @@ def merge_entry(
     *,
     preserve_activity: bool = False,
     now: int | None = None,
+    assume_settled: bool = False,
 ) -> Entry:
     """Merge a patch into an entry (``mergeSessionEntry`` / ``...PreserveActivity``).
 
@@ -399,6 +403,9 @@ def merge_entry(
         preserve_activity: Keep the existing ``updatedAt`` (inbound-metadata writes) instead
             of moving it to at least now.
         now: The current time in ms (for tests).
+        assume_settled: ``existing`` is known to be normalised (read from a store): a
+            patch that touches no field the normalisation reads then skips it. The result
+            may share nested objects with ``existing``.
 
     Returns:
         The merged, normalised entry.
@@ -429,6 +436,8 @@ def merge_entry(
         old_model = old.strip() if isinstance(old, str) else old
         if new_model != old_model:
             merged.pop("modelProvider", None)  # stale-provider guard
+    if assume_settled and existing is not None and _NORMALIZED_FIELDS.isdisjoint(patch):
+        return merged  # stored entries are settled, and the patch touched nothing it reads
     return settle_entry(merged)
 
 

@@ -244,7 +244,12 @@ class SessionStore:
             patch = fn(cast("SessionEntry | None", existing))
             if patch is None:
                 return None
-            return merge_entry(existing, as_entry(patch), preserve_activity=preserve_activity)
+            return merge_entry(
+                existing,
+                as_entry(patch),
+                preserve_activity=preserve_activity,
+                assume_settled=True,  # entries read from the index are normalised
+            )
 
         result, written = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
         if written:

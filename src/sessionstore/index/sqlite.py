@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -59,10 +60,16 @@ __all__ = ["BLOB_FIELDS", "SCHEMA_VERSION", "SqliteIndex"]
 
 Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
+_Blobs = dict[str, tuple[bytes, int]]  # digest -> (data, codec)
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 3
 BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
+# Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
+# skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
+COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
+CODEC_JSON: Final = 0
+CODEC_ZLIB: Final = 1
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 
 _fork_generation = 0
@@ -144,7 +151,8 @@ CREATE INDEX idx_sessions_parent ON sessions(parent_session_key, updated_at)
   WHERE parent_session_key IS NOT NULL;
 CREATE INDEX idx_sessions_session_id ON sessions(session_id);
 CREATE TABLE IF NOT EXISTS blobs (
-  digest TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, refcount INTEGER NOT NULL
+  digest TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, refcount INTEGER NOT NULL,
+  codec INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (
   id INTEGER PRIMARY KEY CHECK (id = 1), row_count INTEGER NOT NULL
@@ -166,6 +174,14 @@ _REF_COLUMNS: Final = (
     "session_key, session_id, json_extract(CAST(entry_json AS TEXT), '$.sessionFile'),"
     " row_updated_at, model,"
     " length(entry_json) + length(search_text) + 3 * length(session_key) + 96"
+)
+
+# A row (and its case variants) with its blobs in one statement.
+_FETCH_WITH_BLOBS: Final = (
+    "SELECT s.session_key, s.updated_at, s.entry_json, s.blob_refs, s.message_count,"
+    " b.digest, b.data, b.codec FROM sessions AS s"
+    " LEFT JOIN json_each(s.blob_refs) AS r"
+    " LEFT JOIN blobs AS b ON b.digest = r.value WHERE s.key_fold = ?"
 )
 
 _ROW_COLUMNS: Final = (
@@ -198,23 +214,25 @@ class _Encoded:
     params: tuple[Any, ...]
     entry_json: bytes
     refs: dict[str, str]
-    blobs: dict[str, bytes]
+    blobs: dict[str, tuple[str, bytes]]  # digest -> (field, compact JSON)
 
 
 def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
     light: Entry = {}
     refs: dict[str, str] = {}
-    blobs: dict[str, bytes] = {}
+    blobs: dict[str, tuple[str, bytes]] = {}
     for field, value in entry.items():
+        # A placeholder keeps the field's position; 0 rather than null, because a null in
+        # the output makes dumps_compact walk the entry looking for NaN.
         if isinstance(value, BlobRef):
             refs[field] = value.digest
-            light[field] = None
+            light[field] = 0
         elif field in BLOB_FIELDS and isinstance(value, (dict, list)):
             data = dumps_compact(value)
             digest = hashlib.sha256(data).hexdigest()
             refs[field] = digest
-            blobs[digest] = data
-            light[field] = None  # placeholder keeps the field's position
+            blobs[digest] = (field, data)
+            light[field] = 0
         else:
             light[field] = value
     entry_json = dumps_compact(light)
@@ -518,8 +536,12 @@ class SqliteIndex(IndexBackend):
                 self._migrate_v1_to_v2(txn)
                 version = 2
             if version == 2:
-                # v3: prune, cap and the disk budget walk rows in updatedAt order.
+                # v3: prune, cap and the disk budget walk rows in updatedAt order; blobs
+                # may be stored compressed.
                 txn.execute(_V3_INDEXES)
+                columns = {r[1] for r in txn.execute("PRAGMA table_info(blobs)")}
+                if "codec" not in columns:
+                    txn.execute("ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0")
                 version = 3
             txn.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -552,7 +574,8 @@ class SqliteIndex(IndexBackend):
         conn.execute(_V2_TABLE)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY NOT NULL,"
-            " data BLOB NOT NULL, refcount INTEGER NOT NULL) WITHOUT ROWID"
+            " data BLOB NOT NULL, refcount INTEGER NOT NULL, codec INTEGER NOT NULL DEFAULT 0)"
+            " WITHOUT ROWID"
         )
         now = now_ms()
         old: Rows = conn.execute(
@@ -579,57 +602,120 @@ class SqliteIndex(IndexBackend):
     # --- blobs ------------------------------------------------------------------------------
 
     @staticmethod
-    def _add_blobs(conn: apsw.Connection, refs: dict[str, str], blobs: dict[str, bytes]) -> None:
-        for digest, n in Counter(refs.values()).items():
-            data = blobs.get(digest)
-            if data is None:
-                conn.execute(
-                    "UPDATE blobs SET refcount = refcount + ? WHERE digest = ?", (n, digest)
-                )
-            else:
-                conn.execute(
-                    "INSERT INTO blobs(digest, data, refcount) VALUES (?, ?, ?)"
-                    " ON CONFLICT(digest) DO UPDATE SET refcount = refcount + excluded.refcount",
-                    (digest, data, n),
-                )
+    def _retain(
+        conn: apsw.Connection, counts: Counter[str], blobs: dict[str, tuple[str, bytes]]
+    ) -> None:
+        """Add references to blobs, inserting those that are new (with their data)."""
+        for digest, n in counts.items():
+            conn.execute("UPDATE blobs SET refcount = refcount + ? WHERE digest = ?", (n, digest))
+            if conn.changes() or digest not in blobs:
+                continue
+            field, data = blobs[digest]
+            codec = CODEC_JSON
+            if field in COMPRESSED_FIELDS and len(data) > 1024:
+                packed = zlib.compress(data, 6)
+                if len(packed) < len(data) * 3 // 4:
+                    data, codec = packed, CODEC_ZLIB
+            conn.execute(
+                "INSERT INTO blobs(digest, data, refcount, codec) VALUES (?, ?, ?, ?)",
+                (digest, data, n, codec),
+            )
 
     @staticmethod
-    def _drop_blobs(conn: apsw.Connection, refs: dict[str, str]) -> None:
-        for digest, n in Counter(refs.values()).items():
+    def _release(conn: apsw.Connection, counts: Counter[str]) -> None:
+        """Drop references to blobs, deleting those no row references any more."""
+        for digest, n in counts.items():
             conn.execute("UPDATE blobs SET refcount = refcount - ? WHERE digest = ?", (n, digest))
             conn.execute("DELETE FROM blobs WHERE digest = ? AND refcount <= 0", (digest,))
 
-    def _blob(self, conn: apsw.Connection, digest: str) -> Any:
-        rows: Rows = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchall()
-        if rows:
-            return orjson.loads(rows[0][0])
-        raise CorruptStoreError(
-            f"{self._path}: blob {digest} referenced by a session is missing; run"
-            " `sessionstore doctor`",
-            path=str(self._path),
-        )
+    @classmethod
+    def _add_blobs(
+        cls, conn: apsw.Connection, refs: dict[str, str], blobs: dict[str, tuple[str, bytes]]
+    ) -> None:
+        cls._retain(conn, Counter(refs.values()), blobs)
+
+    @classmethod
+    def _drop_blobs(cls, conn: apsw.Connection, refs: dict[str, str]) -> None:
+        cls._release(conn, Counter(refs.values()))
+
+    def _swap_blobs(
+        self,
+        conn: apsw.Connection,
+        old_refs: dict[str, str],
+        enc: _Encoded,
+        between: Callable[[], None] | None = None,
+    ) -> None:
+        """Move a row's blob references from ``old_refs`` to ``enc.refs``.
+
+        Only blobs whose reference count changes are touched; ``between`` runs after the
+        additions and before the removals.
+        """
+        old, new = Counter(old_refs.values()), Counter(enc.refs.values())
+        self._retain(conn, new - old, enc.blobs)
+        if between is not None:
+            between()
+        self._release(conn, old - new)
+
+    def _blob(self, conn: apsw.Connection, digest: str, found: _Blobs | None = None) -> Any:
+        if found and digest in found:
+            data, codec = found[digest]
+        else:
+            rows: Rows = conn.execute(
+                "SELECT data, codec FROM blobs WHERE digest = ?", (digest,)
+            ).fetchall()
+            if not rows:
+                raise CorruptStoreError(
+                    f"{self._path}: blob {digest} referenced by a session is missing; run"
+                    " `sessionstore doctor`",
+                    path=str(self._path),
+                )
+            data, codec = rows[0]
+        return orjson.loads(zlib.decompress(data) if codec == CODEC_ZLIB else data)
 
     def _decode(
-        self, conn: apsw.Connection, entry_json: bytes | str, refs_json: str | None, *, blobs: bool
+        self,
+        conn: apsw.Connection,
+        entry_json: bytes | str,
+        refs_json: str | None,
+        *,
+        blobs: bool,
+        found: _Blobs | None = None,
     ) -> Entry:
         entry: Entry = orjson.loads(entry_json)
         if refs_json:
             for field, digest in orjson.loads(refs_json).items():
-                entry[field] = self._blob(conn, digest) if blobs else BlobRef(digest)
+                entry[field] = self._blob(conn, digest, found) if blobs else BlobRef(digest)
         return entry
 
-    def materialize(self, entry: Entry) -> Entry:
+    def materialize(self, entry: Entry, found: _Blobs | None = None) -> Entry:
         """Replace blob placeholders in ``entry`` by their values."""
         if not any(isinstance(v, BlobRef) for v in entry.values()):
             return entry
         conn = self._conn()
         with self._errors():
             return {
-                k: self._blob(conn, v.digest) if isinstance(v, BlobRef) else v
+                k: self._blob(conn, v.digest, found) if isinstance(v, BlobRef) else v
                 for k, v in entry.items()
             }
 
     # --- reads ------------------------------------------------------------------------------
+
+    def _fetch(self, conn: apsw.Connection, key: str) -> tuple[Rows, _Blobs]:
+        """The rows of ``key`` and its variants, with their blobs.
+
+        One statement, so one consistent snapshot without a transaction around reads.
+        """
+        raw: Rows = conn.execute(_FETCH_WITH_BLOBS, (key,)).fetchall()
+        rows: Rows = []
+        found: _Blobs = {}
+        for r in raw:
+            if not rows or all(r[0] != x[0] for x in rows):
+                rows.append(r[:5])
+            if r[5] is not None:
+                found[r[5]] = (r[6], r[7])
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
+        return rows, found
 
     def _candidates(self, conn: apsw.Connection, key: str) -> Rows:
         rows: Rows = conn.execute(
@@ -645,11 +731,13 @@ class SqliteIndex(IndexBackend):
         """The entry for ``key`` or its freshest case variant (one indexed lookup)."""
         with self._errors():
             conn = self._conn()
-            with self._read_txn(conn):
+            if not blobs:
                 rows = self._candidates(conn, key)
-                if not rows:
-                    return None
-                return self._decode(conn, rows[0][2], rows[0][3], blobs=blobs)
+                return self._decode(conn, rows[0][2], rows[0][3], blobs=False) if rows else None
+            rows, found = self._fetch(conn, key)
+            if not rows:
+                return None
+            return self._decode(conn, rows[0][2], rows[0][3], blobs=True, found=found)
 
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
@@ -760,8 +848,7 @@ class SqliteIndex(IndexBackend):
     # --- writes -----------------------------------------------------------------------------
 
     def _upsert(self, conn: apsw.Connection, enc: _Encoded, old_refs: dict[str, str]) -> None:
-        self._add_blobs(conn, enc.refs, enc.blobs)
-        self._drop_blobs(conn, old_refs)
+        self._swap_blobs(conn, old_refs, enc)
         conn.execute(_UPSERT, enc.params)
 
     def _delete_row(self, conn: apsw.Connection, key: str, refs_json: str | None) -> None:
@@ -775,10 +862,12 @@ class SqliteIndex(IndexBackend):
         """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
         with self._errors():
             with self._write_txn() as conn:
-                rows = self._candidates(conn, key)
+                rows, found = self._fetch(conn, key)
                 existing = None
                 if rows:
-                    existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
+                    existing = self._decode(
+                        conn, rows[0][2], rows[0][3], blobs=needs_blobs, found=found
+                    )
                 result = fn(existing)
                 if result is None:
                     written = False
@@ -793,7 +882,7 @@ class SqliteIndex(IndexBackend):
                     out = result
                 # Blobs are read in the same transaction: once it commits, another writer
                 # may replace this entry and drop the blobs it referenced.
-                out = self.materialize(out) if out is not None else None
+                out = self.materialize(out, found) if out is not None else None
             return out, written
 
     def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
@@ -807,14 +896,16 @@ class SqliteIndex(IndexBackend):
             old_refs = orjson.loads(own[3]) if own[3] else {}
             if len(rows) == 1 and bytes(own[2]) == enc.entry_json and old_refs == enc.refs:
                 return False  # nothing changed: no write
+
         # Take the new blob references before dropping the variants' rows: an entry folded
         # from a variant may hold its blobs only as references (BlobRef), so dropping the
         # variant first could delete blobs the new row still needs.
-        self._add_blobs(conn, enc.refs, enc.blobs)
-        for r in rows:
-            if r[0] != key:
-                self._delete_row(conn, r[0], r[3])
-        self._drop_blobs(conn, old_refs)
+        def drop_variants() -> None:
+            for r in rows:
+                if r[0] != key:
+                    self._delete_row(conn, r[0], r[3])
+
+        self._swap_blobs(conn, old_refs, enc, drop_variants)
         conn.execute(_UPSERT, enc.params)
         return True
 
