@@ -276,7 +276,7 @@ class SessionStore:
             removed.append(existing)
             return DELETE
 
-        _, deleted = self._index.modify(canonical, drop, needs_blobs=False)
+        _, deleted = self._index.modify(canonical, drop, needs_blobs=False, full_result=False)
         if deleted and archive_transcript and removed:
             self._archive(removed[0], "deleted")
         if deleted:
@@ -371,7 +371,7 @@ class SessionStore:
                 out["updatedAt"] = max(sort_time(existing), now_ms())
                 return out
 
-            self._index.modify(canonical, record, needs_blobs=False)
+            self._index.modify(canonical, record, needs_blobs=False, full_result=False)
 
         def known_state() -> TranscriptState | None:
             if not tracked:
@@ -399,7 +399,7 @@ class SessionStore:
                 out["updatedAt"] = now_ms()
                 return out
 
-            self._index.modify(canonical, record, needs_blobs=False)
+            self._index.modify(canonical, record, needs_blobs=False, full_result=False)
 
         handle = self._make_transcript(
             path, session_id, on_append=on_append, known_state=known_state, on_compact=on_compact

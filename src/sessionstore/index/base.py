@@ -382,7 +382,7 @@ class IndexBackend(ABC):
 
     @abstractmethod
     def modify(
-        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key under the write lock.
 
@@ -390,7 +390,8 @@ class IndexBackend(ABC):
         and returns the new entry, ``DELETE``, or None to change nothing. A new entry is
         stored under ``key`` and the variants are removed. With ``needs_blobs=False`` the
         backend may hand ``fn`` an entry whose large blob fields are opaque placeholders;
-        ``fn`` must then pass them through unchanged.
+        ``fn`` must then pass them through unchanged. With ``full_result=False`` the
+        returned entry may hold such placeholders too (for callers that ignore it).
 
         Returns:
             The entry after the call (None when deleted or absent) and whether a write

@@ -322,7 +322,7 @@ class JsonIndex(IndexBackend):
         return True
 
     def modify(
-        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write ``key`` under ``sessions.json.lock``."""
         self._check_open()

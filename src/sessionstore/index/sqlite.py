@@ -857,7 +857,7 @@ class SqliteIndex(IndexBackend):
             self._drop_blobs(conn, orjson.loads(refs_json))
 
     def modify(
-        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
         with self._errors():
@@ -882,7 +882,8 @@ class SqliteIndex(IndexBackend):
                     out = result
                 # Blobs are read in the same transaction: once it commits, another writer
                 # may replace this entry and drop the blobs it referenced.
-                out = self.materialize(out, found) if out is not None else None
+                if out is not None and full_result:
+                    out = self.materialize(out, found)
             return out, written
 
     def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
