@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .errors import SessionStoreError
+from .errors import CorruptStoreError, SessionStoreError
 from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
 from .maintenance import is_primary_transcript
@@ -110,6 +110,7 @@ class _Doctor:
         self.fix = fix
         self.dir = store.paths.sessions_dir
         self.findings: list[Finding] = []
+        self.index_trusted = True  # False once the index failed its integrity check
 
     def add(
         self, kind: str, subject: object, message: str, *, severity: str = "warning"
@@ -133,6 +134,7 @@ class _Doctor:
         except Exception as exc:  # apsw raises CorruptError and friends
             problems = [str(exc)]
         if problems != ["ok"]:
+            self.index_trusted = False
             self.add(
                 "integrity",
                 path,
@@ -241,10 +243,47 @@ class _Doctor:
 
     # --- transcripts ------------------------------------------------------------------
 
+    def _entries(self) -> dict[str, dict[str, Any]] | None:
+        """Every entry, without its large blobs (an entry whose blob is gone still counts)."""
+        from .index.sqlite import SqliteIndex
+
+        index = self.store.index
+        if isinstance(index, SqliteIndex):
+            entries: dict[str, dict[str, Any]] = {}
+            for key, session_id, entry_json in index.connection().execute(
+                "SELECT session_key, session_id, entry_json FROM sessions ORDER BY rowid"
+            ):
+                try:
+                    entry = orjson.loads(entry_json)
+                except orjson.JSONDecodeError as exc:
+                    entry = None
+                    problem = str(exc)
+                else:
+                    problem = "not a JSON object"
+                if not isinstance(entry, dict):
+                    self.add(
+                        "integrity",
+                        key,
+                        f"the stored entry cannot be read ({problem}); restore the database"
+                        " from a backup",
+                        severity="error",
+                    )
+                    entry = {"sessionId": session_id}  # its transcript is still its own
+                entries[str(key)] = entry
+            return entries
+        try:
+            return index.load_all()
+        except CorruptStoreError as exc:  # sessions.json that does not parse: report it
+            self.add("integrity", exc.path, str(exc), severity="error")
+            return None
+
     def transcripts(self) -> None:
         referenced_ids: set[str] = set()
         referenced_names: set[str] = set()
-        for key, entry in self.store.index.load_all().items():
+        entries = self._entries()
+        if entries is None:
+            return  # without the entries every transcript would look orphaned
+        for key, entry in entries.items():
             sid = entry.get("sessionId")
             if not isinstance(sid, str) or not sid:
                 continue
@@ -308,7 +347,13 @@ class _Doctor:
                 return None
             return {**existing, "messageCount": actual, "transcriptBytes": actual_size}
 
-        _, written = self.store.index.modify(canonical_key(key), recount, needs_blobs=False)
+        try:
+            _, written = self.store.index.modify(
+                canonical_key(key), recount, needs_blobs=False, full_result=False
+            )
+        except SessionStoreError as exc:  # e.g. a blob of the entry is gone (blob-missing)
+            finding.message += f"; not recounted: {exc}"
+            return
         finding.fixed = written
 
     def _orphans(self, ids: set[str], names: set[str]) -> None:
@@ -427,8 +472,11 @@ def run_checks(store: SessionStore, *, fix: bool = False) -> list[Finding]:
     """
     doctor = _Doctor(store, fix)
     doctor.sqlite()
-    doctor.source_changed()
-    doctor.transcripts()
+    # Dead owners' locks first: a repair that writes sessions.json would otherwise remove
+    # such a lock by itself, and the finding would go unreported.
     doctor.files()
+    if doctor.index_trusted:  # the checks below read (and their repairs write) the index
+        doctor.source_changed()
+        doctor.transcripts()
     doctor.filesystem()
     return doctor.findings

@@ -440,6 +440,12 @@ class SqliteIndex(IndexBackend):
             raise InvalidEntryError(
                 f"a number in the entry is outside SQLite's 64-bit integer range ({exc})"
             ) from exc
+        except (orjson.JSONDecodeError, zlib.error) as exc:
+            raise CorruptStoreError(
+                f"{self._path}: a stored entry or blob does not decode ({exc}); the file was"
+                " left untouched - run `sessionstore doctor`, or restore it from a backup",
+                path=str(self._path),
+            ) from exc
 
     def _conn(self) -> apsw.Connection:
         local = self._local
@@ -949,13 +955,21 @@ class SqliteIndex(IndexBackend):
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; roll it back unless ``commit``."""
-        with self._errors(), self._write_txn() as conn:
-            conn.execute("SAVEPOINT sessionstore_maintenance")
-            result = fn(_SqliteMaintenance(self, conn))
-            if not commit:
-                conn.execute("ROLLBACK TO sessionstore_maintenance")
-            conn.execute("RELEASE sessionstore_maintenance")
-            return result
+
+        class _Rollback(Exception):
+            """Ends a transaction that must leave no trace (dry runs, warn mode)."""
+
+        outcome: list[T] = []
+        try:
+            with self._errors(), self._write_txn() as conn:
+                outcome.append(fn(_SqliteMaintenance(self, conn)))
+                if not commit:
+                    # A whole ROLLBACK, not ROLLBACK TO + COMMIT: the latter still writes
+                    # the pages it touched to the WAL, so a dry run would change the files.
+                    raise _Rollback
+        except _Rollback:
+            pass
+        return outcome[0]
 
     def index_files(self) -> tuple[str, ...]:
         """The database, its WAL and its shared-memory file."""
