@@ -286,7 +286,7 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
         maintenance=parse_maintenance(session.get("maintenance")),
         maintain_every_ms=(
             None
-            if session.get("maintainEvery") in (None, False)
+            if session.get("maintainEvery") is None or session.get("maintainEvery") is False
             else parse_duration_ms(session["maintainEvery"], key="session.maintainEvery")
         ),
         agents=agents,

@@ -223,6 +223,7 @@ class _Plan:
 
     archive: list[tuple[str, str]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
+    delete_bytes: int = 0
 
 
 def _scan(directory: Path) -> dict[str, _File]:
@@ -275,6 +276,9 @@ class _Run:
         self.dir = store.paths.sessions_dir
         self.index_names = frozenset(store.index.index_files())
         self.files = _scan(self.dir)
+        # sessions.json.lock exists only while a writer (this run, for json stores) holds
+        # it: not part of the dir's size, and never a file to remove.
+        self.files.pop(f"{store.paths.json_path.name}.lock", None)
         self.plan = _Plan()
 
     # --- helpers ---
@@ -306,6 +310,7 @@ class _Run:
     def _delete_file(self, name: str) -> int:
         size = self.files.pop(name).size
         self.plan.delete.append(name)
+        self.plan.delete_bytes += size
         return size
 
     # --- steps ---
@@ -432,6 +437,12 @@ class _Run:
                     " those files, or raise maxDiskBytes"
                 )
             rows = self.txn.oldest(self.protect)
+            # SQLite frees whole pages, unevenly, so a row-size estimate can evict more
+            # sessions than needed: measure the index (three PRAGMAs) after every eviction.
+            # For sessions.json measuring means serialising the store; its estimate (the
+            # entry's pretty-printed chunk) is exact, so rounds are batched there.
+            one_by_one = self.store.store_type != "json"
+            files_bytes = total - self.txn.index_bytes()
             while total > high and sum(fixed.values()) < high:
                 victims: list[RowRef] = []
                 for ref in rows:
@@ -440,13 +451,15 @@ class _Run:
                     ids[ref.session_id] -= 1
                     if ref.session_id and ids[ref.session_id] <= 0:
                         for name in self._transcript_names(ref):
-                            total -= self._delete_file(name)
-                    if total <= high:
+                            freed = self._delete_file(name)
+                            total -= freed
+                            files_bytes -= freed
+                    if one_by_one or total <= high:
                         break
                 if not victims:
                     break
                 removed_entries += len(self._remove(victims, "evict-budget"))
-                total = self._total()
+                total = self.txn.index_bytes() + files_bytes
         self.report.evicted = removed_entries
         self.report.diskBudget = DiskBudgetReport(
             totalBytesBefore=before,
@@ -527,9 +540,9 @@ def _pass(
         _carry_out(store, run.plan, report)
     else:
         report.removedFiles = [str(store.paths.sessions_dir / n) for n in run.plan.delete]
-        report.bytesFreed = sum(
-            f.size for n, f in _scan(store.paths.sessions_dir).items() if n in run.plan.delete
-        )
+        # From the plan's model, not the disk: a file archived and then deleted in the same
+        # pass (or a backup not yet made) exists only there.
+        report.bytesFreed = run.plan.delete_bytes
 
 
 def run_maintenance(

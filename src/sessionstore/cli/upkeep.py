@@ -10,7 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from ..errors import InvalidKeyError
+from ..keys import canonical_key
 from ..maintenance import MaintenanceReport
 from ..store import SessionStore
 from .app import (
@@ -33,7 +36,7 @@ __all__ = ["cleanup", "doctor", "vacuum"]
 KEEP_ROWS_SHOWN = 20
 
 
-def _summary(report: MaintenanceReport) -> dict[str, Any]:
+def _summary(report: MaintenanceReport, current: int) -> dict[str, Any]:
     doc = report.to_dict()
     summary: dict[str, Any] = {
         "agentId": report.agentId,
@@ -50,7 +53,9 @@ def _summary(report: MaintenanceReport) -> dict[str, Any]:
     }
     if report.applied or (not report.dryRun and report.mode == "enforce"):
         summary["applied"] = True
-        summary["appliedCount"] = report.afterCount
+        # What the store holds now: in warn mode only --fix-missing was applied, and
+        # afterCount is what enforcing would leave.
+        summary["appliedCount"] = current
     for name in ("evicted", "archived", "removedFiles", "bytesFreed", "rotatedTo"):
         summary[name] = doc[name]
     summary["actions"] = doc["actions"]
@@ -77,13 +82,20 @@ def _kept_rows(store: SessionStore, removed: set[str], active: str | None) -> li
     return rows
 
 
-def _print_report(report: MaintenanceReport, store: SessionStore, active: str | None) -> None:
-    verb = "Would" if not report.applied else "Did"
+def _print_report(
+    report: MaintenanceReport, store: SessionStore, active: str | None, current: int
+) -> None:
+    enforced = not report.dryRun and report.mode == "enforce"
+    # Warn mode applies --fix-missing only; every other step is a plan.
+    verb = "Did" if enforced else "Would"
     removed = report.beforeCount - report.afterCount
     out.print(f"Session store: {report.storePath}", markup=False)
     out.print(f"Maintenance mode: {report.mode}", markup=False)
     out.print(f"Entries: {report.beforeCount} -> {report.afterCount} (remove {removed})")
-    out.print(f"{verb} prune missing transcripts: {report.missing}")
+    out.print(
+        f"{'Did' if enforced or report.applied else 'Would'} prune missing transcripts:"
+        f" {report.missing}"
+    )
     out.print(f"{verb} prune stale: {report.pruned}")
     out.print(f"{verb} cap overflow: {report.capped}")
     budget = report.diskBudget
@@ -104,8 +116,8 @@ def _print_report(report: MaintenanceReport, store: SessionStore, active: str | 
         out.print(f"warning: {warning}", markup=False)
     for error in report.errors:
         out.print(f"error: {error}", markup=False)
-    if report.applied or (not report.dryRun and report.mode == "enforce"):
-        out.print(f"Applied maintenance. Current entries: {report.afterCount}")
+    if report.applied or enforced:
+        out.print(f"Applied maintenance. Current entries: {current}")
         return
     removed_keys = {a.key for a in report.actions}
     out.print("Planned session actions:")
@@ -114,10 +126,11 @@ def _print_report(report: MaintenanceReport, store: SessionStore, active: str | 
         table.add_column(name, no_wrap=True, min_width=width)
     table.add_column("Flags", no_wrap=True)
     for a in report.actions:
-        table.add_row(a.action, a.key, format_age(a.updatedAt), a.model or "-", "", style=None)
+        cells = (a.action, a.key, format_age(a.updatedAt), a.model or "-", "")
+        table.add_row(*(Text(c) for c in cells))  # keys are shown as they are, not as markup
     kept = _kept_rows(store, removed_keys, active)
     for row in kept:
-        table.add_row(*row)
+        table.add_row(*(Text(c) for c in row))
     out.print(table)
     more = report.afterCount - len(kept)
     if more > 0:
@@ -149,6 +162,11 @@ def cleanup(
 ) -> None:
     """Prune, cap and budget sessions as session.maintenance says (spec 6)."""
     selection = select_targets(state_dir, agent, all_agents, store)
+    if active_key is not None:
+        try:
+            canonical_key(active_key)
+        except InvalidKeyError as exc:
+            raise CliError(f"--active-key: {exc}", code=2) from None
     mode = "enforce" if enforce else selection.config.maintenance.mode
     summaries = []
     for target in selection.targets:
@@ -161,10 +179,11 @@ def cleanup(
                 active_key=active_key,
                 fix_missing=fix_missing,
             )
+            current = opened.count()
             if json_output:
-                summaries.append(_summary(report))
+                summaries.append(_summary(report, current))
             else:
-                _print_report(report, opened, active_key)
+                _print_report(report, opened, active_key, current)
     if json_output:
         if selection.all_agents:
             print_json({"allAgents": True, "mode": mode, "dryRun": dry_run, "stores": summaries})
@@ -210,15 +229,16 @@ def doctor(
         )
         if json_output:
             continue
-        out.print(f"Session store: {target.paths.sessions_dir} ({opened.store_type})")
+        out.print(f"Session store: {target.paths.sessions_dir} ({opened.store_type})", markup=False)
         if not findings:
             out.print("No problems found.")
             continue
         table = Table(box=None, pad_edge=False)
         for name in ("Severity", "Kind", "Subject", "Fixed", "Message"):
             table.add_column(name, no_wrap=name != "Message", overflow="fold")
-        for f in findings:
-            table.add_row(f.severity, f.kind, f.subject, "yes" if f.fixed else "no", f.message)
+        for f in findings:  # Text: keys and paths are shown as they are, never as markup
+            cells = (f.severity, f.kind, f.subject, "yes" if f.fixed else "no", f.message)
+            table.add_row(*(Text(c) for c in cells))
         out.print(table)
         fixed = sum(1 for f in findings if f.fixed)
         out.print(f"{len(findings)} finding(s), {fixed} repaired, {left} unresolved")

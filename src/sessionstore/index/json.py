@@ -130,6 +130,7 @@ class _JsonMaintenance(MaintenanceTxn):
 
     def __init__(self, store: dict[str, Any]) -> None:
         self.store = store
+        self.removed = 0
         self._refs: Counter[str] | None = None
 
     def _entries(self) -> Iterator[tuple[str, Entry]]:
@@ -169,7 +170,10 @@ class _JsonMaintenance(MaintenanceTxn):
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
-            entry = self.store.pop(key, None)
+            if key not in self.store:
+                continue
+            entry = self.store.pop(key)
+            self.removed += 1
             if self._refs is not None and isinstance(entry, dict):
                 sid = entry.get("sessionId")
                 if isinstance(sid, str):
@@ -386,8 +390,11 @@ class JsonIndex(IndexBackend):
         with self._lock.hold():
             snap = self._load(fresh=True)
             working = dict(snap.store)  # entries are only removed, never changed
-            result = fn(_JsonMaintenance(working))
-            if commit:
+            txn = _JsonMaintenance(working)
+            result = fn(txn)
+            if commit and txn.removed:
+                # Only when something was removed: a run that changes nothing writes nothing
+                # (not even the file normalised).
                 self._write(snap, working)
             return result
 
