@@ -370,7 +370,8 @@ def test_blob_missing_is_reported_and_nothing_raises(sqlite_store: SessionStore)
     digest, keys = next((d, k) for d, k in sorted(users.items()) if len(k) == 1)
     [victim] = keys
     assert sqlite_store.transcript(victim).path.exists()
-    # Also drift the victim's count: recounting it has to read the missing blob.
+    # Also drift the victim's count: the recount must not need the missing blob.
+    actual = sqlite_store.transcript(victim).message_count()
     sqlite_store.update(victim, {"messageCount": 77})
     conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
     conn.close()
@@ -381,12 +382,12 @@ def test_blob_missing_is_reported_and_nothing_raises(sqlite_store: SessionStore)
         assert (f.subject, f.severity, f.fixed) == (f"blob {digest}", "error", False)
         assert f.message.startswith("1 session(s)") and f.unresolved
         drift = only(found, "message-count-drift")
-        assert drift.subject == victim and not drift.fixed
+        assert drift.subject == victim and drift.fixed == fix
         assert kinds(found) == ["blob-missing", "message-count-drift"]
-    assert "not recounted" in drift.message
     assert sqlite_store.get(CHAT) is not None  # the other entries still read whole
     raw = sqlite_store.index.get(victim, blobs=False)
-    assert raw is not None and raw["messageCount"] == 77  # nothing written
+    assert raw is not None and raw["messageCount"] == actual  # recounted without the blob
+    assert kinds(sqlite_store.check()) == ["blob-missing"]
 
 
 @pytest.mark.parametrize("injection", ["bump", "drop-row"])

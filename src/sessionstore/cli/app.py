@@ -606,6 +606,12 @@ def export(
 # The upkeep commands live in their own module and register themselves on `app`.
 from . import upkeep as _upkeep  # noqa: E402, F401
 
+# `demo` and `bench` live in cli/demo.py, which imports this module's helpers.
+from .demo import bench, demo  # noqa: E402
+
+app.command()(demo)
+app.command()(bench)
+
 
 def main() -> None:
     """Console-script entry point: one-line errors, exit codes 0/1/2."""

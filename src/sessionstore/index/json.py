@@ -106,6 +106,23 @@ class _Snapshot:
     stat_key: tuple[int, int, int] | None
     raw: bytes | None
     store: dict[str, Any]
+    folds: dict[str, list[str]] | None = None
+
+    def resolve(self, key: str) -> str | None:
+        """The freshest key matching ``key`` (see :func:`resolve_key`).
+
+        Through a fold map built once per snapshot: a read does not scan the whole store.
+        """
+        if self.folds is None:
+            folds: dict[str, list[str]] = {}
+            for k in self.store:
+                folds.setdefault(fold_key(k), []).append(k)
+            self.folds = folds
+        matches = self.folds.get(key, [])
+        if len(matches) == 1:
+            return matches[0] if isinstance(self.store.get(matches[0]), dict) else None
+        winner, _ = resolve_key({k: self.store[k] for k in matches}, key)
+        return winner
 
 
 def resolve_key(store: dict[str, Any], key: str) -> tuple[str | None, list[str]]:
@@ -284,9 +301,9 @@ class JsonIndex(IndexBackend):
 
     def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant."""
-        store = self._load(fresh=False).store
-        winner, _ = resolve_key(store, key)
-        return None if winner is None else clone_json(store[winner])
+        snap = self._load(fresh=False)
+        winner = snap.resolve(key)
+        return None if winner is None else clone_json(snap.store[winner])
 
     def count(self) -> int:
         """Number of entries (object values) in the file."""

@@ -1042,7 +1042,10 @@ class SqliteIndex(IndexBackend):
                     continue
                 rows = self._candidates(conn, key)
                 stored = self._decode(conn, rows[0][2], rows[0][3], blobs=True) if rows else None
-                if stored is None or not json_equal(stored, entry):
+                # Same bytes is the common, cheap proof; json_equal decides the rest (key order).
+                if stored is None or (
+                    orjson.dumps(stored) != orjson.dumps(entry) and not json_equal(stored, entry)
+                ):
                     raise MigrationError(
                         f"verification failed for {key!r}: the entry read back from {self._path}"
                         " differs from the source; nothing was imported"

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Run the benchmark and write docs/benchmarks.md, docs/benchmarks.json and docs/img/*.png.
+
+A thin wrapper over ``sessionstore.bench`` (``sessionstore bench`` is the same run):
+
+    pip install -e '.[bench]'
+    python bench/run.py                    # 1000b, 10000b, 1000t, 100000t (+ peers)
+    python bench/run.py --million          # adds 1,000,000 typical sessions
+    python bench/run.py --quick --out /tmp/bench   # a tiny smoke run
+    python bench/run.py --from-json docs/benchmarks.json   # re-render without re-running
+
+Run it on a quiet machine: the numbers are only as steady as the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from sessionstore import bench
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--sizes",
+        help="datasets: sessions + b (bloated) or t (typical), e.g. 1000b,10000b,100000t"
+        " (default: 1000b,10000b,1000t,100000t)",
+    )
+    p.add_argument("--million", action="store_true", help="add 1,000,000 typical sessions")
+    p.add_argument("--quick", action="store_true", help="tiny datasets and budgets (seconds)")
+    p.add_argument("--out", type=Path, default=DOCS, help=f"output dir (default: {DOCS})")
+    p.add_argument("--no-charts", action="store_true", help="draw no PNG charts")
+    p.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare with installed peers (google-adk); --no-peers to skip",
+    )
+    p.add_argument("--peer-sessions", type=int, help="sessions in the peer comparison (10000)")
+    p.add_argument("--seed", type=int, help="seed of the data generator (7)")
+    p.add_argument("--budget", type=float, help="seconds of sampling per operation (2.0)")
+    p.add_argument("--work-dir", type=Path, help="where datasets go (default: a temp dir)")
+    p.add_argument("--keep-data", action="store_true", help="keep the datasets")
+    p.add_argument("--pg-dsn", help=f"run the postgres hook (default: ${bench.PG_DSN_ENV})")
+    p.add_argument("--from-json", type=Path, help="re-render a benchmarks.json instead of running")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_json:
+        report = bench.BenchReport.from_dict(orjson.loads(args.from_json.read_bytes()))
+        report.targets = bench.evaluate_targets(report)
+    else:
+        settings = bench.quick_settings() if args.quick else bench.BenchSettings()
+        if args.sizes:
+            try:
+                settings.sizes = bench.parse_sizes(args.sizes)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        if args.million and all(s.sessions != 1_000_000 for s in settings.sizes):
+            settings.sizes.append(bench.Size(1_000_000, "typical"))
+        settings.peers = args.peers
+        if args.peer_sessions:
+            settings.peer_sessions = args.peer_sessions
+        if args.seed is not None:
+            settings.seed = args.seed
+        if args.budget:
+            settings.budget.seconds = args.budget
+        settings.work_dir = args.work_dir
+        settings.keep_data = args.keep_data
+        settings.postgres_dsn = args.pg_dsn
+        print("sizes: " + ", ".join(s.label for s in settings.sizes), file=sys.stderr)
+        report = bench.run_benchmark(settings, log=lambda line: print(line, file=sys.stderr))
+    for path in bench.write_report(report, args.out, charts=not args.no_charts):
+        print(path)
+    width = max((len(t.target) for t in report.targets), default=0)
+    for t in report.targets:
+        print(f"{t.status:>12}  {t.target:<{width}}  {t.measured}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

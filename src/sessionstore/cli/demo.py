@@ -1,0 +1,346 @@
+"""``sessionstore demo`` (the README's first command) and ``sessionstore bench``.
+
+``demo`` generates a realistic state dir, migrates it with a progress bar, shows the store
+(info, recent sessions, one history) and times ``sessions.json`` against ``sessions.sqlite``
+right there. ``bench`` runs :mod:`sessionstore.bench` and writes ``benchmarks.md``. Both are
+registered on the app by ``cli/app.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from .. import bench as engine
+from ..bench import Budget, format_duration, format_ratio, measure_store_ops
+from ..generate import generate_state_dir
+from ..layout import resolve_store_paths
+from ..migrate import migrate_agent
+from ..store import open_store
+from .app import CliError, JsonOpt, _print_info, _text_of, err, handle_errors, out
+from .render import format_age, format_bytes, format_tokens, print_json
+
+__all__ = ["bench", "demo"]
+
+DEMO_AGENT = "main"
+DEMO_OPS = ("open_get", "get", "update", "list50", "count")
+HISTORY_MESSAGES = 6
+DEMO_BUDGET_S = 0.3  # sampling time per operation and backend in the timing table
+
+
+@contextlib.contextmanager
+def _demo_root(state_dir: Path | None) -> Iterator[tuple[Path, bool]]:
+    """The state dir to generate into and whether it is kept afterwards."""
+    if state_dir is not None:
+        root = state_dir.expanduser().absolute()
+        paths = resolve_store_paths(root, DEMO_AGENT)
+        if paths.json_path.exists() or paths.sqlite_path.exists():
+            raise CliError(
+                f"{paths.sessions_dir} already holds a session store; the demo writes a new one:"
+                " pass an empty or new --state-dir"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        yield root, True
+        return
+    with tempfile.TemporaryDirectory(prefix="sessionstore-demo-") as tmp:
+        yield Path(tmp), False
+
+
+@contextlib.contextmanager
+def _migration_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("  migrating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task("migrate", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _step(enabled: bool, number: int, title: str) -> None:
+    if enabled:
+        out.print()
+        out.print(f"[bold cyan]{number}/5[/] [bold]{title}[/]")
+
+
+@handle_errors
+def demo(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Generate here (it must hold no store yet) and keep it; default: a temporary"
+            " dir, removed at the end.",
+        ),
+    ] = None,
+    sessions: Annotated[
+        int, typer.Option("--sessions", min=1, max=100_000, help="Sessions to generate.")
+    ] = 1_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the data generator.")] = 7,
+    json_output: JsonOpt = False,
+) -> None:
+    """Generate a realistic store, migrate it, show it, and time json against sqlite."""
+    show = not json_output
+    started = time.perf_counter()
+    with _demo_root(state_dir) as (root, kept):
+        _step(show, 1, f"Generating {sessions:,} sessions with transcripts")
+        t0 = time.perf_counter()
+        status = out.status("  generating…") if show else contextlib.nullcontext()
+        with status:
+            generated = generate_state_dir(
+                root,
+                sessions=sessions,
+                agents=(DEMO_AGENT,),
+                bloated_ratio=1.0,
+                seed=seed,
+                transcripts=True,
+            )
+        agent = generated.agents[DEMO_AGENT]
+        paths = resolve_store_paths(root, DEMO_AGENT)
+        json_bytes = paths.json_path.stat().st_size
+        generate_s = time.perf_counter() - t0
+        if show:
+            out.print(
+                f"  {len(agent.entries):,} sessions of agent {DEMO_AGENT!r}, each carrying a"
+                f" ~40 KB skillsSnapshot as in the field: sessions.json is"
+                f" {format_bytes(json_bytes)}, plus {len(agent.transcripts):,} transcripts"
+                f" ({generate_s:.1f} s)",
+                markup=False,
+            )
+            out.print(f"  state dir: {root}", markup=False)
+
+        _step(show, 2, "Migrating sessions.json -> sessions.sqlite")
+        t0 = time.perf_counter()
+        with _migration_bar(show) as progress:
+            migration = migrate_agent(paths, progress=progress)
+        migrate_s = time.perf_counter() - t0
+        if show:
+            out.print(f"  {migration.message} ({migrate_s:.1f} s)", markup=False)
+
+        with open_store(DEMO_AGENT, root, "sqlite") as store:
+            info = store.info().to_dict()
+            recent: list[dict[str, Any]] = [dict(r) for r in store.list(limit=10).rows]
+            history_key: str | None = recent[0]["key"] if recent else None
+            messages = store.transcript(history_key).tail(HISTORY_MESSAGES) if history_key else []
+        _step(show, 3, "Store info")
+        if show:
+            _print_info(info)
+        _step(show, 4, "The ten most recent sessions, and the history of the first")
+        if show:
+            _print_recent(recent)
+            if history_key is not None:
+                _print_history(history_key, messages)
+
+        _step(show, 5, "sessions.json against sessions.sqlite, measured now")
+        t0 = time.perf_counter()
+        timings = _compare(root, sorted(agent.entries), seed)
+        compare_s = time.perf_counter() - t0
+        total_s = time.perf_counter() - started
+        if json_output:
+            print_json(
+                {
+                    "stateDir": str(root),
+                    "kept": kept,
+                    "sessions": len(agent.entries),
+                    "jsonBytes": json_bytes,
+                    "generateSeconds": round(generate_s, 3),
+                    "migration": migration.to_dict(),
+                    "migrateSeconds": round(migrate_s, 3),
+                    "info": info,
+                    "recent": recent,
+                    "history": {"key": history_key, "messages": messages},
+                    "timings": timings,
+                    "seconds": round(total_s, 3),
+                }
+            )
+            return
+        _print_timings(timings)
+        out.print(
+            f"  [dim]medians of repeated calls ({compare_s:.1f} s); json serves a warm get from"
+            " its in-process copy of the file, open + first get is what a process pays after"
+            " another one wrote it; full tables: sessionstore bench[/]"
+        )
+        out.print()
+        out.print(f"Done in {total_s:.1f} s.")
+        if kept:
+            out.print(f"The state dir is kept at {root}. Try:", markup=False)
+            out.print(f"  sessionstore list --state-dir {root} --limit 5", markup=False)
+            if history_key is not None:
+                out.print(f"  sessionstore history {history_key} --state-dir {root}", markup=False)
+        else:
+            out.print("The temporary state dir was removed (keep one with --state-dir).")
+
+
+def _compare(root: Path, keys: list[str], seed: int) -> list[dict[str, Any]]:
+    """Time the demo's operations on a copy of sessions.json and on the migrated store."""
+    sample = random.Random(seed).sample(keys, min(64, len(keys)))
+    budget = Budget(seconds=DEMO_BUDGET_S, min_iterations=3, max_iterations=2_000, warmup=3)
+    source = resolve_store_paths(root, DEMO_AGENT).json_path
+    with tempfile.TemporaryDirectory(prefix="sessionstore-demo-json-") as tmp:
+        # json writes go to a copy: the demo store's sessions.json stays the migrated source
+        copy = resolve_store_paths(Path(tmp), DEMO_AGENT).json_path
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(source, copy)
+        legacy = measure_store_ops("json", Path(tmp), sample, DEMO_OPS, budget, scratch=Path(tmp))
+    ours = measure_store_ops("sqlite", root, sample, DEMO_OPS, budget, scratch=root)
+    rows = []
+    for op, j, s in zip(DEMO_OPS, legacy, ours, strict=True):
+        rows.append(
+            {
+                "op": op,
+                "jsonNs": j.median_ns,
+                "sqliteNs": s.median_ns,
+                "jsonRuns": j.iterations,
+                "sqliteRuns": s.iterations,
+                "speedup": (
+                    j.median_ns / s.median_ns
+                    if j.median_ns is not None and s.median_ns is not None
+                    else None
+                ),
+                "note": j.note or s.note,
+            }
+        )
+    return rows
+
+
+_OP_TITLES = {
+    "open_get": "open + first get",
+    "get": "get (full entry)",
+    "update": "update",
+    "list50": "list top-50",
+    "count": "count",
+}
+
+
+def _print_timings(rows: list[dict[str, Any]]) -> None:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("  Operation", no_wrap=True)
+    table.add_column("sessions.json", justify="right", no_wrap=True)
+    table.add_column("sessions.sqlite", justify="right", no_wrap=True)
+    table.add_column("speed-up", justify="right", no_wrap=True)
+    for r in rows:
+        speedup = r["speedup"]
+        table.add_row(
+            Text("  " + _OP_TITLES.get(r["op"], r["op"])),
+            Text(format_duration(r["jsonNs"])),
+            Text(format_duration(r["sqliteNs"])),
+            Text(format_ratio(speedup) if speedup else "n/a", style="bold green"),
+        )
+    out.print(table)
+    for r in rows:
+        if r["note"]:
+            out.print(f"  {_OP_TITLES.get(r['op'], r['op'])}: {r['note']}", markup=False)
+
+
+def _print_recent(rows: list[dict[str, Any]]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for name in ("  Key", "Kind", "Age", "Model", "Tokens", "Channel", "Label"):
+        table.add_column(name, no_wrap=True)
+    for r in rows:
+        table.add_row(
+            Text("  " + r["key"]),
+            Text(str(r["kind"])),
+            Text(format_age(r.get("updatedAt"))),
+            Text(str(r.get("model") or "-")),
+            Text(format_tokens(r.get("totalTokens"))),
+            Text(str(r.get("channel") or "-")),
+            Text(str(r.get("label") or "")),
+        )
+    out.print(table)
+
+
+def _print_history(key: str, messages: list[dict[str, Any]]) -> None:
+    out.print()
+    out.print(f"  History of {key} (last {len(messages)} messages):", markup=False)
+    for m in messages:
+        role = str(m.get("role", "?"))
+        if role == "toolResult":
+            role = f"tool:{m.get('toolName', '?')}"
+        when = format_age(m.get("timestamp")) if isinstance(m.get("timestamp"), int) else ""
+        text = " ".join((_text_of(m.get("content"), limit=160) or "(no text)").split())
+        line = Text("    ")
+        line.append(f"{role:<12}", style="bold")
+        line.append(f"{when:>9}  ", style="dim")
+        line.append(text)
+        out.print(line)
+
+
+@handle_errors
+def bench(
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--sizes",
+            help="Datasets: sessions + b (bloated) or t (typical), e.g. 1000b,10000b,100000t;"
+            " default 1000b,10000b,1000t,100000t.",
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny datasets and budgets: a smoke run (seconds).")
+    ] = False,
+    million: Annotated[
+        bool, typer.Option("--million", help="Add 1,000,000 typical sessions (long).")
+    ] = False,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Where benchmarks.md, benchmarks.json and img/ are written."),
+    ] = Path("docs"),
+    no_charts: Annotated[bool, typer.Option("--no-charts", help="Draw no PNG charts.")] = False,
+    peers: Annotated[
+        bool,
+        typer.Option("--peers/--no-peers", help="Compare with installed peers (google-adk)."),
+    ] = True,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="Where datasets are generated (default: a temporary dir)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Benchmark json, sqlite and PR #58550's whole-store SQLite; write benchmarks.md."""
+    try:
+        chosen = engine.parse_sizes(sizes) if sizes else None
+    except ValueError as exc:
+        raise CliError(str(exc), code=2) from None
+    settings = engine.quick_settings() if quick else engine.BenchSettings()
+    if chosen is not None:
+        settings.sizes = chosen
+    if million and all(s.sessions != 1_000_000 for s in settings.sizes):
+        settings.sizes.append(engine.Size(1_000_000, "typical"))
+    settings.peers = peers
+    settings.work_dir = work_dir
+    labels = ", ".join(s.label for s in settings.sizes)
+    err.print(f"sessionstore bench: sizes {labels}" + (" (quick)" if quick else ""), markup=False)
+    report = engine.run_benchmark(settings, log=lambda line: err.print(line, markup=False))
+    written = engine.write_report(report, out_dir, charts=not no_charts)
+    if json_output:
+        print_json(report.to_dict())
+        return
+    table = Table(title="Targets", box=None, pad_edge=False)
+    for name in ("Target", "Measured", ""):
+        table.add_column(name)
+    styles = {"met": "green", "missed": "red", "not measured": "dim"}
+    for t in report.targets:
+        table.add_row(Text(t.target), Text(t.measured), Text(t.status, style=styles[t.status]))
+    out.print(table)
+    out.print(f"Done in {report.seconds / 60:.1f} min. Wrote:", markup=False)
+    for path in written:
+        out.print(f"  {path}", markup=False)
