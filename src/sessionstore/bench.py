@@ -81,6 +81,7 @@ __all__ = [
     "format_duration",
     "machine_facts",
     "measure",
+    "measure_legacy_ops",
     "measure_memory",
     "measure_store_ops",
     "parse_sizes",
@@ -1419,6 +1420,29 @@ def measure_memory(
 # --- one dataset -----------------------------------------------------------------------------
 
 
+def measure_legacy_ops(
+    json_path: Path,
+    keys: Sequence[str],
+    ops: Sequence[str],
+    budget: Budget,
+    *,
+    log: Callable[[str], None] = _quiet,
+) -> list[Measurement]:
+    """Time ``ops`` on OpenClaw's legacy ``sessions.json`` design (:class:`LegacyJsonStore`).
+
+    Args:
+        json_path: The ``sessions.json`` (its writes go there).
+        keys: Keys the single-entry operations rotate through.
+        ops: The operations, in order.
+        budget: Sampling budget.
+        log: Progress lines.
+
+    Returns:
+        One measurement per operation.
+    """
+    return _run_ops(_LegacyOps(json_path, keys), ops, budget, log)
+
+
 def _sample(keys: Sequence[str], count: int, rng: random.Random) -> list[str]:
     return rng.sample(list(keys), min(count, len(keys)))
 
@@ -2186,6 +2210,7 @@ def render_markdown(
 # --- charts ----------------------------------------------------------------------------------
 
 _COLORS: Final = {
+    "legacy": "#8c564b",
     "json": "#d62728",
     "sqlite": "#2ca02c",
     "postgres": "#9467bd",
@@ -2213,7 +2238,7 @@ def write_charts(report: BenchReport, img_dir: Path) -> tuple[list[Path], str]:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, op in zip(axes, ("get", "update", "list50"), strict=True):
-        for backend in ("json", "sqlite", "postgres", "whole-store", "bare-apsw"):
+        for backend in ("legacy", "json", "sqlite", "postgres", "whole-store", "bare-apsw"):
             for kind, style in (("bloated", "-o"), ("typical", "--s")):
                 points = sorted(
                     (s.size.sessions, m.median_ns / 1e3)
