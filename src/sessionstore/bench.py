@@ -899,16 +899,7 @@ class _LegacyOps:
         if op == "open_get":
             return lambda i: _discard(LegacyJsonStore(self.json_path).get(keys[i % n]))
         s = LegacyJsonStore(self.json_path, durable=op == "update_power")
-        simple: dict[str, Timed] = {
-            "get": lambda i: _discard(s.get(keys[i % n])),
-            "update": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "update_power": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "list50": lambda i: _discard(s.list(limit=50)),
-            "list_filtered": lambda i: _discard(s.list(channel=LIST_CHANNEL, limit=50)),
-            "list_all": lambda i: _discard(s.list()),
-            "count": lambda i: _discard(s.count()),
-        }
-        return simple[op]
+        return _index_op(s, op, keys)
 
 
 # --- the floor: bare apsw --------------------------------------------------------------------
@@ -1000,6 +991,21 @@ def _message(i: int) -> dict[str, Any]:
         "role": "user",
         "content": [{"type": "text", "text": f"Benchmark turn {i}: what is on my calendar?"}],
     }
+
+
+def _index_op(s: Any, op: str, keys: Sequence[str]) -> Timed:
+    """The timed call of an index operation on anything with get/update/list/count."""
+    n = len(keys)
+    calls: dict[str, Timed] = {
+        "get": lambda i: _discard(s.get(keys[i % n])),
+        "update": lambda i: _discard(s.update(keys[i % n], _patch(i))),
+        "update_power": lambda i: _discard(s.update(keys[i % n], _patch(i))),
+        "list50": lambda i: _discard(s.list(limit=50)),
+        "list_filtered": lambda i: _discard(s.list(channel=LIST_CHANNEL, limit=50)),
+        "list_all": lambda i: _discard(s.list()),
+        "count": lambda i: _discard(s.count()),
+    }
+    return calls[op]
 
 
 def _remove_db(path: Path) -> None:
@@ -1100,16 +1106,7 @@ class _StoreOps:
                 return lambda i: _discard(handles[i % h].append(_message(i)))
             return lambda i: _discard(handles[i % h].tail(20))
         s = self.store("power" if op == "update_power" else "normal")
-        simple: dict[str, Timed] = {
-            "get": lambda i: _discard(s.get(keys[i % n])),
-            "update": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "update_power": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "list50": lambda i: _discard(s.list(limit=50)),
-            "list_filtered": lambda i: _discard(s.list(channel=LIST_CHANNEL, limit=50)),
-            "list_all": lambda i: _discard(s.list()),
-            "count": lambda i: _discard(s.count()),
-        }
-        return simple[op]
+        return _index_op(s, op, keys)
 
 
 class _WholeStoreOps:
@@ -1160,16 +1157,7 @@ class _WholeStoreOps:
 
             return migrate
         s = self.store("FULL" if op == "update_power" else "NORMAL")
-        simple: dict[str, Timed] = {
-            "get": lambda i: _discard(s.get(keys[i % n])),
-            "update": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "update_power": lambda i: _discard(s.update(keys[i % n], _patch(i))),
-            "list50": lambda i: _discard(s.list(limit=50)),
-            "list_filtered": lambda i: _discard(s.list(channel=LIST_CHANNEL, limit=50)),
-            "list_all": lambda i: _discard(s.list()),
-            "count": lambda i: _discard(s.count()),
-        }
-        return simple[op]
+        return _index_op(s, op, keys)
 
 
 def _run_ops(
