@@ -21,23 +21,11 @@ from sessionstore.generate import generate_state_dir
 from sessionstore.layout import resolve_store_paths
 from sessionstore.migrate import migrate_agent
 
-_ENV_DROP = (
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_HOME",
-    "SESSIONSTORE_STORE_TYPE",
-    bench.PG_DSN_ENV,
-)
 TINY = bench.Budget(seconds=0.01, min_iterations=3, max_iterations=5, warmup=1, op_limit_s=60)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ENV_DROP:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+def _fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo_module, "DEMO_BUDGET_S", 0.01)
 
 

@@ -53,21 +53,6 @@ INFO_KEYS = {
     "migration",
     "sourceChangedSinceMigration",
 }
-_ENV_DROP = (
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_HOME",
-    "SESSIONSTORE_STORE_TYPE",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ENV_DROP:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
 
 
 @pytest.fixture
@@ -101,7 +86,7 @@ def cli_json(*args: str | Path, code: int = 0) -> Any:
 
 def proc(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the console script as a subprocess."""
-    base = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    base = dict(os.environ)  # the autouse fixture already dropped our variables
     return subprocess.run(
         [str(SCRIPT), *[str(a) for a in args]],
         capture_output=True,

@@ -49,20 +49,6 @@ SUMMARY_KEYS = {
 _ROW = re.compile(r"^(keep|prune-missing|prune-stale|cap-overflow|evict-budget)\s+(\S+)\s+(.*)$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "OPENCLAW_CONFIG_PATH",
-        "OPENCLAW_STATE_DIR",
-        "OPENCLAW_HOME",
-        "SESSIONSTORE_STORE_TYPE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-
-
 @pytest.fixture(params=["json", "sqlite"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -30,21 +30,6 @@ SCRIPT = Path(sys.executable).parent / "sessionstore"
 TORN = b'{"type":"message","id":"cafebabe","message":{"role":"us'
 FINDING_KEYS = {"kind", "subject", "message", "severity", "fixed"}
 STORE_KEYS = {"agentId", "storeType", "path", "findings", "unresolved"}
-_ENV_DROP = (
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_HOME",
-    "SESSIONSTORE_STORE_TYPE",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ENV_DROP:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
 
 
 def cli(*args: str | Path) -> Result:
@@ -269,7 +254,7 @@ def test_doctor_on_an_unreadable_database_is_one_line(tmp_path: Path) -> None:
     result = cli("doctor", "--state-dir", root)
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, result.stdout, r"sessions\.sqlite.*not a valid SQLite")
-    env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    env = dict(os.environ)  # the autouse fixture already dropped our variables
     proc = subprocess.run(
         [str(SCRIPT), "doctor", "--state-dir", str(root), "--fix"],
         capture_output=True,

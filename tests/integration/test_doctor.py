@@ -35,23 +35,6 @@ CHAT = "agent:main:telegram:direct:42"
 SQLITE_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
 TORN = b'{"type":"message","id":"deadbeef","parentId":"0000'  # a line cut short: no newline
 
-_ENV_DROP = (
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_HOME",
-    "SESSIONSTORE_STORE_TYPE",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ENV_DROP:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 

@@ -46,13 +46,6 @@ NOW = 1_775_000_000_000
 AGENTS = ("main", "ops", "family")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("OPENCLAW_CONFIG_PATH", "OPENCLAW_STATE_DIR", "SESSIONSTORE_STORE_TYPE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
