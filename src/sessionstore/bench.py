@@ -643,6 +643,21 @@ def _int_or_none(value: object) -> int | float | None:
     return None
 
 
+def _whole_store_rows(
+    store: dict[str, Any], agent_id: str, channel: str | None, limit: int | None
+) -> list[Any]:
+    """List rows computed from a whole store held in memory: filter, sort, slice."""
+    hits = [
+        (sort_time(e), k, e)
+        for k, e in store.items()
+        if isinstance(e, dict) and (channel is None or row_channel(k, e) == channel)
+    ]
+    hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+    if limit is not None:
+        hits = hits[:limit]
+    return [derive_row(k, e, agent_id) for _, k, e in hits]
+
+
 class WholeStoreSqlite:
     """PR #58550's SQLite store as the PR wired it into the store layer.
 
@@ -773,16 +788,7 @@ class WholeStoreSqlite:
 
     def list(self, *, channel: str | None = None, limit: int | None = None) -> list[Any]:
         """Rows newest first, from the whole store loaded for them."""
-        store = self.load_all()
-        hits = [
-            (sort_time(e), k, e)
-            for k, e in store.items()
-            if channel is None or row_channel(k, e) == channel
-        ]
-        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
-        if limit is not None:
-            hits = hits[:limit]
-        return [derive_row(k, e, self.agent_id) for _, k, e in hits]
+        return _whole_store_rows(self.load_all(), self.agent_id, channel, limit)
 
     def count(self) -> int:
         """Number of entries of the whole store loaded for it."""
@@ -862,16 +868,7 @@ class LegacyJsonStore:
 
     def list(self, *, channel: str | None = None, limit: int | None = None) -> list[Any]:
         """``sessions.list``: rows for the whole store loaded for it, sorted, sliced."""
-        store = self.load()
-        hits = [
-            (sort_time(e), k, e)
-            for k, e in store.items()
-            if isinstance(e, dict) and (channel is None or row_channel(k, e) == channel)
-        ]
-        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
-        if limit is not None:
-            hits = hits[:limit]
-        return [derive_row(k, e, self.agent_id) for _, k, e in hits]
+        return _whole_store_rows(self.load(), self.agent_id, channel, limit)
 
     def count(self) -> int:
         """Entries of the whole store loaded for it."""
