@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import json5
-
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
@@ -309,6 +307,8 @@ def load_config(path: Path) -> SessionConfig:
     if not text.strip():
         return SessionConfig(path=path)
     try:
+        import json5  # a pure-Python parser: loaded only when there is a config to read
+
         raw = json5.loads(text)
     except Exception as exc:  # json5 raises ValueError subclasses with positions
         raise ConfigError(f"{path} is not valid JSON5: {exc}; fix the file") from exc

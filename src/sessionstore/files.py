@@ -151,6 +151,15 @@ def dumps_pretty(value: Any) -> bytes:
         raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
 
 
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` as hex."""
+    # hashlib loads OpenSSL (several MB of resident memory): only when something is hashed,
+    # which a store that only reads never does.
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def dumps_compact(value: Any) -> bytes:
     """Compact JSON (UTF-8) for database columns."""
     try:

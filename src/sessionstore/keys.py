@@ -7,7 +7,9 @@ cannot be a key at all: not a string, empty or whitespace-only, or holding contr
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,7 @@ class ParsedKey:
     rest: str
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_agent_session_key(key: str) -> ParsedKey | None:
     """Parse ``agent:<agentId>:<rest>`` (``parseAgentSessionKey``); None if not of that shape."""
     parts = [p for p in key.strip().lower().split(":") if p]
@@ -114,6 +117,7 @@ def is_cron_run_key(key: str) -> bool:
     return parsed is not None and _CRON_RUN.match(parsed.rest) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def channel_from_key(key: str) -> str | None:
     """The channel named by a key of shape ``<channel>:<group|channel|direct>:<id>``."""
     parsed = parse_agent_session_key(key)
@@ -126,7 +130,7 @@ def channel_from_key(key: str) -> str | None:
     return None
 
 
-def session_kind(key: str, entry: dict[str, Any] | None) -> str:
+def session_kind(key: str, entry: Mapping[str, Any] | None) -> str:
     """Row kind as the gateway derives it: ``global``, ``unknown``, ``group`` or ``direct``."""
     if key == GLOBAL_KEY:
         return "global"

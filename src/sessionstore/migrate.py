@@ -9,7 +9,6 @@ as it was, and a re-run starts over.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ import orjson
 from . import __version__
 from .entry import load_normalize, now_ms, sort_time
 from .errors import CorruptStoreError, MigrationError, SessionStoreError
-from .files import atomic_write, dumps_pretty, os_error
+from .files import atomic_write, dumps_pretty, os_error, sha256_hex
 from .index.json import parse_store_bytes
 from .keys import fold_key
 from .layout import StorePaths
@@ -157,7 +156,7 @@ def read_source(path: Path) -> SourceSnapshot | None:
         path=path,
         size=len(raw),
         mtime_ms=st.st_mtime_ns // 1_000_000,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256_hex(raw),
         entries=entries,
         folded=folded,
         skipped=skipped,
@@ -178,7 +177,7 @@ def source_changed(record: dict[str, Any] | None, json_path: Path) -> bool | Non
     if st.st_size != record.get("sourceBytes"):
         return True
     try:
-        digest = hashlib.sha256(json_path.read_bytes()).hexdigest()
+        digest = sha256_hex(json_path.read_bytes())
     except OSError:
         return None
     return bool(digest != record.get("sha256"))

@@ -126,7 +126,10 @@ def _add_and_delete(store: SessionStore, owner: str, n: int) -> list[str]:
 
 def _blob_writer(store: SessionStore, n: int) -> int:
     for i in range(n):
-        store.put(KEY, {"sessionId": "s", "updatedAt": i + 1, "skillsSnapshot": {"version": i}})
+        store.put(
+            KEY,
+            {"sessionId": "s", "updatedAt": i + 1, "rev": i, "skillsSnapshot": {"version": i}},
+        )
     return n
 
 
@@ -135,13 +138,13 @@ def _blob_reader(store: SessionStore, mode: str, n: int) -> int:
     for i in range(n):
         if mode == "get":
             entry = store.get(KEY)
-            assert entry is not None and isinstance(entry["skillsSnapshot"], dict)
         elif mode == "update":
             entry = store.update(KEY, {"reader": i})
-            assert entry is not None and isinstance(entry["skillsSnapshot"], dict)
         else:
             entry = store.load_all()[KEY]
-            assert isinstance(entry["skillsSnapshot"], dict)
+        assert entry is not None and isinstance(entry["skillsSnapshot"], dict)
+        # the row and its blob come from one state of the store, never from two
+        assert entry["skillsSnapshot"]["version"] == entry.get("rev", -1)
         seen += 1
     return seen
 

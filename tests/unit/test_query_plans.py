@@ -214,13 +214,30 @@ def test_get_is_one_indexed_lookup(stores: dict[int, SessionStore]) -> None:
     trace = traces[SIZES[-1]]
     plan_map = plans(stores[SIZES[-1]], trace)
     assert any("idx_sessions_fold" in line for lines in plan_map.values() for line in lines)
-    # one statement: the row and its two blobs (skillsSnapshot, systemPromptReport) joined
-    # by primary key, so one snapshot without a transaction around several reads
-    assert len(trace.sql) == 1
+    # the row through the fold index, then its two blobs (skillsSnapshot,
+    # systemPromptReport) by primary key: the cache of this store was still empty
+    assert len(trace.sql) == 3
     assert "FROM sessions" in trace.sql[0]
-    assert "JOIN blobs" in trace.sql[0]
+    assert all("FROM blobs WHERE digest = ?" in sql for sql in trace.sql[1:])
     assert indexes_used(plan_map) == {"idx_sessions_fold", "<primary key>"}
     assert trace.changes == 0
+
+
+def test_get_again_reads_blobs_from_the_cache(stores: dict[int, SessionStore]) -> None:
+    for store in stores.values():
+        store.get("agent:main:main")
+    traces, results = compare(stores, lambda s: s.get("Agent:Main:Main"))
+    for n in SIZES:
+        assert results[n]["skillsSnapshot"] == SKILLS
+        assert results[n]["systemPromptReport"] == REPORT
+    assert len(traces[SIZES[-1]].sql) == 1  # the row only
+    # every read parses its own copy: changing one changes no other
+    store = stores[SIZES[-1]]
+    first = store.get("agent:main:main")
+    assert first is not None
+    first["skillsSnapshot"]["prompt"] = "changed by the caller"
+    again = store.get("agent:main:main")
+    assert again is not None and again["skillsSnapshot"] == SKILLS
 
 
 def test_get_missing_key(stores: dict[int, SessionStore]) -> None:
@@ -239,7 +256,13 @@ def test_update_with_patch(stores: dict[int, SessionStore]) -> None:
     assert trace.changes >= 1
     plan_map = plans(stores[SIZES[-1]], trace)
     assert "idx_sessions_fold" in indexes_used(plan_map)
-    assert any(s.startswith("INSERT INTO sessions") for s in trace.sql)
+    # an existing row: only the columns that change are set, so indexes over the others
+    # (the key, its fold, the session id) are not rewritten
+    (update,) = [s for s in trace.sql if s.startswith("UPDATE sessions SET")]
+    assigned = {part.split(" = ")[0] for part in update[len("UPDATE sessions SET ") :].split(", ")}
+    assert {"status", "updated_at", "entry_json"} <= assigned
+    assert not assigned & {"session_key", "key_fold", "session_id", "created_at", "archived"}
+    assert not any(s.startswith("INSERT INTO sessions") for s in trace.sql)
 
 
 def test_update_with_function_and_model_change(stores: dict[int, SessionStore]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -125,6 +126,7 @@ def row_channel(key: str, entry: Mapping[str, Any]) -> str | None:
     return normalize_channel(channel_from_key(key))
 
 
+@functools.lru_cache(maxsize=4096)
 def visibility(key: str) -> int:
     """0 = listed, 1 = sentinel (``global``/``unknown``), 2 = cron run key (never listed)."""
     folded = fold_key(key)
@@ -157,7 +159,7 @@ def derive_row(
     row: SessionRow = {
         "key": key,
         "agentId": parsed.agent_id if parsed else default_agent,
-        "kind": session_kind(fold_key(key), dict(entry)),
+        "kind": session_kind(fold_key(key), entry),
         "sessionId": _str(entry.get("sessionId")) or "",
         "updatedAt": as_number(entry.get("updatedAt")),
         "channel": row_channel(key, entry),

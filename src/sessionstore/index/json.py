@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import json5
 import orjson
 
 from ..entry import load_normalize, settle_entry, sort_time
@@ -76,6 +75,8 @@ def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
             # the judge of a large (and so machine-written) file.
             if len(raw) > JSON5_MAX_BYTES:
                 raise ValueError("too large for the JSON5 fallback")
+            import json5  # loaded only for the rare hand-edited file
+
             data = json5.loads(raw.decode("utf-8"))
         except Exception:  # json5 raises assorted errors for bad input
             raise CorruptStoreError(

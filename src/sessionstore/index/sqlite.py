@@ -15,11 +15,11 @@ IMMEDIATE`` transaction. The schema is versioned in ``meta`` and upgraded in pla
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import os
 import threading
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ from ..errors import (
     StorageFullError,
     StoreClosedError,
 )
-from ..files import dumps_compact, ensure_private_dir
+from ..files import dumps_compact, ensure_private_dir, sha256_hex
 from ..keys import fold_key
 from .base import (
     DELETE,
@@ -60,7 +60,6 @@ __all__ = ["BLOB_FIELDS", "SCHEMA_VERSION", "SqliteIndex"]
 
 Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
-_Blobs = dict[str, tuple[bytes, int]]  # digest -> (data, codec)
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 3
@@ -71,6 +70,10 @@ COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
+# In-process cache of blob JSON (shared skill snapshots are read by every session), and
+# SQLite's page cache per connection: together they bound what a store keeps in memory.
+BLOB_CACHE_BYTES: Final = 1 << 19
+PAGE_CACHE_KIB: Final = 2048
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -100,6 +103,58 @@ class BlobRef:
 
     def __repr__(self) -> str:
         return f"BlobRef({self.digest[:12]})"
+
+
+class _BlobGone(Exception):
+    """A referenced blob is not in the ``blobs`` table (at the snapshot read)."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(digest)
+        self.digest = digest
+
+
+class BlobCache:
+    """The JSON of recently read blobs, by digest, least recently used out first.
+
+    Blobs are content-addressed, so a cached one is never stale. It holds bytes, not parsed
+    objects: every read parses its own copy, which callers may change freely.
+
+    Args:
+        budget: Bytes to hold at most; a blob larger than a quarter of it is not kept.
+    """
+
+    def __init__(self, budget: int = BLOB_CACHE_BYTES) -> None:
+        self.budget = budget
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> bytes | None:
+        """The cached JSON of ``digest``, or None."""
+        with self._lock:
+            data = self._items.get(digest)
+            if data is not None:
+                self._items.move_to_end(digest)
+            return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` as the JSON of ``digest``, evicting the least recently used."""
+        if len(data) * 4 > self.budget:
+            return
+        with self._lock:
+            if digest in self._items:
+                return
+            self._items[digest] = data
+            self.size += len(data)
+            while self.size > self.budget:
+                _, old = self._items.popitem(last=False)
+                self.size -= len(old)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+            self.size = 0
 
 
 # --- schema --------------------------------------------------------------------------------
@@ -176,14 +231,6 @@ _REF_COLUMNS: Final = (
     " length(entry_json) + length(search_text) + 3 * length(session_key) + 96"
 )
 
-# A row (and its case variants) with its blobs in one statement.
-_FETCH_WITH_BLOBS: Final = (
-    "SELECT s.session_key, s.updated_at, s.entry_json, s.blob_refs, s.message_count,"
-    " b.digest, b.data, b.codec FROM sessions AS s"
-    " LEFT JOIN json_each(s.blob_refs) AS r"
-    " LEFT JOIN blobs AS b ON b.digest = r.value WHERE s.key_fold = ?"
-)
-
 _ROW_COLUMNS: Final = (
     "session_key, session_id, updated_at, created_at, channel, last_channel, last_to,"
     " last_account_id, last_thread_id, label, display_name, status, model, model_provider,"
@@ -200,6 +247,21 @@ _UPSERT: Final = (
         for c in _ROW_COLUMNS.split(",")
         if c.strip() not in ("session_key", "created_at", "archived")
     )
+)
+# What reads of one key select: the columns the read path uses first, then (for writes)
+# every column of the row, so that an update can set only the columns that change.
+_CANDIDATES: Final = (
+    "SELECT session_key, updated_at, entry_json, blob_refs, message_count FROM sessions"
+    " WHERE key_fold = ?"
+)
+_CANDIDATES_FULL: Final = (
+    "SELECT session_key, updated_at, entry_json, blob_refs, message_count,"
+    f" {_ROW_COLUMNS} FROM sessions WHERE key_fold = ?"
+)
+_ROW_NAMES: Final = tuple(c.strip() for c in _ROW_COLUMNS.split(","))
+# Columns an update never changes (as in the upsert): the key, the creation time, archived.
+_UPDATABLE: Final = tuple(
+    i for i, c in enumerate(_ROW_NAMES) if c not in ("session_key", "created_at", "archived")
 )
 _LIST_COLUMNS: Final = (
     "session_key, agent_id, kind, session_id, row_updated_at, row_channel, last_channel,"
@@ -218,23 +280,22 @@ class _Encoded:
 
 
 def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
-    light: Entry = {}
+    light: Entry = dict(entry)
     refs: dict[str, str] = {}
     blobs: dict[str, tuple[str, bytes]] = {}
-    for field, value in entry.items():
+    for field in BLOB_FIELDS:
         # A placeholder keeps the field's position; 0 rather than null, because a null in
         # the output makes dumps_compact walk the entry looking for NaN.
+        value = light.get(field)
         if isinstance(value, BlobRef):
             refs[field] = value.digest
             light[field] = 0
-        elif field in BLOB_FIELDS and isinstance(value, (dict, list)):
+        elif isinstance(value, (dict, list)):
             data = dumps_compact(value)
-            digest = hashlib.sha256(data).hexdigest()
+            digest = sha256_hex(data)
             refs[field] = digest
             blobs[digest] = (field, data)
             light[field] = 0
-        else:
-            light[field] = value
     entry_json = dumps_compact(light)
     row = derive_row(key, entry, default_agent="")
     session_id = entry.get("sessionId")
@@ -271,6 +332,19 @@ def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
         dumps_compact(refs).decode() if refs else None,
     )
     return _Encoded(params, entry_json, refs, blobs)
+
+
+def _changed_columns(old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[int, ...]:
+    """Positions in ``_ROW_COLUMNS`` whose value differs (1 and 1.0 differ: JSON types)."""
+    if old == new and list(map(type, old)) == list(map(type, new)):
+        return ()
+    return tuple(i for i in _UPDATABLE if old[i] != new[i] or type(old[i]) is not type(new[i]))
+
+
+@functools.lru_cache(maxsize=512)
+def _update_sql(columns: tuple[int, ...]) -> str:
+    assignments = ", ".join(f"{_ROW_NAMES[i]} = ?" for i in columns)
+    return f"UPDATE sessions SET {assignments} WHERE session_key = ?"
 
 
 def _wrap(exc: apsw.Error, path: Path) -> SessionStoreError:
@@ -413,6 +487,7 @@ class SqliteIndex(IndexBackend):
         self._conns: list[apsw.Connection] = []
         self._conns_guard = threading.Lock()
         self._closed = False
+        self._blob_cache = BlobCache()
         ensure_private_dir(path.parent)
         if not path.exists():
             try:
@@ -440,6 +515,12 @@ class SqliteIndex(IndexBackend):
             raise InvalidEntryError(
                 f"a number in the entry is outside SQLite's 64-bit integer range ({exc})"
             ) from exc
+        except _BlobGone as exc:
+            raise CorruptStoreError(
+                f"{self._path}: blob {exc.digest} referenced by a session is missing; run"
+                " `sessionstore doctor`",
+                path=str(self._path),
+            ) from None
         except (orjson.JSONDecodeError, zlib.error) as exc:
             raise CorruptStoreError(
                 f"{self._path}: a stored entry or blob does not decode ({exc}); the file was"
@@ -471,7 +552,7 @@ class SqliteIndex(IndexBackend):
             )
         conn.execute(
             f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
-            " PRAGMA cache_size = -16000; PRAGMA foreign_keys = OFF;"
+            f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
         )
         local.conn = conn
         local.generation = _fork_generation
@@ -656,94 +737,91 @@ class SqliteIndex(IndexBackend):
         Only blobs whose reference count changes are touched; ``between`` runs after the
         additions and before the removals.
         """
+        if old_refs == enc.refs:  # the common case: an update that leaves the blobs alone
+            if between is not None:
+                between()
+            return
         old, new = Counter(old_refs.values()), Counter(enc.refs.values())
         self._retain(conn, new - old, enc.blobs)
         if between is not None:
             between()
         self._release(conn, old - new)
 
-    def _blob(self, conn: apsw.Connection, digest: str, found: _Blobs | None = None) -> Any:
-        if found and digest in found:
-            data, codec = found[digest]
-        else:
-            rows: Rows = conn.execute(
-                "SELECT data, codec FROM blobs WHERE digest = ?", (digest,)
-            ).fetchall()
-            if not rows:
-                raise CorruptStoreError(
-                    f"{self._path}: blob {digest} referenced by a session is missing; run"
-                    " `sessionstore doctor`",
-                    path=str(self._path),
-                )
-            data, codec = rows[0]
-        return orjson.loads(zlib.decompress(data) if codec == CODEC_ZLIB else data)
+    def _blob_json(self, conn: apsw.Connection, digest: str) -> bytes:
+        """The JSON of a blob, from the cache or the ``blobs`` table.
+
+        Raises:
+            _BlobGone: No such blob.
+        """
+        data = self._blob_cache.get(digest)
+        if data is not None:
+            return data
+        rows: Rows = conn.execute(
+            "SELECT data, codec FROM blobs WHERE digest = ?", (digest,)
+        ).fetchall()
+        if not rows:
+            raise _BlobGone(digest)
+        data, codec = rows[0]
+        if codec == CODEC_ZLIB:
+            data = zlib.decompress(data)
+        self._blob_cache.put(digest, data)
+        return data
 
     def _decode(
-        self,
-        conn: apsw.Connection,
-        entry_json: bytes | str,
-        refs_json: str | None,
-        *,
-        blobs: bool,
-        found: _Blobs | None = None,
+        self, conn: apsw.Connection, entry_json: bytes | str, refs_json: str | None, *, blobs: bool
     ) -> Entry:
         entry: Entry = orjson.loads(entry_json)
         if refs_json:
             for field, digest in orjson.loads(refs_json).items():
-                entry[field] = self._blob(conn, digest, found) if blobs else BlobRef(digest)
+                entry[field] = (
+                    orjson.loads(self._blob_json(conn, digest)) if blobs else BlobRef(digest)
+                )
         return entry
 
-    def materialize(self, entry: Entry, found: _Blobs | None = None) -> Entry:
-        """Replace blob placeholders in ``entry`` by their values."""
-        if not any(isinstance(v, BlobRef) for v in entry.values()):
+    def materialize(self, entry: Entry) -> Entry:
+        """Replace blob placeholders in ``entry`` by their values (in a copy)."""
+        fields = [f for f in BLOB_FIELDS if isinstance(entry.get(f), BlobRef)]
+        if not fields:
             return entry
+        out = dict(entry)
         conn = self._conn()
         with self._errors():
-            return {
-                k: self._blob(conn, v.digest, found) if isinstance(v, BlobRef) else v
-                for k, v in entry.items()
-            }
+            for field in fields:
+                out[field] = orjson.loads(self._blob_json(conn, out[field].digest))
+        return out
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _fetch(self, conn: apsw.Connection, key: str) -> tuple[Rows, _Blobs]:
-        """The rows of ``key`` and its variants, with their blobs.
+    @staticmethod
+    def _candidates(conn: apsw.Connection, key: str, *, full: bool = False) -> Rows:
+        """The rows of ``key`` and its case variants, freshest first.
 
-        One statement, so one consistent snapshot without a transaction around reads.
+        Each row starts with ``session_key, updated_at, entry_json, blob_refs,
+        message_count``; with ``full``, every column of ``_ROW_COLUMNS`` follows.
         """
-        raw: Rows = conn.execute(_FETCH_WITH_BLOBS, (key,)).fetchall()
-        rows: Rows = []
-        found: _Blobs = {}
-        for r in raw:
-            if not rows or all(r[0] != x[0] for x in rows):
-                rows.append(r[:5])
-            if r[5] is not None:
-                found[r[5]] = (r[6], r[7])
-        if len(rows) > 1:
-            rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
-        return rows, found
-
-    def _candidates(self, conn: apsw.Connection, key: str) -> Rows:
-        rows: Rows = conn.execute(
-            "SELECT session_key, updated_at, entry_json, blob_refs, message_count"
-            " FROM sessions WHERE key_fold = ?",
-            (key,),
-        ).fetchall()
+        rows: Rows = conn.execute(_CANDIDATES_FULL if full else _CANDIDATES, (key,)).fetchall()
         if len(rows) > 1:
             rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
         return rows
+
+    def _read(self, conn: apsw.Connection, key: str, *, blobs: bool) -> Entry | None:
+        rows = self._candidates(conn, key)
+        return self._decode(conn, rows[0][2], rows[0][3], blobs=blobs) if rows else None
 
     def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant (one indexed lookup)."""
         with self._errors():
             conn = self._conn()
-            if not blobs:
-                rows = self._candidates(conn, key)
-                return self._decode(conn, rows[0][2], rows[0][3], blobs=False) if rows else None
-            rows, found = self._fetch(conn, key)
-            if not rows:
-                return None
-            return self._decode(conn, rows[0][2], rows[0][3], blobs=True, found=found)
+            # Row and blobs are two statements, each its own snapshot: cheaper than a
+            # transaction, and most blobs come from the cache. A blob gone between them
+            # means a writer replaced the entry: read again inside one snapshot, where a
+            # missing blob is real damage.
+            try:
+                return self._read(conn, key, blobs=blobs)
+            except _BlobGone:
+                pass
+            with self._read_txn(conn):
+                return self._read(conn, key, blobs=blobs)
 
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
@@ -868,12 +946,10 @@ class SqliteIndex(IndexBackend):
         """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
         with self._errors():
             with self._write_txn() as conn:
-                rows, found = self._fetch(conn, key)
+                rows = self._candidates(conn, key, full=True)
                 existing = None
                 if rows:
-                    existing = self._decode(
-                        conn, rows[0][2], rows[0][3], blobs=needs_blobs, found=found
-                    )
+                    existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
                 result = fn(existing)
                 if result is None:
                     written = False
@@ -889,18 +965,33 @@ class SqliteIndex(IndexBackend):
                 # Blobs are read in the same transaction: once it commits, another writer
                 # may replace this entry and drop the blobs it referenced.
                 if out is not None and full_result:
-                    out = self.materialize(out, found)
+                    out = self.materialize(out)
             return out, written
 
     def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
-        old_refs: dict[str, str] = {}
+        """Write ``entry`` under ``key``, folding away the case variants in ``rows``.
+
+        ``rows`` come from ``_candidates``; with ``full`` rows, an update of an existing row
+        sets only the columns that change, so indexes over unchanged columns are left alone.
+
+        Returns:
+            Whether anything was written.
+        """
         own = None
         for r in rows:
             if r[0] == key:
                 own = r
         enc = _encode(key, entry, now=now_ms())
+        old_refs: dict[str, str] = {}
         if own is not None:
             old_refs = orjson.loads(own[3]) if own[3] else {}
+            if len(rows) == 1 and len(own) > 5:
+                changed = _changed_columns(own[5:], enc.params)
+                if not changed:
+                    return False
+                self._swap_blobs(conn, old_refs, enc)
+                conn.execute(_update_sql(changed), [enc.params[i] for i in changed] + [key])
+                return True
             if len(rows) == 1 and bytes(own[2]) == enc.entry_json and old_refs == enc.refs:
                 return False  # nothing changed: no write
 
@@ -1058,6 +1149,7 @@ class SqliteIndex(IndexBackend):
     def close(self) -> None:
         """Close every connection this store opened in this process."""
         self._closed = True
+        self._blob_cache.clear()
         with self._conns_guard:
             conns, self._conns = self._conns, []
         for conn in conns:
