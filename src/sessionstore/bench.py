@@ -57,6 +57,7 @@ from .files import atomic_write, dumps_pretty
 from .generate import generate_state_dir
 from .index.base import derive_row, row_channel
 from .index.json import parse_store_bytes, resolve_key
+from .index.sqlite import PAGE_CACHE_KIB
 from .layout import StorePaths, resolve_store_paths
 from .lockfile import LockFile
 from .migrate import migrate_agent
@@ -905,12 +906,14 @@ class _LegacyOps:
 class BareApsw:
     """The same row I/O as ``SessionStore.get``/``update`` on sqlite, with nothing around it.
 
-    ``get``: one prepared ``SELECT`` of the row joined with its blob rows (as the store
-    reads it), then ``orjson.loads`` of the same bytes the store parses (zlib-compressed
-    blobs are decompressed first, as the store does). ``update``: one ``UPDATE`` of the same
-    row (token columns, ``updated_at`` and the row's own ``entry_json`` bytes) in a ``BEGIN
-    IMMEDIATE`` transaction. No key folding, merging, normalisation or encoding: the floor
-    the library is compared with. It mirrors the storage format of ``index/sqlite.py``.
+    ``get``: the row by primary key, then each of its blob rows by digest (as the store
+    reads them, but with no cache), and ``orjson.loads`` of the same bytes the store parses
+    (zlib-compressed blobs are decompressed first, as the store does). ``update``: in a
+    ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set the token fields and
+    ``updatedAt`` in it, and write it back with the token and time columns: the
+    read-modify-write every update needs, without blob decoding for a returned entry. No key
+    folding, merging, normalisation or row derivation: the floor the library is compared
+    with. It mirrors the storage format and page cache of ``index/sqlite.py``.
 
     Args:
         path: A ``sessions.sqlite`` written by this library.
@@ -921,15 +924,12 @@ class BareApsw:
         self._conn = apsw.Connection(str(path))
         self._conn.set_busy_timeout(10_000)
         self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
-        self._conn.execute(f"PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -16000;")
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
-        codec = "b.codec" if "codec" in columns else "0"
-        self._select = (
-            f"SELECT s.entry_json, r.key, b.data, {codec} FROM sessions AS s"
-            " LEFT JOIN json_each(s.blob_refs) AS r"
-            " LEFT JOIN blobs AS b ON b.digest = r.value WHERE s.session_key = ?"
+        self._conn.execute(
+            f"PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{PAGE_CACHE_KIB};"
         )
-        self._rows: dict[str, bytes] = {}
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
+        codec = "codec" if "codec" in columns else "0"
+        self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
 
     def close(self) -> None:
         """Close the connection."""
@@ -937,33 +937,35 @@ class BareApsw:
 
     def get(self, key: str) -> Entry | None:
         """Read and parse one row and its blobs."""
-        rows: list[tuple[Any, ...]] = self._conn.execute(self._select, (key,)).fetchall()
-        if not rows:
+        conn = self._conn
+        row: tuple[Any, ...] | None = conn.execute(
+            "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
+        ).fetchone()
+        if row is None:
             return None
-        entry: Entry = orjson.loads(rows[0][0])
-        for _, name, data, codec in rows:
-            if name is not None:
+        entry: Entry = orjson.loads(row[0])
+        if row[1]:
+            for name, digest in orjson.loads(row[1]).items():
+                blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
+                data, codec = blob
                 entry[name] = orjson.loads(zlib.decompress(data) if codec == 1 else data)
         return entry
 
-    def prepare(self, keys: Sequence[str]) -> None:
-        """Read the stored ``entry_json`` of ``keys`` (outside the timed region)."""
-        for key in keys:
-            row = self._conn.execute(
-                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
-            ).fetchone()
-            if row is not None:
-                self._rows[key] = bytes(row[0])
-
     def update(self, key: str, tokens: int) -> None:
-        """Rewrite one row in a write transaction (``prepare`` it first)."""
+        """Read, change and write back one row in a write transaction."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
+                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+            ).fetchone()
+            entry = orjson.loads(found[0])
+            now = now_ms()
+            entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
             conn.execute(
                 "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
-                " entry_json = ? WHERE session_key = ?",
-                (tokens, tokens, now_ms(), self._rows[key], key),
+                " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
+                (tokens, tokens, now, now, orjson.dumps(entry), key),
             )
         except BaseException:
             conn.execute("ROLLBACK")
@@ -1253,7 +1255,6 @@ def _bare_op(db: Path, op: str, keys: Sequence[str], budget: Budget) -> Measurem
     try:
         if op == "get":
             return measure("bare-apsw", op, lambda i: _discard(bare.get(keys[i % n])), budget)
-        bare.prepare(keys)
         return measure("bare-apsw", op, lambda i: bare.update(keys[i % n], 2_300 + i), budget)
     finally:
         bare.close()

@@ -134,6 +134,29 @@ def check_json(value: Any) -> None:
             stack.extend(item)
 
 
+def _check_finite(value: Any) -> None:
+    """Refuse NaN and infinities in a value orjson has just encoded.
+
+    orjson already refused non-string keys and out-of-range integers, and it encodes no
+    float subclass, so only exact floats (and the containers holding them) need a look.
+    """
+    t = type(value)
+    if t is dict:
+        items: Any = value.values()
+    elif t is list or t is tuple:
+        items = value
+    elif t is float:
+        if not math.isfinite(value):
+            raise InvalidEntryError(f"value cannot be stored as JSON: {value!r} is not finite")
+        return
+    else:
+        return
+    for item in items:
+        ti = type(item)
+        if ti is dict or ti is list or ti is float or ti is tuple:
+            _check_finite(item)
+
+
 def dumps_pretty(value: Any) -> bytes:
     """``JSON.stringify(value, null, 2)``: 2-space indent, no trailing newline, UTF-8."""
     try:
@@ -142,7 +165,7 @@ def dumps_pretty(value: Any) -> bytes:
         pass  # e.g. integers beyond 64 bits: check_json refuses them below
     else:
         if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
-            check_json(value)
+            _check_finite(value)
         return data
     check_json(value)
     try:
@@ -168,7 +191,7 @@ def dumps_compact(value: Any) -> bytes:
         pass
     else:
         if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
-            check_json(value)
+            _check_finite(value)
         return data
     check_json(value)
     try:

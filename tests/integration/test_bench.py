@@ -117,8 +117,16 @@ def test_references_read_what_the_store_reads(tmp_path: Path) -> None:
                 loaded, source = whole.get(key), state.agents["main"].entries[key]
                 assert loaded is not None and loaded.keys() == source.keys()
                 assert loaded["skillsSnapshot"] == source["skillsSnapshot"]
-        bare.prepare(keys[:1])
         bare.update(keys[0], 42)
+        with sessionstore.open_store("main", tmp_path / "state", "sqlite") as store:
+            changed = store.get(keys[0])
+            assert changed is not None
+            assert changed["totalTokens"] == changed["inputTokens"] == 42
+            conn = store.index.connection()  # type: ignore[attr-defined]
+            row = conn.execute(
+                "SELECT total_tokens, updated_at FROM sessions WHERE session_key = ?", (keys[0],)
+            ).fetchone()
+            assert row == (42, changed["updatedAt"])
         assert whole.update(keys[0], {"totalTokens": 42}) is not None
         assert whole.count() == 6 and len(whole.list(limit=2)) == 2
     finally:
