@@ -32,6 +32,7 @@ from sessionstore import (
     SessionStoreError,
     StoreClosedError,
 )
+from sessionstore.index.sqlite import SCHEMA_VERSION
 
 # Later than any "now" these tests can meet (2096), so max(old, patch, now) is predictable.
 FUTURE = 4_000_000_000_000
@@ -1654,7 +1655,7 @@ class TestSqliteFile:
             assert_same(rows["agent:main:telegram:direct:1"]["lastThreadId"], 42)
             assert_same(rows["agent:main:telegram:direct:1"]["totalTokens"], 100)
             assert keys_of(s.list(channel="slack")) == ["agent:main:slack:channel:c1"]
-            assert s.info().backend["schemaVersion"] == 3
+            assert s.info().backend["schemaVersion"] == SCHEMA_VERSION
             assert blob_rows(s) == 1
             s.put("agent:main:new", e("s4", 4000))
             s.update("agent:main:main", {"counter": 2})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -354,7 +355,9 @@ def test_list_walks_the_list_index_in_order(stores: dict[int, SessionStore]) -> 
     assert len(trace.statements) == 1
     assert trace.rows == 51  # one extra row to know whether a next page exists
     lines = _list_plan_lines(stores[SIZES[-1]], trace)
-    assert any("idx_sessions_list" in line for line in lines), lines
+    # the index covers every column of a row: the table (entries, blobs' references) is
+    # never read
+    assert any("COVERING INDEX idx_sessions_list" in line for line in lines), lines
     assert not any("TEMP B-TREE" in line for line in lines), lines
     assert trace.sorts == 0
 
@@ -413,3 +416,27 @@ def test_list_filters_use_their_indexes(
         assert "idx_sessions_list" not in used, lines
     if index in ("idx_sessions_agent", "idx_sessions_channel"):
         assert not any("TEMP B-TREE" in line for line in lines), lines
+
+
+def test_a_v3_database_gets_the_covering_list_index(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
+        for i in range(20):
+            store.put(f"agent:main:k{i}", {"sessionId": f"s{i}", "updatedAt": 1_000 + i})
+        conn = store.index.connection()  # type: ignore[attr-defined]
+        # what schema version 3 had: the list index without the row's columns
+        conn.execute(
+            "DROP INDEX idx_sessions_list;"
+            " CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key);"
+            " UPDATE meta SET value = '3' WHERE key = 'schema_version'"
+        )
+    with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
+        assert store.info().backend["schemaVersion"] == 4
+        conn = store.index.connection()  # type: ignore[attr-defined]
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'idx_sessions_list'"
+        ).fetchone()
+        assert "message_count" in sql
+        page = store.list(limit=5)
+        assert [r["key"] for r in page.rows] == [f"agent:main:k{i}" for i in range(19, 14, -1)]
+        assert store.count() == 20

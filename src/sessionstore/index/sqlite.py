@@ -62,7 +62,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
 # Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
 # skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
@@ -221,6 +221,14 @@ CREATE TRIGGER sessions_count_delete AFTER DELETE ON sessions
 
 _V3_INDEXES = """
 CREATE INDEX IF NOT EXISTS idx_sessions_updated ON sessions(updated_at, session_key);
+"""
+
+_V4_INDEXES = """
+DROP INDEX IF EXISTS idx_sessions_list;
+CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key, agent_id, kind,
+  session_id, row_updated_at, row_channel, last_channel, last_to, last_account_id, label,
+  display_name, status, model, model_provider, spawned_by, parent_session_key, last_thread_id,
+  total_tokens, input_tokens, output_tokens, message_count);
 """
 
 # What maintenance reads of a row: never the entry itself. entry_json is bound as a BLOB,
@@ -630,6 +638,11 @@ class SqliteIndex(IndexBackend):
                 if "codec" not in columns:
                     txn.execute("ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0")
                 version = 3
+            if version == 3:
+                # v4: the list index covers every column of a list row, so a list reads no
+                # table row (each carries its entry, a bloated one a page of its own).
+                txn.execute(_V4_INDEXES)
+                version = 4
             txn.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
@@ -835,6 +848,14 @@ class SqliteIndex(IndexBackend):
         # order over the label/spawned_by indexes, reading every row to find a few; `+vis`
         # keeps that index out of the race when such a filter is given.
         selective = query.label is not None or query.spawned_by is not None
+        # The list index covers every column, so without statistics SQLite would also walk
+        # it for an agent or channel filter, reading every row to find a few: name the
+        # filter's own index.
+        hint = ""
+        if not selective and query.channel is not None:
+            hint = " INDEXED BY idx_sessions_channel"
+        elif not selective and query.agent_id is not None:
+            hint = " INDEXED BY idx_sessions_agent"
         where = ["+vis = 0" if selective else "vis = 0"]
         args: list[Any] = []
         if query.agent_id is not None:
@@ -859,7 +880,7 @@ class SqliteIndex(IndexBackend):
             where.append("(updated_at, session_key) < (?, ?)")
             args += list(query.after)
         sql = (
-            f"SELECT {_LIST_COLUMNS} FROM sessions WHERE {' AND '.join(where)}"
+            f"SELECT {_LIST_COLUMNS} FROM sessions{hint} WHERE {' AND '.join(where)}"
             " ORDER BY updated_at DESC, session_key DESC"
         )
         if query.limit is not None:
