@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,46 @@ def test_update_sets_only_changed_columns_and_they_match_a_full_encode(
                 continue
             assert row[i] == expected[i], name
             assert type(row[i]) is type(expected[i]), name
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_holds_the_cache_lock_still_reads(
+    store: SessionStore,
+) -> None:
+    snapshot = {"prompt": "p"}
+    store.put(KEY, {"sessionId": "s", "skillsSnapshot": snapshot})
+    store.get(KEY)
+    lock = store.index._blob_cache._lock  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's holder thread does not exist here
+            code = 3
+            try:
+                entry = store.get(KEY)
+                code = 0 if entry is not None and entry["skillsSnapshot"] == snapshot else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung on a lock held by a thread of its parent")
+            time.sleep(0.02)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        holder.join()

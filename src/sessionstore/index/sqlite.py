@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import threading
+import weakref
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -79,9 +80,16 @@ _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
 
 
+_live: weakref.WeakSet[SqliteIndex] = weakref.WeakSet()
+
+
 def _after_fork() -> None:
     global _fork_generation
     _fork_generation += 1
+    # Another thread of the parent may have held a lock at the fork: the child gets it
+    # locked forever. Give every open index fresh locks (and an empty blob cache).
+    for index in list(_live):
+        index._reset_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -496,6 +504,7 @@ class SqliteIndex(IndexBackend):
         self._conns_guard = threading.Lock()
         self._closed = False
         self._blob_cache = BlobCache()
+        _live.add(self)
         ensure_private_dir(path.parent)
         if not path.exists():
             try:
@@ -510,6 +519,10 @@ class SqliteIndex(IndexBackend):
     def path(self) -> Path:
         """The database file."""
         return self._path
+
+    def _reset_after_fork(self) -> None:
+        self._conns_guard = threading.Lock()
+        self._blob_cache = BlobCache()
 
     # --- connections ------------------------------------------------------------------------
 
