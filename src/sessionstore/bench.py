@@ -2184,6 +2184,10 @@ def render_markdown(
         " peak (`VmHWM`). The store-memory target is judged on the store's own memory: what"
         " opening it and the work add to the interpreter with its libraries loaded (the total"
         " minus the imports). MB = 10^6 bytes.",
+        "- Absolute times follow the machine's speed at the moment, and on a shared VM it"
+        " drifts, even within one run: the O(1) `count` is a gauge, so compare it across the"
+        " datasets. Ratios within one dataset are measured minutes apart and are the steadier"
+        " figures.",
         "- File sizes: `sessions.json` as generated; `sessions.sqlite` (plus its WAL) right after"
         " migration; the whole-store database after the PR's import.",
         "",
