@@ -10,6 +10,7 @@ is reported with what to do.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ FINDING_KINDS: Final = (
     "orphan-transcript",
     "torn-tail",
     "message-count-drift",
-    "source-changed",
+    "split-store",
     "stale-temp-file",
     "stale-lock",
     "wal-size",
@@ -125,7 +126,7 @@ class _Doctor:
         from .index.sqlite import SqliteIndex
 
         index = self.store.index
-        if not isinstance(index, SqliteIndex):
+        if not isinstance(index, SqliteIndex) or not index.exists():
             return
         conn = index.connection()
         path = index.path
@@ -228,18 +229,18 @@ class _Doctor:
             with contextlib.suppress(OSError):
                 finding.fixed = busy == 0 and wal.stat().st_size <= WAL_WARN_BYTES
 
-    def source_changed(self) -> None:
-        from .migrate import source_changed
+    def split(self) -> None:
+        from .migrate import split_warning
 
-        record = self.store.index.migration_record()
-        if source_changed(record, self.store.paths.json_path):
-            self.add(
-                "source-changed",
-                self.store.paths.json_path,
-                "sessions.json changed after it was migrated (something still writes it, e.g."
-                " a gateway with storeType json); point everything at the database, then"
-                " `sessionstore migrate --force` to bring the changes over",
+        record = self.store.index.migration_record() if self.store.store_type == "sqlite" else None
+        warning = split_warning(self.store.paths, self.store.store_type, record)
+        if warning:
+            subject = (
+                self.store.paths.json_path
+                if self.store.store_type == "sqlite"
+                else self.store.paths.sqlite_path
             )
+            self.add("split-store", subject, warning)
 
     # --- transcripts ------------------------------------------------------------------
 
@@ -248,6 +249,8 @@ class _Doctor:
         from .index.sqlite import SqliteIndex
 
         index = self.store.index
+        if isinstance(index, SqliteIndex) and not index.exists():
+            return {}
         if isinstance(index, SqliteIndex):
             entries: dict[str, dict[str, Any]] = {}
             for key, session_id, entry_json in index.connection().execute(
@@ -395,7 +398,9 @@ class _Doctor:
                     age = now - path.stat().st_mtime
                 except OSError:
                     continue
-                if age < TEMP_STALE_SECONDS or (name.endswith(".tmp") and _lock_held(lock)):
+                if age < TEMP_STALE_SECONDS or (
+                    name.endswith(".tmp") and (_lock_held(lock) or _being_built(path))
+                ):
                     continue  # possibly a write in flight
                 finding = self.add(
                     "stale-temp-file",
@@ -432,6 +437,21 @@ def _lock_held(lock: Path) -> bool:
         return False
     stale, _ = lock_is_stale(lock, 30_000, own_pid=-1)
     return not stale
+
+
+def _being_built(path: Path) -> bool:
+    """Whether a process holds ``path`` locked (a database being built under a temp name)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _sqlite_version() -> str:
@@ -476,7 +496,7 @@ def run_checks(store: SessionStore, *, fix: bool = False) -> list[Finding]:
     # such a lock by itself, and the finding would go unreported.
     doctor.files()
     if doctor.index_trusted:  # the checks below read (and their repairs write) the index
-        doctor.source_changed()
+        doctor.split()
         doctor.transcripts()
     doctor.filesystem()
     return doctor.findings

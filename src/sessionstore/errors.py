@@ -15,6 +15,7 @@ __all__ = [
     "InvalidKeyError",
     "LockTimeoutError",
     "MigrationError",
+    "ReadOnlyStoreError",
     "SchemaVersionError",
     "SessionNotFoundError",
     "SessionStoreError",
@@ -86,6 +87,10 @@ class StorageFullError(SessionStoreError):
 
 class MigrationError(SessionStoreError):
     """A migration could not complete; the target was left unchanged."""
+
+
+class ReadOnlyStoreError(SessionStoreError):
+    """A write to a store opened read-only, or whose files this process may not write."""
 
 
 class SchemaVersionError(SessionStoreError):

@@ -25,6 +25,7 @@ __all__ = [
     "ensure_private_dir",
     "fsync_dir",
     "os_error",
+    "sqlite_uri",
 ]
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -38,6 +39,16 @@ def os_error(exc: OSError, action: str, path: os.PathLike[str] | str) -> Session
             " is full; free space and retry - nothing was half-written)"
         )
     return SessionStoreError(f"cannot {action} {os.fspath(path)}: {exc.strerror or exc}")
+
+
+def sqlite_uri(path: os.PathLike[str] | str, query: str) -> str:
+    """A ``file:`` URI for SQLite with ``query`` (e.g. ``mode=ro``); any path is escaped.
+
+    ``#``, ``?`` and ``%`` in a path would otherwise end the path part of the URI.
+    """
+    from urllib.parse import quote
+
+    return f"file:{quote(os.path.abspath(os.fspath(path)))}?{query}"
 
 
 def ensure_private_dir(path: Path) -> None:

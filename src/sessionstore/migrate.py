@@ -9,18 +9,20 @@ as it was, and a re-run starts over.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from . import __version__
 from .entry import load_normalize, now_ms, sort_time
 from .errors import CorruptStoreError, MigrationError, SessionStoreError
-from .files import atomic_write, dumps_pretty, os_error, sha256_hex
+from .files import atomic_write, dumps_pretty, os_error, sha256_hex, sqlite_uri
 from .index.json import parse_store_bytes
 from .keys import fold_key
 from .layout import StorePaths
@@ -29,10 +31,17 @@ __all__ = [
     "MigrationResult",
     "SourceSnapshot",
     "export_entries",
+    "import_on_create",
     "migrate_agent",
     "read_source",
     "source_changed",
+    "split_warning",
 ]
+
+if TYPE_CHECKING:
+    from .index.sqlite import SqliteIndex
+
+log = logging.getLogger("sessionstore")
 
 Status = Literal["migrated", "skipped", "no_data", "would_migrate", "failed"]
 Entry = dict[str, Any]
@@ -176,11 +185,119 @@ def source_changed(record: dict[str, Any] | None, json_path: Path) -> bool | Non
         return None
     if st.st_size != record.get("sourceBytes"):
         return True
+    if st.st_mtime_ns // 1_000_000 == record.get("sourceMtimeMs"):
+        return False  # same size and time: the bytes are taken to be the ones imported
     try:
         digest = sha256_hex(json_path.read_bytes())
     except OSError:
         return None
     return bool(digest != record.get("sha256"))
+
+
+def _holds_sessions(path: Path, size: int) -> bool:
+    """Whether a sessions.json of ``size`` bytes holds anything but an empty store."""
+    if size > 64:
+        return True
+    try:
+        return path.read_bytes().strip() not in (b"", b"{}", b"[]")
+    except OSError:
+        return False
+
+
+def split_warning(
+    paths: StorePaths, effective: str, record: dict[str, Any] | None = None
+) -> str | None:
+    """Why ``sessions.json`` and ``sessions.sqlite`` of one store may disagree, or None.
+
+    A store is split when the file it does not use holds sessions it cannot see: for a
+    sqlite store, a ``sessions.json`` that was never imported or changed after its import
+    (an OpenClaw gateway still writing it); for a json store, a ``sessions.sqlite`` written
+    after ``sessions.json``.
+
+    Args:
+        paths: The store's paths.
+        effective: The backend in use (``sqlite`` or ``json``).
+        record: For a sqlite store, its migration record.
+    """
+    json_path, sqlite_path = paths.json_path, paths.sqlite_path
+    if effective == "sqlite":
+        try:
+            st = os.stat(json_path)
+        except OSError:
+            return None
+        if record is None:
+            if not _holds_sessions(json_path, st.st_size):
+                return None
+            return (
+                f"{json_path} holds sessions that were never imported into {sqlite_path}; this"
+                " store does not see them - run `sessionstore migrate --force` to merge them"
+                " in (the newer updatedAt wins)"
+            )
+        if not source_changed(record, json_path):
+            return None
+        return (
+            f"{json_path} changed after it was imported into {sqlite_path} (at"
+            f" {_when(record.get('migratedAt'))}): something still writes it, e.g. an OpenClaw"
+            " gateway, and this store does not see those changes - point every writer at one"
+            " store, then run `sessionstore migrate --force` to merge (the newer updatedAt wins)"
+        )
+    if effective != "json":
+        return None
+    try:
+        peek = peek_database(sqlite_path)
+    except SessionStoreError as exc:
+        return f"{sqlite_path} exists beside {json_path.name} but cannot be read ({exc})"
+    if peek is None or peek[0] == 0:
+        return None
+    count, db_record = peek
+    written = 0.0
+    for name in (sqlite_path, Path(f"{sqlite_path}-wal")):
+        with contextlib.suppress(OSError):
+            written = max(written, name.stat().st_mtime)
+    try:
+        json_mtime = json_path.stat().st_mtime
+    except OSError:
+        json_mtime = 0.0
+    if written <= json_mtime:
+        return None
+    # Imported from this very sessions.json: split only if the database changed since.
+    if (
+        db_record is not None
+        and source_changed(db_record, json_path) is False
+        and count == db_record.get("indexCount")
+        and _latest_update(sqlite_path) == db_record.get("indexLatestUpdate")
+    ):
+        return None
+    return (
+        f"{sqlite_path} holds {count} sessions and was written after {json_path.name}; this"
+        " store reads only sessions.json and does not see them - open the store as sqlite and"
+        " run `sessionstore migrate --force` to merge sessions.json into it, or move"
+        " sessions.sqlite away if it is stale"
+    )
+
+
+@contextlib.contextmanager
+def _read_database(path: Path) -> Iterator[Any]:
+    """A read-only connection to ``path`` that creates no file (no ``-wal``/``-shm``)."""
+    import apsw  # only here: the rest of this module works without the SQLite driver
+
+    live_wal = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    uri = sqlite_uri(path, "mode=ro" if live_wal else "immutable=1")
+    try:
+        conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    except apsw.Error as exc:
+        raise SessionStoreError(f"cannot read {path}: {exc}") from exc
+    try:
+        yield conn
+    except apsw.Error as exc:
+        raise SessionStoreError(f"cannot read {path}: {exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise CorruptStoreError(
+            f"{path}: its migration record does not decode ({exc}); run `sessionstore doctor`",
+            path=str(path),
+        ) from exc
+    finally:
+        conn.close()
 
 
 def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
@@ -190,15 +307,7 @@ def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    import apsw  # only here: the rest of this module works without the SQLite driver
-
-    live_wal = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
-    uri = f"file:{path}?{'mode=ro' if live_wal else 'immutable=1'}"
-    try:
-        conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-    except apsw.Error as exc:
-        raise SessionStoreError(f"cannot read {path}: {exc}") from exc
-    try:
+    with _read_database(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "sessions" not in tables:
             return 0, None
@@ -213,10 +322,31 @@ def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
             ).fetchall()
             record = orjson.loads(rows[0][0]) if rows else None
         return int(count), record
-    except apsw.Error as exc:
-        raise SessionStoreError(f"cannot read {path}: {exc}") from exc
-    finally:
-        conn.close()
+
+
+def _latest_update(path: Path) -> int | float | None:
+    """The newest ``updatedAt`` in a database (through its index), read-only."""
+    with _read_database(path) as conn:
+        rows: list[Any] = conn.execute("SELECT max(updated_at) FROM sessions").fetchall()
+    value = rows[0][0] if rows else None
+    return value if isinstance(value, (int, float)) else None
+
+
+def import_on_create(json_path: Path) -> Callable[[SqliteIndex, Any], None]:
+    """An ``on_create`` for a new ``sessions.sqlite``: import ``json_path`` if it exists.
+
+    The import runs inside the transaction that builds the new database (see
+    ``SqliteIndex.create``), so the database never exists without it.
+    """
+
+    def create(index: SqliteIndex, conn: Any) -> None:
+        source = read_source(json_path)
+        if source is None:
+            return
+        written = index.import_into(conn, source.entries, record=source.record())
+        log.info("sessionstore: imported %d sessions from %s", written, json_path)
+
+    return create
 
 
 def migrate_agent(
@@ -226,6 +356,7 @@ def migrate_agent(
     force: bool = False,
     durability: str = "normal",
     progress: Callable[[int, int], None] | None = None,
+    lock_timeout_ms: int = 10_000,
 ) -> MigrationResult:
     """Migrate one agent's ``sessions.json`` into ``sessions.sqlite``.
 
@@ -237,6 +368,12 @@ def migrate_agent(
             source's is kept.
         durability: ``normal`` or ``power`` for the database.
         progress: Called as ``progress(done, total)`` while writing.
+        lock_timeout_ms: How long to wait for another writer of the database.
+
+    A new database is built under a temporary name and linked into place, so processes
+    that create it at once never import over each other and a failure removes only its
+    own temporary file; an existing database is imported into inside one write
+    transaction, which (without ``force``) first checks that it still holds nothing.
 
     Returns:
         What happened; ``status`` is never ``failed`` here (failures raise).
@@ -296,28 +433,59 @@ def migrate_agent(
 
     from .index.sqlite import SqliteIndex
 
-    index = SqliteIndex(paths.sqlite_path, agent_id=paths.agent_id, durability=durability)
-    try:
-        total = len(source.entries)
-        written = index.import_entries(
-            source.entries,
-            record=source.record(),
-            keep_fresher=force,
-            progress=(lambda done: progress(done, total)) if progress else None,
+    total = len(source.entries)
+    report = (lambda done: progress(done, total)) if progress else None
+    imported: list[int] = []
+
+    def import_new(index: SqliteIndex, conn: Any) -> None:
+        imported.append(
+            index.import_into(conn, source.entries, record=source.record(), progress=report)
         )
+
+    index = SqliteIndex(
+        paths.sqlite_path,
+        agent_id=paths.agent_id,
+        durability=durability,
+        busy_timeout_ms=lock_timeout_ms,
+        on_create=import_new,
+    )
+    try:
+        written: int | None = None
+        if index.create():
+            written = imported[0]
+        else:
+            imported.clear()
+            written = index.import_entries(
+                source.entries,
+                record=source.record(),
+                keep_fresher=force,
+                only_if_new=not force,
+                progress=report,
+            )
     except SessionStoreError as exc:
         if isinstance(exc, MigrationError):
             raise
         raise MigrationError(f"migration of {paths.json_path} failed: {exc}") from exc
     finally:
         index.close()
+    if written is None and not source.entries:
+        result.message = "No sessions to migrate" + notes
+        return result
+    if written is None:
+        # Another process wrote sessions (or imported) between our look and our write.
+        result.status = "skipped"
+        result.message = (
+            "another process wrote to the SQLite store meanwhile; nothing was imported (run"
+            " `migrate --force` to import sessions.json into it, newer entries are kept)"
+        )
+        return result
     result.sourceChanged = False
     if not source.entries:
         result.message = "No sessions to migrate" + notes
         return result
     result.status = "migrated"
     result.migratedCount = written
-    result.message = f"Migrated {written} sessions" + notes
+    result.message = f"Migrated {written} session{'' if written == 1 else 's'}" + notes
     if written < total:
         # a --force re-import writes only what differs; say why the count is lower
         result.message += (

@@ -9,7 +9,6 @@ per-operation fallback.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import logging
 import math
 import os
@@ -32,7 +31,6 @@ from .entry import (
     sort_time,
 )
 from .errors import (
-    BackendUnavailableError,
     ConfigError,
     InvalidArgumentError,
     SessionNotFoundError,
@@ -48,6 +46,7 @@ from .index.base import (
 )
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_state_dir, resolve_store_paths
+from .selection import PendingIndex, open_index, sqlite_driver
 from .transcripts.jsonl import (
     Transcript,
     TranscriptState,
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
     from .doctor import Finding
     from .maintenance import MaintenanceReport
 
-__all__ = ["SessionStore", "StoreInfo", "open_store"]
+__all__ = ["SessionStore", "StoreInfo", "open_store", "sqlite_driver"]
 
 MAINTENANCE_MARKER = ".sessionstore-maintained"
 
@@ -91,6 +90,9 @@ class StoreInfo:
         durability: ``normal`` or ``power``.
         jsonBytes: Size of sessions.json, when it exists.
         backend: Backend facts (driver, index size, WAL size, schema version, ...).
+        splitWarning: When the file this store does not use holds sessions it cannot see
+            (a sessions.json changed or never imported, a newer sessions.sqlite beside a
+            json store): what is wrong and the command that merges them; else None.
     """
 
     storeType: str
@@ -107,6 +109,7 @@ class StoreInfo:
     durability: str = "normal"
     jsonBytes: int | None = None
     backend: dict[str, Any] = field(default_factory=dict)
+    splitWarning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The info as a JSON-ready dict."""
@@ -151,7 +154,19 @@ class SessionStore:
         self.fallback_reason = fallback_reason
         self.config = config or SessionConfig()
         self.durability = durability
+        self.split_warning: str | None = None
         self._next_auto_check = 0.0
+        if isinstance(index, PendingIndex):
+            index.on_resolve(self._resolved)
+
+    def _resolved(self, backend: IndexBackend) -> None:
+        self._index = backend  # the choice is final: calls go straight to it from now on
+
+    def _find_split(self) -> str | None:
+        from .migrate import split_warning
+
+        record = self._index.migration_record() if self.store_type == "sqlite" else None
+        return split_warning(self.paths, self.store_type, record)
 
     # --- basics -----------------------------------------------------------------------------
 
@@ -598,26 +613,8 @@ class SessionStore:
             durability=self.durability,
             jsonBytes=json_bytes,
             backend=self._index.describe(),
+            splitWarning=self._find_split(),
         )
-
-
-def sqlite_driver() -> tuple[bool, str | None]:
-    """Whether apsw imports, and the SQLite version it bundles."""
-    try:
-        import apsw
-    except ImportError:
-        return False, None
-    return True, str(apsw.sqlite_lib_version())
-
-
-def _choose_type(store_type: str, paths: StorePaths) -> str:
-    if store_type != "auto":
-        return store_type
-    if paths.sqlite_path.exists():
-        return "sqlite"
-    if paths.json_path.exists():
-        return "json"
-    return "sqlite"
 
 
 def open_store(
@@ -629,25 +626,32 @@ def open_store(
     store: str | None = None,
     durability: Literal["normal", "power"] | None = None,
     lock_timeout_ms: int = 10_000,
+    read_only: bool = False,
 ) -> SessionStore:
     """Open one agent's session store.
 
     Settings come from the arguments, then ``SESSIONSTORE_STORE_TYPE``, then the
     ``session`` section of ``openclaw.json`` (``OPENCLAW_CONFIG_PATH`` or
-    ``<stateDir>/openclaw.json``), then the defaults.
+    ``<stateDir>/openclaw.json``), then the defaults. Opening creates nothing: a store that
+    does not exist yet reads as empty, and its files appear with the first write.
 
     Args:
         agent: The agent id (normalised like OpenClaw: ``"Main Bot"`` -> ``"main-bot"``).
         state_dir: The OpenClaw state dir; default ``OPENCLAW_STATE_DIR``, else
             ``~/.openclaw``.
         store_type: ``"auto"`` (sqlite if ``sessions.sqlite`` exists, json if only
-            ``sessions.json`` exists, sqlite for a new store), ``"json"`` or ``"sqlite"``.
-            With ``"sqlite"``, an existing ``sessions.json`` is migrated on first open.
+            ``sessions.json`` exists; for a store with neither, the first write creates
+            ``sessions.sqlite``), ``"json"`` or ``"sqlite"``. With ``"sqlite"``, an
+            existing ``sessions.json`` is imported when the database is created.
         dsn: PostgreSQL conninfo or URL (for the PostgreSQL backend, not in this version).
         store: A ``session.store`` path (may contain ``{agentId}`` and ``~``) instead of
             the per-agent default under the state dir.
         durability: ``"normal"`` survives process crashes; ``"power"`` also power loss.
-        lock_timeout_ms: How long a writer waits for another writer.
+        lock_timeout_ms: How long a writer waits for another writer (and a migration for
+            the database).
+        read_only: Never write: no import, no schema upgrade, no file created; every write
+            raises ``ReadOnlyStoreError``. Stores whose files this process may not write are
+            read this way by themselves.
 
     Returns:
         The open store; close it (or use it as a context manager) when done.
@@ -669,18 +673,9 @@ def open_store(
     if level not in ("normal", "power"):
         raise ConfigError(f"durability {level!r} is not one of normal, power")
     paths = resolve_store_paths(root, agent, store or config.store)
-    effective = _choose_type(configured, paths)
-    created = not paths.sqlite_path.exists()
-    fallback_reason = None
-    index: IndexBackend | None = None
-    if effective == "sqlite":
-        index, fallback_reason = _open_sqlite(paths, level, lock_timeout_ms)
-        if index is None:
-            effective = "json"
-    if index is None:
-        from .index.json import JsonIndex
-
-        index = JsonIndex(paths.json_path, agent_id=paths.agent_id, lock_timeout_ms=lock_timeout_ms)
+    index, fallback_reason = open_index(
+        configured, paths, durability=level, lock_timeout_ms=lock_timeout_ms, read_only=read_only
+    )
     opened = SessionStore(
         index,
         paths=paths,
@@ -690,68 +685,31 @@ def open_store(
         config=config,
         durability=level,
     )
-    if configured == "sqlite" and effective == "sqlite":
-        try:
-            _auto_migrate(opened, level)
-        except BaseException:
-            opened.close()
-            if created:
-                # A failed first import must not leave an empty database behind: "auto"
-                # would pick it next time and hide the sessions.json it failed to import.
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(f"{paths.sqlite_path}{suffix}")
-            raise
+    try:
+        if configured == "sqlite" and opened.store_type == "sqlite" and not read_only:
+            _first_open_import(opened, level, lock_timeout_ms)
+        opened.split_warning = opened._find_split()
+    except BaseException:
+        opened.close()  # a failed import removed only what it alone created
+        raise
+    if opened.split_warning:
+        log.warning("sessionstore: %s", opened.split_warning)
     return opened
 
 
-def _open_sqlite(
-    paths: StorePaths, durability: str, lock_timeout_ms: int
-) -> tuple[IndexBackend | None, str | None]:
-    """The SQLite index, or (None, reason) when SQLite cannot be used at all here.
+def _first_open_import(store: SessionStore, durability: str, lock_timeout_ms: int) -> None:
+    """A sqlite store opened with sessions.json beside it and nothing imported: import it."""
+    from .index.sqlite import SqliteIndex
 
-    Falling back is only allowed for a store that has no database yet: with an existing
-    ``sessions.sqlite`` a fallback to sessions.json would split the store, so it raises.
-    """
-    existed = paths.sqlite_path.exists() and paths.sqlite_path.stat().st_size > 0
-    available, _ = sqlite_driver()
-    reason: str | None = None
-    if available:
-        from .index.sqlite import SqliteIndex
-
-        try:
-            return (
-                SqliteIndex(
-                    paths.sqlite_path,
-                    agent_id=paths.agent_id,
-                    durability=durability,
-                    busy_timeout_ms=lock_timeout_ms,
-                ),
-                None,
-            )
-        except BackendUnavailableError as exc:
-            reason = str(exc)
-            if not existed:
-                with contextlib.suppress(OSError):
-                    paths.sqlite_path.unlink()
-    else:
-        reason = "the SQLite driver (apsw) cannot be imported"
-    if existed:
-        raise BackendUnavailableError(
-            f"{paths.sqlite_path} exists but SQLite cannot be used: {reason}; fix that (falling"
-            " back to sessions.json would split the store)"
-        )
-    log.warning("sessionstore: %s; using sessions.json for %s", reason, paths.sessions_dir)
-    return None, reason
-
-
-def _auto_migrate(store: SessionStore, durability: str) -> None:
-    """First open as sqlite: import sessions.json when the database is new and empty."""
-    if not store.paths.json_path.exists() or store.count() > 0:
+    index = store.index
+    if not isinstance(index, SqliteIndex) or not store.paths.json_path.exists():
         return
-    if store.index.migration_record() is not None:
+    if not index.exists():
+        index.create()  # its on_create imports sessions.json into the new database
+        return
+    if index.count() > 0 or index.migration_record() is not None:
         return
     from .migrate import migrate_agent
 
-    result = migrate_agent(store.paths, durability=durability)
+    result = migrate_agent(store.paths, durability=durability, lock_timeout_ms=lock_timeout_ms)
     log.info("sessionstore: %s: %s", store.paths.json_path, result.message)

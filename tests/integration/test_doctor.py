@@ -157,7 +157,7 @@ def test_finding_kinds_are_the_documented_ones() -> None:
         "orphan-transcript",
         "torn-tail",
         "message-count-drift",
-        "source-changed",
+        "split-store",
         "stale-temp-file",
         "stale-lock",
         "wal-size",
@@ -565,10 +565,10 @@ def test_source_changed_after_migration(sqlite_store: SessionStore) -> None:
 
     for fix in (False, True):
         found = sqlite_store.check(fix=fix)
-        f = only(found, "source-changed")
+        f = only(found, "split-store")
         assert (f.subject, f.severity, f.fixed) == (str(json_path), "warning", False)
         assert "migrate --force" in f.message
-        assert kinds(found) == ["source-changed"]
+        assert kinds(found) == ["split-store"]
     assert json_path.read_bytes() == changed
     assert sqlite_store.load_all() == entries
     # A json store on the same sessions.json has no migration to compare with (it sees
@@ -832,7 +832,7 @@ def test_fix_repairs_the_safe_problems_and_deletes_no_user_data(
         with open(store.paths.json_path, "ab") as fh:
             fh.write(b"\n")
         expected_fixed |= {"blob-refcount", "count-drift", "wal-size"}
-        expected_left |= {"source-changed", "sqlite-version"}
+        expected_left |= {"split-store", "sqlite-version"}
 
     entries = store.load_all()
     before = files(sessions_dir)

@@ -426,7 +426,7 @@ def test_session_file_inside_dir_honoured(store: SessionStore, relative: bool) -
 
 def _escapes(sd: Path, outside: Path) -> dict[str, str]:
     nested = sd / "nested"
-    nested.mkdir(exist_ok=True)
+    nested.mkdir(parents=True, exist_ok=True)  # opening a store creates no directory
     (nested / "x.jsonl").write_bytes(b"")
     link = sd / "link.jsonl"
     if not link.is_symlink():

@@ -34,6 +34,7 @@ from ..keys import (
 
 __all__ = [
     "DELETE",
+    "EmptyMaintenance",
     "IndexBackend",
     "ListQuery",
     "MaintenanceTxn",
@@ -43,6 +44,7 @@ __all__ = [
     "decode_cursor",
     "derive_row",
     "encode_cursor",
+    "writes_when_absent",
 ]
 
 Entry = dict[str, Any]
@@ -61,6 +63,19 @@ class _Delete:
 DELETE: Final = _Delete()
 
 ModifyFn = Callable[["Entry | None"], "Entry | _Delete | None"]
+
+
+def writes_when_absent(fn: ModifyFn) -> ModifyFn | None:
+    """For a store that has no file yet: whether ``fn`` writes anything for an absent entry.
+
+    Returns None when it would not (so no file needs to be created); otherwise a
+    ``ModifyFn`` that reuses ``fn``'s answer for an absent entry and calls ``fn`` again only
+    if another writer created the entry meanwhile.
+    """
+    first = fn(None)
+    if first is None or first is DELETE:
+        return None
+    return lambda existing: first if existing is None else fn(existing)
 
 
 class SessionRow(TypedDict, total=False):
@@ -360,6 +375,42 @@ class MaintenanceTxn(ABC):
     @abstractmethod
     def index_bytes(self) -> int:
         """Projected size of the index as it stands now (used by the disk budget)."""
+
+
+class EmptyMaintenance(MaintenanceTxn):
+    """Maintenance of a store that has no file yet: nothing to find, nothing to remove."""
+
+    def count(self) -> int:
+        """No entries."""
+        return 0
+
+    def rows(self) -> Iterator[RowRef]:
+        """No rows."""
+        return iter(())
+
+    def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
+        """Nothing is stale."""
+        return []
+
+    def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
+        """Nothing overflows."""
+        return []
+
+    def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
+        """No rows."""
+        return iter(())
+
+    def remove(self, keys: Iterable[str]) -> None:
+        """Nothing to remove."""
+        return None
+
+    def reference_count(self, session_id: str) -> int:
+        """Nothing references anything."""
+        return 0
+
+    def index_bytes(self) -> int:
+        """No index file."""
+        return 0
 
 
 # --- the contract --------------------------------------------------------------------------

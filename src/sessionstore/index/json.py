@@ -28,6 +28,7 @@ from ..errors import (
     CorruptStoreError,
     InvalidEntryError,
     InvalidKeyError,
+    ReadOnlyStoreError,
     SessionStoreError,
     StoreClosedError,
 )
@@ -219,7 +220,14 @@ class JsonIndex(IndexBackend):
 
     store_type = "json"
 
-    def __init__(self, path: Path, *, agent_id: str, lock_timeout_ms: int = 10_000):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        agent_id: str,
+        lock_timeout_ms: int = 10_000,
+        read_only: bool = False,
+    ):
         self._path = path
         self.location = str(path)
         self._agent_id = agent_id
@@ -227,8 +235,10 @@ class JsonIndex(IndexBackend):
         self._cache: _Snapshot | None = None
         self._cache_guard = threading.Lock()
         self._closed = False
-        ensure_private_dir(path.parent)
-        self._clean_stale_temp_files()
+        self._read_only = read_only
+        # Nothing is created at open (no directory, no file): that waits for a write.
+        if not read_only and path.parent.is_dir() and os.access(path.parent, os.W_OK):
+            self._clean_stale_temp_files()
 
     @property
     def path(self) -> Path:
@@ -238,6 +248,18 @@ class JsonIndex(IndexBackend):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("the store is closed; open a new one with open_store()")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError(f"cannot write {self._path}: the store was opened read-only")
+        directory = self._path.parent
+        if directory.is_dir() and not os.access(directory, os.W_OK):
+            raise ReadOnlyStoreError(
+                f"cannot write {self._path}: its directory {directory} is not writable by this"
+                " process (check its permissions); reads work"
+            )
+        ensure_private_dir(directory)  # the lock file lives beside sessions.json
 
     def _clean_stale_temp_files(self) -> None:
         # Only while holding the lock: a gateway's in-flight temp file is never touched.
@@ -347,7 +369,7 @@ class JsonIndex(IndexBackend):
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write ``key`` under ``sessions.json.lock``."""
-        self._check_open()
+        self._check_writable()
         with self._lock.hold():
             snap = self._load(fresh=True)
             winner, matches = resolve_key(snap.store, key)
@@ -374,7 +396,7 @@ class JsonIndex(IndexBackend):
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Whole-store mutator under the lock (``updateSessionStore``), ACP preserved."""
-        self._check_open()
+        self._check_writable()
         with self._lock.hold():
             snap = self._load(fresh=True)
             working: dict[str, Any] = clone_json(snap.store)
@@ -404,7 +426,10 @@ class JsonIndex(IndexBackend):
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
         """Run ``fn`` on the store loaded under the lock; write its removals if ``commit``."""
-        self._check_open()
+        if not commit and (self._read_only or not os.access(self._path.parent, os.W_OK)):
+            # A plan only: without the lock, on the file as it is now.
+            return fn(_JsonMaintenance(dict(self._load(fresh=True).store)))
+        self._check_writable()
         with self._lock.hold():
             snap = self._load(fresh=True)
             working = dict(snap.store)  # entries are only removed, never changed

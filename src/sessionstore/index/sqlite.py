@@ -15,9 +15,11 @@ IMMEDIATE`` transaction. The schema is versioned in ``meta`` and upgraded in pla
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import threading
+import uuid
 import weakref
 import zlib
 from collections import Counter, OrderedDict
@@ -37,15 +39,24 @@ from ..errors import (
     InvalidKeyError,
     LockTimeoutError,
     MigrationError,
+    ReadOnlyStoreError,
     SchemaVersionError,
     SessionStoreError,
     StorageFullError,
     StoreClosedError,
 )
-from ..files import dumps_compact, ensure_private_dir, sha256_hex
+from ..files import (
+    dumps_compact,
+    ensure_private_dir,
+    fsync_dir,
+    os_error,
+    sha256_hex,
+    sqlite_uri,
+)
 from ..keys import fold_key
 from .base import (
     DELETE,
+    EmptyMaintenance,
     IndexBackend,
     ListQuery,
     MaintenanceTxn,
@@ -55,6 +66,7 @@ from .base import (
     derive_row,
     search_text,
     visibility,
+    writes_when_absent,
 )
 
 __all__ = ["BLOB_FIELDS", "SCHEMA_VERSION", "SqliteIndex"]
@@ -489,6 +501,8 @@ class SqliteIndex(IndexBackend):
         agent_id: str,
         durability: str = "normal",
         busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
+        on_create: Callable[[SqliteIndex, apsw.Connection], None] | None = None,
     ) -> None:
         if durability not in DURABILITY_SYNC:
             raise SessionStoreError(
@@ -499,21 +513,37 @@ class SqliteIndex(IndexBackend):
         self._agent_id = agent_id
         self._sync = DURABILITY_SYNC[durability]
         self._busy_timeout_ms = busy_timeout_ms
+        self._read_only = read_only
+        self._on_create = on_create
+        self._not_writable: str | None = "opened read-only" if read_only else None
         self._local = threading.local()
         self._conns: list[apsw.Connection] = []
         self._conns_guard = threading.Lock()
         self._closed = False
         self._blob_cache = BlobCache()
         _live.add(self)
-        ensure_private_dir(path.parent)
-        if not path.exists():
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-                os.close(fd)
-            except OSError as exc:
-                raise SessionStoreError(f"cannot create {path}: {exc.strerror}") from exc
-        with self._errors():
-            self._ensure_schema(self._conn())
+        # Nothing is created here: a store that does not exist yet is read as empty, and
+        # the database appears with the first write (``create``).
+        if self.exists():
+            with self._errors():
+                self._conn()
+
+    def exists(self) -> bool:
+        """Whether the database file exists (a store never written has none)."""
+        try:
+            return self._path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+
+    @property
+    def writable(self) -> bool:
+        """Whether writes are possible (not opened read-only, files not read-only)."""
+        if self._not_writable is None and self.exists():
+            with self._errors():
+                self._conn()
+        return self._not_writable is None
 
     @property
     def path(self) -> Path:
@@ -549,7 +579,7 @@ class SqliteIndex(IndexBackend):
                 path=str(self._path),
             ) from exc
 
-    def _conn(self) -> apsw.Connection:
+    def _thread_conn(self) -> apsw.Connection | None:
         local = self._local
         conn: apsw.Connection | None = getattr(local, "conn", None)
         if conn is not None and local.generation == _fork_generation:
@@ -558,29 +588,187 @@ class SqliteIndex(IndexBackend):
             raise StoreClosedError("the store is closed; open a new one with open_store()")
         if conn is not None:
             _abandoned.append(conn)  # inherited from the parent process: never close it here
+            local.conn = None
             with self._conns_guard:
                 self._conns = []
-        conn = apsw.Connection(
-            str(self._path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-        )
-        conn.set_busy_timeout(self._busy_timeout_ms)
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
-        if str(mode).lower() != "wal":
-            conn.close()
-            raise BackendUnavailableError(
-                f"the file system of {self._path} refuses SQLite WAL mode (journal_mode={mode});"
-                " use a local disk, or store_type='json'"
+        return None
+
+    def _reader(self) -> apsw.Connection | None:
+        """This thread's connection for a read; None while the database does not exist."""
+        conn = self._thread_conn()
+        if conn is not None:
+            return conn
+        if not self.exists():
+            return None
+        return self._conn()
+
+    def _conn(self) -> apsw.Connection:
+        """This thread's connection to the (existing) database, opened on first use."""
+        conn = self._thread_conn()
+        if conn is not None:
+            return conn
+        return self._open()
+
+    def _open(self) -> apsw.Connection:
+        problem = self._read_only_reason()
+        if problem is None:
+            conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
+        else:
+            conn = self._open_read_only()
+        try:
+            conn.set_busy_timeout(self._busy_timeout_ms)
+            if problem is None:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+                if str(mode).lower() != "wal":
+                    raise BackendUnavailableError(
+                        f"the file system of {self._path} refuses SQLite WAL mode"
+                        f" (journal_mode={mode}); use a local disk, or store_type='json'"
+                    )
+            conn.execute(
+                f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
+                f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
             )
-        conn.execute(
-            f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
-            f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
-        )
+            if problem is None:
+                self._ensure_schema(conn)
+            else:
+                self._check_readable_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._not_writable = problem
+        local = self._local
         local.conn = conn
         local.generation = _fork_generation
         local.in_write = False
         with self._conns_guard:
             self._conns.append(conn)
         return conn
+
+    def _read_only_reason(self) -> str | None:
+        """Why this process cannot write the database (None when it can)."""
+        if self._read_only:
+            return "it was opened read-only"
+        directory = self._path.parent
+        if not os.access(directory, os.W_OK):
+            return f"its directory {directory} is not writable by this process"
+        if not os.access(self._path, os.W_OK):
+            return "the file is not writable by this process"
+        return None
+
+    def _open_read_only(self) -> apsw.Connection:
+        # A writable location is read through a normal connection that never writes
+        # (SQLite removes its -wal/-shm files again at close). Where this process may not
+        # create files, WAL needs the -shm file a writer left behind; without one (no writer
+        # has the database open) the file is read as immutable.
+        wal = Path(f"{self._path}-wal")
+        shm = Path(f"{self._path}-shm")
+        if os.access(self._path.parent, os.W_OK) and os.access(self._path, os.W_OK):
+            conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
+            conn.execute("PRAGMA query_only = 1")
+            return conn
+        if shm.exists():
+            mode = "mode=ro"
+        elif wal.exists() and wal.stat().st_size > 0:
+            raise ReadOnlyStoreError(
+                f"{self._path} cannot be read: its write-ahead log holds changes but there is no"
+                f" {shm.name} and this process may not create one; open it once as a user who"
+                " can write the directory"
+            )
+        else:
+            mode = "immutable=1"
+        return apsw.Connection(
+            sqlite_uri(self._path, mode), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+        )
+
+    def _check_readable_schema(self, conn: apsw.Connection) -> None:
+        version = self._schema_version(conn)
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self._path} has schema version {version}, newer than this sessionstore"
+                f" understands ({SCHEMA_VERSION}); upgrade sessionstore"
+            )
+        if version not in (0, SCHEMA_VERSION):
+            raise ReadOnlyStoreError(
+                f"{self._path} has schema version {version} and needs an upgrade to"
+                f" {SCHEMA_VERSION}, which this read-only open cannot write; open it once for"
+                " writing"
+            )
+
+    def create(self) -> bool:
+        """Create the database file if it does not exist; returns whether this call did.
+
+        The database is built under a temporary name (schema, then ``on_create``, e.g. the
+        import of sessions.json, in one transaction), synced, and linked into place, which
+        fails if another process got there first: then its database is used and ours is
+        thrown away. A failure removes only the temporary files of this call, so whatever
+        another process created is never touched. Several processes may create at once.
+
+        Raises:
+            ReadOnlyStoreError: The store was opened read-only or its directory is not
+                writable.
+        """
+        if self.exists():
+            return False
+        if self._read_only:
+            raise ReadOnlyStoreError(f"cannot create {self._path}: the store was opened read-only")
+        directory = self._path.parent
+        ensure_private_dir(directory)
+        tmp = directory / f"{self._path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except PermissionError as exc:
+            raise ReadOnlyStoreError(
+                f"cannot create {self._path}: {directory} is not writable by this process"
+                " (check its permissions)"
+            ) from exc
+        except OSError as exc:
+            raise os_error(exc, "create", self._path) from exc
+        try:
+            # The flock tells the doctor that this temporary file is being built.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with self._errors():
+                self._build(tmp)
+            os.fsync(fd)
+            try:
+                os.link(tmp, self._path)
+            except FileExistsError:
+                return False  # another process created it first: use theirs
+            except OSError as exc:
+                raise os_error(exc, "create", self._path) from exc
+            fsync_dir(directory)
+            return True
+        finally:
+            os.close(fd)
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{tmp}{suffix}")
+
+    def _build(self, tmp: Path) -> None:
+        conn = apsw.Connection(str(tmp), flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            conn.set_busy_timeout(self._busy_timeout_ms)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+            if str(mode).lower() != "wal":
+                raise BackendUnavailableError(
+                    f"the file system of {self._path} refuses SQLite WAL mode"
+                    f" (journal_mode={mode}); use a local disk, or store_type='json'"
+                )
+            # Nobody else sees this file before it is linked into place, and it is synced
+            # before that: no need to sync each step.
+            conn.execute("PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._upgrade(conn, 0)
+                if self._on_create is not None:
+                    self._on_create(self, conn)
+            except BaseException:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
 
     @staticmethod
     @contextlib.contextmanager
@@ -596,7 +784,16 @@ class SqliteIndex(IndexBackend):
 
     @contextlib.contextmanager
     def _write_txn(self) -> Iterator[apsw.Connection]:
-        conn = self._conn()
+        conn = self._thread_conn()
+        if conn is None:
+            if not self.exists():
+                self.create()
+            conn = self._conn()
+        if self._not_writable is not None:
+            raise ReadOnlyStoreError(
+                f"cannot write {self._path}: {self._not_writable}; reads work, writes need"
+                " write access to the file and its directory"
+            )
         if self._local.in_write:
             raise SessionStoreError(
                 "a write was started from inside another write's callback on the same store;"
@@ -633,37 +830,45 @@ class SqliteIndex(IndexBackend):
                 f"{self._path} has schema version {version}, newer than this sessionstore"
                 f" understands ({SCHEMA_VERSION}); upgrade sessionstore"
             )
-        with self._write_txn() as txn:
-            version = self._schema_version(txn)  # another process may have upgraded it
-            if version == SCHEMA_VERSION:
-                return
-            if version == 0:
-                txn.execute(_PR_SCHEMA).fetchall()
-                version = 1
-            if version == 1:
-                self._migrate_v1_to_v2(txn)
-                version = 2
-            if version == 2:
-                # v3: prune, cap and the disk budget walk rows in updatedAt order; blobs
-                # may be stored compressed.
-                txn.execute(_V3_INDEXES)
-                columns = {r[1] for r in txn.execute("PRAGMA table_info(blobs)")}
-                if "codec" not in columns:
-                    txn.execute("ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0")
-                version = 3
-            if version == 3:
-                # v4: the list index covers every column of a list row, so a list reads no
-                # table row (each carries its entry, a bloated one a page of its own).
-                txn.execute(_V4_INDEXES)
-                version = 4
-            txn.execute(
-                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            applied = self._meta(txn, "migrations_applied")
-            history = orjson.loads(applied) if applied else []
-            history.append({"version": version, "at": now_ms()})
-            self._set_meta(txn, "schema_version", str(version))
-            self._set_meta(txn, "migrations_applied", dumps_compact(history).decode())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have upgraded it meanwhile.
+            self._upgrade(conn, self._schema_version(conn))
+        except BaseException:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _upgrade(self, txn: apsw.Connection, version: int) -> None:
+        """Bring the schema from ``version`` to the current one, inside ``txn``'s write."""
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0:
+            txn.execute(_PR_SCHEMA).fetchall()
+            version = 1
+        if version == 1:
+            self._migrate_v1_to_v2(txn)
+            version = 2
+        if version == 2:
+            # v3: prune, cap and the disk budget walk rows in updatedAt order; blobs
+            # may be stored compressed.
+            txn.execute(_V3_INDEXES)
+            columns = {r[1] for r in txn.execute("PRAGMA table_info(blobs)")}
+            if "codec" not in columns:
+                txn.execute("ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0")
+            version = 3
+        if version == 3:
+            # v4: the list index covers every column of a list row, so a list reads no
+            # table row (each carries its entry, a bloated one a page of its own).
+            txn.execute(_V4_INDEXES)
+            version = 4
+        txn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        applied = self._meta(txn, "migrations_applied")
+        history = orjson.loads(applied) if applied else []
+        history.append({"version": version, "at": now_ms()})
+        self._set_meta(txn, "schema_version", str(version))
+        self._set_meta(txn, "migrations_applied", dumps_compact(history).decode())
 
     def _schema_version(self, conn: apsw.Connection) -> int:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -810,8 +1015,8 @@ class SqliteIndex(IndexBackend):
         if not fields:
             return entry
         out = dict(entry)
-        conn = self._conn()
         with self._errors():
+            conn = self._conn()
             for field in fields:
                 out[field] = orjson.loads(self._blob_json(conn, out[field].digest))
         return out
@@ -837,7 +1042,9 @@ class SqliteIndex(IndexBackend):
     def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant (one indexed lookup)."""
         with self._errors():
-            conn = self._conn()
+            conn = self._reader()
+            if conn is None:
+                return None
             # Row and blobs are two statements, each its own snapshot: cheaper than a
             # transaction, and most blobs come from the cache. A blob gone between them
             # means a writer replaced the entry: read again inside one snapshot, where a
@@ -852,7 +1059,10 @@ class SqliteIndex(IndexBackend):
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
         with self._errors():
-            rows: Rows = self._conn().execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+            conn = self._reader()
+            if conn is None:
+                return 0
+            rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
         return int(rows[0][0]) if rows else 0
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
@@ -900,7 +1110,9 @@ class SqliteIndex(IndexBackend):
             sql += " LIMIT ?"
             args.append(query.limit + 1)
         with self._errors():
-            conn = self._conn()
+            conn = self._reader()
+            if conn is None:
+                return [], None
             raw: Rows = conn.execute(sql, args).fetchall()
             if (query.include_global or query.include_unknown) and (
                 query.agent_id is None and query.spawned_by is None
@@ -956,7 +1168,9 @@ class SqliteIndex(IndexBackend):
     def load_all(self) -> dict[str, Entry]:
         """Every entry, in insertion order (the one operation that reads every row)."""
         with self._errors():
-            conn = self._conn()
+            conn = self._reader()
+            if conn is None:
+                return {}
             with self._read_txn(conn):
                 rows: Rows = conn.execute(
                     "SELECT session_key, entry_json, blob_refs FROM sessions ORDER BY rowid"
@@ -978,6 +1192,12 @@ class SqliteIndex(IndexBackend):
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
+        if self._thread_conn() is None and not self.exists():
+            # No database yet: create it only for a change that writes something.
+            again = writes_when_absent(fn)
+            if again is None:
+                return None, False
+            fn = again
         with self._errors():
             with self._write_txn() as conn:
                 rows = self._candidates(conn, key, full=True)
@@ -1080,10 +1300,16 @@ class SqliteIndex(IndexBackend):
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; roll it back unless ``commit``."""
+        if commit and self._read_only:
+            raise ReadOnlyStoreError(f"cannot maintain {self._path}: it was opened read-only")
 
         class _Rollback(Exception):
             """Ends a transaction that must leave no trace (dry runs, warn mode)."""
 
+        if self._thread_conn() is None and not self.exists():
+            return fn(EmptyMaintenance())  # nothing to maintain, and nothing to create
+        if not commit and not self.writable:
+            return self._plan_on_a_copy(fn)
         outcome: list[T] = []
         try:
             with self._errors(), self._write_txn() as conn:
@@ -1095,6 +1321,22 @@ class SqliteIndex(IndexBackend):
         except _Rollback:
             pass
         return outcome[0]
+
+    def _plan_on_a_copy(self, fn: Callable[[MaintenanceTxn], T]) -> T:
+        # A dry run removes rows inside a transaction it rolls back; a connection that may
+        # not write cannot do even that, so the plan is made on an in-memory copy.
+        with self._errors():
+            copy = apsw.Connection(":memory:")
+            try:
+                with copy.backup("main", self._conn(), "main") as backup:
+                    backup.step(-1)
+                copy.execute("BEGIN")
+                try:
+                    return fn(_SqliteMaintenance(self, copy))
+                finally:
+                    copy.execute("ROLLBACK")
+            finally:
+                copy.close()
 
     def index_files(self) -> tuple[str, ...]:
         """The database, its WAL and its shared-memory file."""
@@ -1118,7 +1360,11 @@ class SqliteIndex(IndexBackend):
 
         before = total()
         with self._errors():
-            conn = self._conn()
+            conn = self._reader()
+            if conn is None:
+                return {"bytesBefore": 0, "bytesAfter": 0, "checkpointed": True}
+            if self._not_writable is not None:
+                raise ReadOnlyStoreError(f"cannot vacuum {self._path}: {self._not_writable}")
             conn.execute("VACUUM")
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
         return {"bytesBefore": before, "bytesAfter": total(), "checkpointed": busy == 0}
@@ -1126,8 +1372,11 @@ class SqliteIndex(IndexBackend):
     def migration_record(self) -> dict[str, Any] | None:
         """The record of the last import from ``sessions.json``, if any."""
         with self._errors():
-            value = self._meta(self._conn(), "migration")
-        return orjson.loads(value) if value else None
+            conn = self._reader()
+            if conn is None:
+                return None
+            value = self._meta(conn, "migration")
+            return orjson.loads(value) if value else None
 
     def import_entries(
         self,
@@ -1135,8 +1384,9 @@ class SqliteIndex(IndexBackend):
         *,
         record: dict[str, Any],
         keep_fresher: bool = False,
+        only_if_new: bool = False,
         progress: Callable[[int], None] | None = None,
-    ) -> int:
+    ) -> int | None:
         """Write ``entries`` in one transaction, verify each, and store ``record``.
 
         All or nothing: a failed verification or any error rolls everything back.
@@ -1146,38 +1396,71 @@ class SqliteIndex(IndexBackend):
             record: The migration record to keep in ``meta`` (``migratedCount`` is added).
             keep_fresher: Keep a stored entry whose ``updatedAt`` is newer than the
                 imported one (re-imports with ``--force``).
+            only_if_new: Import only into a database that holds no session and no
+                migration record, judged inside the write transaction (so a concurrent
+                writer's sessions are never imported over); None is returned otherwise.
             progress: Called with the number of entries handled so far.
 
         Returns:
-            The number of entries written.
+            The number of entries written, or None when ``only_if_new`` found data.
+        """
+        with self._errors(), self._write_txn() as conn:
+            if only_if_new:
+                rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+                if (rows and rows[0][0]) or self._meta(conn, "migration") is not None:
+                    return None
+            return self.import_into(
+                conn, entries, record=record, keep_fresher=keep_fresher, progress=progress
+            )
+
+    def import_into(
+        self,
+        conn: apsw.Connection,
+        entries: dict[str, Entry],
+        *,
+        record: dict[str, Any],
+        keep_fresher: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """:meth:`import_entries` inside a write transaction the caller holds on ``conn``.
+
+        Used by ``on_create`` callbacks, which import into a database being built.
         """
         written = 0
-        with self._errors(), self._write_txn() as conn:
-            kept: set[str] = set()
-            for i, (key, entry) in enumerate(entries.items(), 1):
-                rows = self._candidates(conn, key)
-                if keep_fresher and rows and rows[0][1] > sort_time(entry):
-                    kept.add(key)
-                elif self._store(conn, key, entry, rows):
-                    written += 1
-                if progress is not None and (i % 500 == 0 or i == len(entries)):
-                    progress(i)
-            for key, entry in entries.items():
-                if key in kept:
-                    continue
-                rows = self._candidates(conn, key)
-                stored = self._decode(conn, rows[0][2], rows[0][3], blobs=True) if rows else None
-                # Same bytes is the common, cheap proof; json_equal decides the rest (key order).
-                if stored is None or (
-                    orjson.dumps(stored) != orjson.dumps(entry) and not json_equal(stored, entry)
-                ):
-                    raise MigrationError(
-                        f"verification failed for {key!r}: the entry read back from {self._path}"
-                        " differs from the source; nothing was imported"
-                    )
-            self._set_meta(
-                conn, "migration", dumps_compact({**record, "migratedCount": written}).decode()
-            )
+        kept: set[str] = set()
+        for i, (key, entry) in enumerate(entries.items(), 1):
+            rows = self._candidates(conn, key)
+            if keep_fresher and rows and rows[0][1] > sort_time(entry):
+                kept.add(key)
+            elif self._store(conn, key, entry, rows):
+                written += 1
+            if progress is not None and (i % 500 == 0 or i == len(entries)):
+                progress(i)
+        for key, entry in entries.items():
+            if key in kept:
+                continue
+            rows = self._candidates(conn, key)
+            stored = self._decode(conn, rows[0][2], rows[0][3], blobs=True) if rows else None
+            # Same bytes is the common, cheap proof; json_equal decides the rest (key order).
+            if stored is None or (
+                orjson.dumps(stored) != orjson.dumps(entry) and not json_equal(stored, entry)
+            ):
+                raise MigrationError(
+                    f"verification failed for {key!r}: the entry read back from {self._path}"
+                    " differs from the source; nothing was imported"
+                )
+        # What the database looked like right after the import: a later write changes the
+        # count or the newest updatedAt (how a split from sessions.json is noticed).
+        count, latest = conn.execute(
+            "SELECT (SELECT row_count FROM stats WHERE id = 1), max(updated_at) FROM sessions"
+        ).fetchall()[0]
+        done = {
+            **record,
+            "migratedCount": written,
+            "indexCount": count,
+            "indexLatestUpdate": latest,
+        }
+        self._set_meta(conn, "migration", dumps_compact(done).decode())
         return written
 
     def close(self) -> None:
@@ -1201,7 +1484,8 @@ class SqliteIndex(IndexBackend):
                 return None
 
         with self._errors():
-            version = self._schema_version(self._conn())
+            conn = self._reader()
+            version = self._schema_version(conn) if conn is not None else None
         return {
             "driver": f"apsw {apsw.apsw_version()}",
             "sqliteVersion": apsw.sqlite_lib_version(),
