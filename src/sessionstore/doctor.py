@@ -141,8 +141,8 @@ class _Doctor:
                 path,
                 "SQLite integrity_check failed: "
                 + "; ".join(problems[:5])
-                + " - restore from a backup, or `sessionstore export` what is readable and"
-                " migrate it into a new database",
+                + " - `sessionstore recover` rebuilds it from what is readable plus"
+                " sessions.json (the damaged file is kept)",
                 severity="error",
             )
             return  # the checks below read the database they would not trust

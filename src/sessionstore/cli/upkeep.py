@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import InvalidKeyError
+from ..doctor import Finding
+from ..errors import CorruptStoreError, InvalidKeyError
 from ..keys import canonical_key
 from ..maintenance import MaintenanceReport
 from ..store import SessionStore
@@ -31,7 +32,7 @@ from .app import (
 from .render import format_age, format_bytes, print_json
 from .targets import select_targets
 
-__all__ = ["cleanup", "doctor", "vacuum"]
+__all__ = ["cleanup", "doctor", "recover", "vacuum"]
 
 KEEP_ROWS_SHOWN = 20
 
@@ -214,14 +215,28 @@ def doctor(
     for target in selection.targets:
         if not target.exists():
             continue
-        with _opened(selection, target) as opened:
-            findings = opened.check(fix=fix)
+        try:
+            with _opened(selection, target) as opened:
+                findings = opened.check(fix=fix)
+                store_type = opened.store_type
+        except CorruptStoreError as exc:
+            # A store that cannot even be opened is the doctor's first finding.
+            findings = [
+                Finding(
+                    "integrity",
+                    exc.path,
+                    f"{exc}; `sessionstore recover` rebuilds it from what is readable plus"
+                    " sessions.json (the damaged file is kept)",
+                    severity="error",
+                )
+            ]
+            store_type = "sqlite" if exc.path.endswith(".sqlite") else "json"
         left = sum(1 for f in findings if f.unresolved)
         unresolved += left
         docs.append(
             {
                 "agentId": target.agent_id,
-                "storeType": opened.store_type,
+                "storeType": store_type,
                 "path": str(target.paths.sessions_dir),
                 "findings": [f.to_dict() for f in findings],
                 "unresolved": left,
@@ -229,7 +244,7 @@ def doctor(
         )
         if json_output:
             continue
-        out.print(f"Session store: {target.paths.sessions_dir} ({opened.store_type})", markup=False)
+        out.print(f"Session store: {target.paths.sessions_dir} ({store_type})", markup=False)
         if not findings:
             out.print("No problems found.")
             continue
@@ -290,3 +305,52 @@ def vacuum(
         print_json({"stores": results} if selection.all_agents or not results else results[0])
     elif not results:
         out.print("No sqlite session store found.")
+
+
+@app.command()
+@handle_errors
+def recover(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Salvage from a copy and report; change nothing.")
+    ] = False,
+    state_dir: StateDirOpt = None,
+    agent: AgentOpt = None,
+    all_agents: AllAgentsOpt = False,
+    store: StoreOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Rebuild a damaged sessions.sqlite from what is readable plus sessions.json.
+
+    The damaged files are moved aside (never deleted); stop other writers first.
+    """
+    from ..recover import recover_store
+
+    selection = select_targets(state_dir, agent, all_agents, store)
+    reports = []
+    for target in selection.targets:
+        report = recover_store(
+            target.paths, dry_run=dry_run, durability=selection.config.durability
+        )
+        reports.append(report.to_dict())
+        if json_output:
+            continue
+        where = target.paths.sqlite_path
+        if report.status == "no_database":
+            out.print(f"{target.agent_id}: no database at {where}", markup=False)
+        elif report.status == "healthy":
+            out.print(f"{target.agent_id}: {where} reads whole; nothing to recover", markup=False)
+        else:
+            verb = "Would rebuild" if dry_run else "Rebuilt"
+            out.print(f"{target.agent_id}: {where} {report.problem}", markup=False)
+            out.print(
+                f"  {verb} it with {report.sessionCount} sessions: {report.salvaged} salvaged,"
+                f" {report.fromJson} from sessions.json; {report.lost} unreadable row(s) lost"
+                + (f", {report.partial} without their large fields" if report.partial else ""),
+                markup=False,
+            )
+            if report.damagedPath:
+                out.print(f"  The damaged database is kept at {report.damagedPath}", markup=False)
+            for note in report.notes:
+                out.print(f"  note: {note}", markup=False)
+    if json_output:
+        print_json({"stores": reports} if selection.all_agents else reports[0])

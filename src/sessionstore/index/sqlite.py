@@ -388,8 +388,8 @@ def _wrap(exc: apsw.Error, path: Path) -> SessionStoreError:
         )
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
         return CorruptStoreError(
-            f"{path} is not a valid SQLite database ({exc}); it was left untouched - restore"
-            " it from a backup or run `sessionstore doctor`",
+            f"{path} is not a valid SQLite database ({exc}); it was left untouched - run"
+            " `sessionstore recover` to rebuild it from what is readable plus sessions.json",
             path=str(path),
         )
     if isinstance(exc, (apsw.CantOpenError, apsw.PermissionsError, apsw.ReadOnlyError)):
@@ -1382,7 +1382,7 @@ class SqliteIndex(IndexBackend):
         self,
         entries: dict[str, Entry],
         *,
-        record: dict[str, Any],
+        record: dict[str, Any] | None,
         keep_fresher: bool = False,
         only_if_new: bool = False,
         progress: Callable[[int], None] | None = None,
@@ -1393,7 +1393,9 @@ class SqliteIndex(IndexBackend):
 
         Args:
             entries: Canonical key -> normalised entry, in the order to keep.
-            record: The migration record to keep in ``meta`` (``migratedCount`` is added).
+            record: The migration record to keep in ``meta`` (``migratedCount`` is added);
+                None leaves the record as it is (entries that do not come from a
+                sessions.json).
             keep_fresher: Keep a stored entry whose ``updatedAt`` is newer than the
                 imported one (re-imports with ``--force``).
             only_if_new: Import only into a database that holds no session and no
@@ -1418,7 +1420,7 @@ class SqliteIndex(IndexBackend):
         conn: apsw.Connection,
         entries: dict[str, Entry],
         *,
-        record: dict[str, Any],
+        record: dict[str, Any] | None,
         keep_fresher: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> int:
@@ -1451,6 +1453,8 @@ class SqliteIndex(IndexBackend):
                 )
         # What the database looked like right after the import: a later write changes the
         # count or the newest updatedAt (how a split from sessions.json is noticed).
+        if record is None:
+            return written
         count, latest = conn.execute(
             "SELECT (SELECT row_count FROM stats WHERE id = 1), max(updated_at) FROM sessions"
         ).fetchall()[0]
