@@ -168,7 +168,7 @@ def test_a_healthy_database_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_recover_cli(tmp_path: Path) -> None:
-    state, original, _ = build(tmp_path)
+    state, _, _ = build(tmp_path)
     paths = resolve_store_paths(state, "main")
     damage_truncate(paths.sqlite_path)
     run = run_cli("recover", "--state-dir", str(state), "--json")
