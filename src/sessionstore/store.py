@@ -704,9 +704,8 @@ def _first_open_import(store: SessionStore, durability: str, lock_timeout_ms: in
     index = store.index
     if not isinstance(index, SqliteIndex) or not store.paths.json_path.exists():
         return
-    if not index.exists():
-        index.create()  # its on_create imports sessions.json into the new database
-        return
+    if not index.exists() and index.create():
+        return  # its on_create imported sessions.json into the new database
     if index.count() > 0 or index.migration_record() is not None:
         return
     from .migrate import migrate_agent

@@ -163,6 +163,16 @@ def test_json_store_beside_a_newer_database_says_so(tmp_path: Path) -> None:
         assert [f.kind for f in store.check() if f.kind == "split-store"] == ["split-store"]
 
 
+def test_an_empty_database_file_beside_sessions_json_gets_the_import(tmp_path: Path) -> None:
+    # A zero-byte sessions.sqlite (e.g. left by a crash of an older version at creation).
+    state = tmp_path / "state"
+    openclaw_write(sessions_dir(state) / "sessions.json", {KEY: {"sessionId": "a", "updatedAt": 1}})
+    (sessions_dir(state) / "sessions.sqlite").write_bytes(b"")
+    with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
+        assert store.get(KEY) is not None
+        assert store.split_warning is None
+
+
 # --- defect 14: paths with URI characters ---------------------------------------------------------
 
 
