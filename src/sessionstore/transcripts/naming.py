@@ -386,14 +386,31 @@ def _agents_sessions_shape(real: Path) -> bool:
     return len(parts) >= 5 and parts[-2] == "sessions" and parts[-4] == "agents"
 
 
+def _sibling(real: Path, sessions_dir: Path, real_dir: Path) -> bool:
+    """A file of a sibling agent: ``<agents>/<id>/sessions/<file>`` beside the store's dir.
+
+    Decided on real paths, so an ``agents`` dir that is itself a symlink (moved to another
+    disk under another name) still has its agents side by side.
+    """
+    own_shape = sessions_dir.name == "sessions" and sessions_dir.parent.parent.name == "agents"
+    return (
+        own_shape
+        and real.parent.name == "sessions"
+        and len(real.parents) >= 3
+        and len(real_dir.parents) >= 2
+        and real.parents[2] == real_dir.parents[1]
+    )
+
+
 def accepted_path(session_file: object, sessions_dir: Path) -> Path | None:
     """Where an entry's ``sessionFile`` may be read and written; None if it may not be used.
 
     The containment rules of spec 3.5, decided on the real path (every symlink resolved,
     at every level): a ``*.jsonl`` file directly inside the sessions dir (a relative
-    value must be a bare file name), or one whose real path has the exact shape
-    ``…/agents/<id>/sessions/<file>`` (a sibling agent, or another state root). ``..``
-    anywhere, nesting, and anything whose real path lies elsewhere are refused.
+    value must be a bare file name), or one whose real path is a sibling agent's
+    ``<agents>/<id>/sessions/<file>`` or has the exact shape ``…/agents/<id>/sessions/<file>``
+    (another state root). ``..`` anywhere, nesting, and anything whose real path lies
+    elsewhere are refused: a symlink (file, directory, agent dir) cannot lead a write out.
 
     Returns:
         The path to use: inside the sessions dir ``<sessions_dir>/<real name>``, else the
@@ -416,7 +433,7 @@ def accepted_path(session_file: object, sessions_dir: Path) -> Path | None:
         return None
     if real.parent == real_dir:
         return sessions_dir / real.name
-    if _agents_sessions_shape(real):
+    if _agents_sessions_shape(real) or _sibling(real, sessions_dir, real_dir):
         return real
     return None
 
