@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from sessionstore import InvalidArgumentError, InvalidKeyError, SessionStore
 from sessionstore.entry import now_ms
 from sessionstore.maintenance import run_maintenance
 
+Opener = Callable[[], SessionStore]
 KEY = "agent:main:telegram:direct:8123456789"
 TOPIC_KEY = "agent:main:telegram:group:-1001234567890:topic:42"
 NOW = now_ms()
@@ -103,15 +104,15 @@ def open_(state: Path, backend: str, agent: str = "main") -> SessionStore:
 
 
 @pytest.fixture
-def opened(state: Path, backend: str) -> Iterator[SessionStore]:
-    """A store over whatever OpenClaw state the test wrote before using it."""
+def opened(state: Path, backend: str) -> Iterator[Callable[[], SessionStore]]:
+    """Opens a store over whatever OpenClaw state the test wrote before calling it."""
     stores: list[SessionStore] = []
 
     def make() -> SessionStore:
         stores.append(open_(state, backend))
         return stores[-1]
 
-    yield make  # type: ignore[misc]
+    yield make
     for s in stores:
         s.close()
 
@@ -147,7 +148,7 @@ def openclaw_reset_state(state: Path, *, derived: bool) -> tuple[str, str, Path]
     return old, new, old_path
 
 
-def test_stale_session_file_that_exists_is_read_and_appended(state: Path, opened: Any) -> None:
+def test_stale_session_file_that_exists_is_read_and_appended(state: Path, opened: Opener) -> None:
     _, new, old_path = openclaw_reset_state(state, derived=False)
     store = opened()
     sd = store.paths.sessions_dir
@@ -168,7 +169,7 @@ def test_stale_session_file_that_exists_is_read_and_appended(state: Path, opened
     assert len([p for p in sd.iterdir() if p.name.startswith(f"{old_path.name}.deleted.")]) == 1
 
 
-def test_derived_file_wins_over_a_stale_session_file(state: Path, opened: Any) -> None:
+def test_derived_file_wins_over_a_stale_session_file(state: Path, opened: Opener) -> None:
     _, new, old_path = openclaw_reset_state(state, derived=True)
     store = opened()
     assert store.transcript(KEY).path == store.paths.sessions_dir / f"{new}.jsonl"
@@ -178,7 +179,9 @@ def test_derived_file_wins_over_a_stale_session_file(state: Path, opened: Any) -
     assert old_path.read_bytes().count(b"\n") == 2  # untouched
 
 
-def test_maintenance_archives_the_file_a_stale_session_file_names(state: Path, opened: Any) -> None:
+def test_maintenance_archives_the_file_a_stale_session_file_names(
+    state: Path, opened: Opener
+) -> None:
     """Pruning the session archives the transcript reads use, not a derived path."""
     _, _, old_path = openclaw_reset_state(state, derived=False)
     store = opened()
@@ -189,7 +192,7 @@ def test_maintenance_archives_the_file_a_stale_session_file_names(state: Path, o
     assert Path(archived).name.startswith(f"{old_path.name}.deleted.")
 
 
-def test_a_topic_of_a_reset_session_is_its_own_file(state: Path, opened: Any) -> None:
+def test_a_topic_of_a_reset_session_is_its_own_file(state: Path, opened: Opener) -> None:
     """After a reset the entry's sessionFile names the primary transcript; a topic
     transcript must not be that file."""
     store = opened()
@@ -237,7 +240,9 @@ def test_a_legacy_transcript_counts_but_is_never_written(tmp_path: Path) -> None
 # --- defect 4: --fix-missing and doctor share one rule ---------------------------------------
 
 
-def test_fix_missing_keeps_live_sessions_and_agrees_with_doctor(state: Path, opened: Any) -> None:
+def test_fix_missing_keeps_live_sessions_and_agrees_with_doctor(
+    state: Path, opened: Opener
+) -> None:
     sd = sessions_dir_of(state)
     topic_sid, topic_counted, lost, lost_file = (str(uuid.uuid4()) for _ in range(4))
     gateway_transcript(sd / f"{topic_sid}-topic-42.jsonl", topic_sid, ["in topic 42"])
@@ -385,12 +390,12 @@ def test_a_symlinked_state_dir_still_holds_its_own_files(tmp_path: Path, backend
 # --- defect 12: a sessionId that cannot name a file is refused at write time ---------------
 
 
-BAD_IDS = ["../../x", "", "a/b", ".hidden", 123, None, ["x"]]
+BAD_IDS = ["../../x", "", "a/b", ".hidden", "abc\n", 123, None, ["x"]]
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
 def test_put_refuses_a_session_id_that_cannot_name_a_file(
-    state: Path, opened: Any, bad: object
+    state: Path, opened: Opener, bad: object
 ) -> None:
     store = opened()
     if bad is not None:  # put gives a missing (None) sessionId a fresh UUID, as upstream
@@ -416,7 +421,7 @@ def test_put_refuses_a_session_id_that_cannot_name_a_file(
     assert sorted(p.name for p in store.paths.sessions_dir.iterdir() if ".jsonl" in p.name) == []
 
 
-def test_a_store_already_holding_bad_ids_still_loads(state: Path, opened: Any) -> None:
+def test_a_store_already_holding_bad_ids_still_loads(state: Path, opened: Opener) -> None:
     entries = {
         "agent:main:a": {"sessionId": "../../x", "updatedAt": NOW},
         "agent:main:b": {"sessionId": "", "updatedAt": NOW - 1},
@@ -442,7 +447,7 @@ def test_a_store_already_holding_bad_ids_still_loads(state: Path, opened: Any) -
 
 @pytest.mark.parametrize("operation", ["delete", "reset"])
 def test_delete_and_reset_archive_every_transcript_of_the_session(
-    state: Path, opened: Any, operation: str
+    state: Path, opened: Opener, operation: str
 ) -> None:
     sd = sessions_dir_of(state)
     sid = str(uuid.uuid4())
@@ -479,7 +484,7 @@ def test_delete_and_reset_archive_every_transcript_of_the_session(
 # --- session ids containing -topic- ----------------------------------------------------------
 
 
-def test_a_session_id_containing_topic_is_its_own_session(state: Path, opened: Any) -> None:
+def test_a_session_id_containing_topic_is_its_own_session(state: Path, opened: Opener) -> None:
     """``abc-topic-7.jsonl`` is the primary transcript of session ``abc-topic-7``, not a
     topic of ``abc``: no orphan, not deleted by the disk budget, not archived with ``abc``."""
     sd = sessions_dir_of(state)

@@ -62,7 +62,7 @@ def test_transcript_names() -> None:
     assert transcript_name(SID, "a b/c?d") == f"{SID}-topic-a%20b%2Fc%3Fd.jsonl"
     assert encode_topic("x-_.!~*'()é") == "x-_.!~*'()%C3%A9"
     assert transcript_path(Path("/d"), "s", "7") == Path("/d/s-topic-7.jsonl")
-    for bad in ("../x", "", ".a", "a/b", 5, None):
+    for bad in ("../x", "", ".a", "a/b", "abc\n", "a" * 129, 5, None):
         with pytest.raises(InvalidKeyError, match="Invalid session ID"):
             transcript_name(bad)  # type: ignore[arg-type]
 

@@ -70,12 +70,13 @@ TOPIC: Final = "-topic-"
 ARCHIVE_REASONS: Final = ("reset", "deleted", "bak", "torn")
 """Archive reasons: OpenClaw's three, and ``torn`` for the bytes cut off a torn tail."""
 
-_SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.IGNORECASE)
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_FORK = re.compile(r"^(\d{4}-\d{2}-\d{2}T[\d-]+(?:\.\d+)?Z)_(.+)$")
+# Always used with fullmatch: "$" would also match before a trailing newline.
+_SESSION_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}", re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_FORK = re.compile(r"(\d{4}-\d{2}-\d{2}T[\d-]+(?:\.\d+)?Z)_(.+)", re.DOTALL)
 _STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{1,6})?Z"
-_ARCHIVE = re.compile(rf"^(.+)\.({'|'.join(ARCHIVE_REASONS)})\.({_STAMP})$")
-_STORE_BACKUP = re.compile(r"^(.+\.json)\.bak\.(\d+)$")
+_ARCHIVE = re.compile(rf"(.+)\.({'|'.join(ARCHIVE_REASONS)})\.({_STAMP})", re.DOTALL)
+_STORE_BACKUP = re.compile(r"(.+\.json)\.bak\.(\d+)", re.DOTALL)
 _TOPIC_SAFE: Final = "-_.!~*'()"  # what encodeURIComponent leaves alone, besides [A-Za-z0-9]
 
 Kind = Literal["primary", "archive", "store-backup"]
@@ -87,7 +88,7 @@ Source = Literal["sessionFile", "derived", "staleSessionFile", "agentDir", "lega
 
 def is_session_id(value: object) -> bool:
     """Whether ``value`` can name a transcript file (OpenClaw's ``Invalid session ID`` rule)."""
-    return isinstance(value, str) and _SESSION_ID.match(value) is not None
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
 
 
 def validate_session_id(session_id: object) -> str:
@@ -176,17 +177,17 @@ class _Reading:
 def _readings(stem: str) -> list[_Reading]:
     """Every reading of a transcript name without ``.jsonl``, OpenClaw's usual one first."""
     out: list[_Reading] = []
-    fork = _FORK.match(stem)
+    fork = _FORK.fullmatch(stem)
     bodies = [(fork.group(1), fork.group(2))] if fork else []
     bodies.append((None, stem))
     for forked_at, body in bodies:
         at = body.find(TOPIC)
         while at != -1:
             session_id, topic = body[:at], body[at + len(TOPIC) :]
-            if topic and _SESSION_ID.match(session_id):
+            if topic and _SESSION_ID.fullmatch(session_id):
                 out.append(_Reading(session_id, topic, forked_at))
             at = body.find(TOPIC, at + 1)
-        if _SESSION_ID.match(body):
+        if _SESSION_ID.fullmatch(body):
             out.append(_Reading(body, None, forked_at))
     return out
 
@@ -223,10 +224,10 @@ def parse_name(name: str, known: Container[str] | None = None) -> TranscriptName
     Returns:
         The parsed name; ``session_id`` is None when no reading yields a valid id.
     """
-    backup = _STORE_BACKUP.match(name)
+    backup = _STORE_BACKUP.fullmatch(name)
     if backup:
         return TranscriptName(name, "store-backup", reason="bak", time_ms=int(backup.group(2)))
-    archive = _ARCHIVE.match(name)
+    archive = _ARCHIVE.fullmatch(name)
     if archive:
         base, reason, stamp = archive.groups()
         when = _stamp_ms(stamp)
@@ -312,7 +313,7 @@ def _other_generated_id(name: str, session_id: str) -> str | None:
     folded = session_id.lower()
     if any(r.session_id.lower() == folded for r in readings):
         return None
-    return next((r.session_id for r in readings if _UUID.match(r.session_id)), None)
+    return next((r.session_id for r in readings if _UUID.fullmatch(r.session_id)), None)
 
 
 # --- archives ------------------------------------------------------------------------------------
