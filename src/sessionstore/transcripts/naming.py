@@ -523,10 +523,7 @@ class TranscriptLocation:
 
 
 def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:
-        return False
+    return os.path.isfile(path)  # False for anything that cannot be stat-ed
 
 
 def locate_transcript(
@@ -676,7 +673,8 @@ def session_transcripts(
         found.add(c.path.name)
     known = _With(session_id, claimed)
     for name in names:
-        if name.endswith(SUFFIX) and name not in found:
+        # Most names of a big dir are other sessions': a substring test rules them out.
+        if session_id in name and name.endswith(SUFFIX) and name not in found:
             parsed = parse_name(name, known)
             if parsed is not None and parsed.kind == "primary" and parsed.session_id == session_id:
                 found.add(name)
@@ -699,7 +697,7 @@ def other_owners(
     out: set[str] = set()
     own = session_id.lower()
     for name in names:
-        if not name.endswith(SUFFIX):
+        if own not in name.lower() or not name.endswith(SUFFIX):
             continue
         readings = _readings(name[: -len(SUFFIX)])
         if any(r.session_id.lower() == own for r in readings):
