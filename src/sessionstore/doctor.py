@@ -23,8 +23,13 @@ import orjson
 from .errors import CorruptStoreError, SessionStoreError
 from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
-from .maintenance import is_primary_transcript
-from .transcripts.jsonl import Transcript, resolve_transcript_path
+from .transcripts.jsonl import Transcript
+from .transcripts.naming import (
+    file_names,
+    locate_transcript,
+    missing_transcript,
+    parse_name,
+)
 
 if TYPE_CHECKING:
     import apsw
@@ -281,40 +286,41 @@ class _Doctor:
             return None
 
     def transcripts(self) -> None:
-        referenced_ids: set[str] = set()
-        referenced_names: set[str] = set()
         entries = self._entries()
         if entries is None:
             return  # without the entries every transcript would look orphaned
+        dirs = self.store.transcript_dirs
+        names = file_names(self.dir)
+        ids = {e["sessionId"] for e in entries.values() if isinstance(e.get("sessionId"), str)}
+        referenced_names: set[str] = set()
         for key, entry in entries.items():
-            sid = entry.get("sessionId")
-            if not isinstance(sid, str) or not sid:
-                continue
-            referenced_ids.add(sid)
-            try:
-                path = resolve_transcript_path(self.dir, sid, entry.get("sessionFile"))
-            except SessionStoreError:
-                continue
-            referenced_names.add(path.name)
+            sid, session_file = entry.get("sessionId"), entry.get("sessionFile")
             count, size = entry.get("messageCount"), entry.get("transcriptBytes")
-            claims = (
-                isinstance(entry.get("sessionFile"), str)
-                or (isinstance(count, int) and count > 0)
-                or (isinstance(size, int) and size > 0)
+            lost = missing_transcript(dirs, sid, session_file, count, names=names, claimed=ids)
+            if lost is not None:
+                self.add(
+                    "missing-transcript",
+                    key,
+                    f"the transcript {lost.path} is missing; restore it, or drop such entries"
+                    " with `sessionstore cleanup --fix-missing`",
+                )
+                continue
+            if not isinstance(sid, str):
+                continue
+            try:
+                location = locate_transcript(dirs, sid, session_file)
+            except SessionStoreError:
+                continue  # a sessionId that cannot name a file: nothing to check
+            referenced_names.update(
+                c.path.name for c in location.candidates if c.path.parent == self.dir
             )
+            path = location.path
             if not path.exists():
-                if claims:
-                    self.add(
-                        "missing-transcript",
-                        key,
-                        f"the transcript {path} is missing; restore it, or drop such entries"
-                        " with `sessionstore cleanup --fix-missing`",
-                    )
                 continue
             self._torn(Transcript(path, sid))
             if isinstance(count, int) and not isinstance(count, bool):
                 self._drift(key, sid, path, count, size)
-        self._orphans(referenced_ids, referenced_names)
+        self._orphans(names, ids, referenced_names)
 
     def _torn(self, transcript: Transcript) -> None:
         cut = transcript.torn_bytes()
@@ -359,12 +365,12 @@ class _Doctor:
             return
         finding.fixed = written
 
-    def _orphans(self, ids: set[str], names: set[str]) -> None:
-        for name in sorted(_listdir(self.dir)):
-            if not is_primary_transcript(name) or name in names:
+    def _orphans(self, names: set[str], ids: set[str], referenced: set[str]) -> None:
+        for name in sorted(names):
+            parsed = parse_name(name, ids)
+            if parsed is None or parsed.kind != "primary" or name in referenced:
                 continue
-            head, sep, _ = name[: -len(".jsonl")].partition("-topic-")
-            if (head if sep else name[: -len(".jsonl")]) in ids:
+            if parsed.session_id in ids:
                 continue
             self.add(
                 "orphan-transcript",
@@ -379,7 +385,7 @@ class _Doctor:
     def files(self) -> None:
         lock = self.store.paths.json_path.with_name(self.store.paths.json_path.name + ".lock")
         now = time.time()
-        for name in sorted(_listdir(self.dir)):
+        for name in sorted(file_names(self.dir)):
             path = self.dir / name
             if name.endswith(".lock"):
                 stale, payload = lock_is_stale(path, 30_000, own_pid=-1)
@@ -423,13 +429,6 @@ class _Doctor:
                 " are not safe there; move the state dir to a local disk or use PostgreSQL",
                 severity="error" if self.store.store_type == "sqlite" else "warning",
             )
-
-
-def _listdir(directory: Path) -> list[str]:
-    try:
-        return [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []
 
 
 def _lock_held(lock: Path) -> bool:

@@ -28,6 +28,7 @@ import orjson
 from .entry import now_ms as current_ms
 from .files import atomic_write, dumps_pretty, write_all
 from .keys import normalize_agent_id
+from .transcripts.naming import transcript_path
 
 __all__ = [
     "GeneratedAgent",
@@ -495,10 +496,7 @@ def _entry(
     sid = _uuid(rng)
     e: Entry = {"sessionId": sid, "updatedAt": updated_at}
     if rng.random() < 0.85 or route.topic_id is not None:
-        name = (
-            f"{sid}-topic-{route.topic_id}.jsonl" if route.topic_id is not None else f"{sid}.jsonl"
-        )
-        e["sessionFile"] = str(sessions_dir / name)
+        e["sessionFile"] = str(transcript_path(sessions_dir, sid, route.topic_id))
     e["systemSent"] = True
     e["abortedLastRun"] = rng.random() < 0.05
     if route.chat_type:
@@ -635,7 +633,7 @@ def _bloat(
             "firstKeptEntryId": _hex(rng),
             "preCompaction": {
                 "sessionId": sid,
-                "sessionFile": str(sessions_dir / f"{sid}.jsonl"),
+                "sessionFile": str(transcript_path(sessions_dir, sid)),
                 "leafId": _hex(rng),
             },
             "postCompaction": {"sessionId": sid, "entryId": _hex(rng)},
@@ -1078,7 +1076,7 @@ def generate_state_dir(
             for key, e in pairs:
                 if key in variants:
                     continue
-                path = Path(e.get("sessionFile") or sessions_dir / f"{e['sessionId']}.jsonl")
+                path = Path(e.get("sessionFile") or transcript_path(sessions_dir, e["sessionId"]))
                 _write_transcript(path, _transcript_lines(rng, e, cwd=workspace))
                 written.append(path)
         out[agent_id] = GeneratedAgent(agent_id, json_path, entries, variants, written)
@@ -1128,7 +1126,7 @@ def _add_variants(
         variant["sessionId"] = _uuid(rng)
         variant["updatedAt"] = updated
         if "sessionFile" in variant:
-            variant["sessionFile"] = str(sessions_dir / f"{variant['sessionId']}.jsonl")
+            variant["sessionFile"] = str(transcript_path(sessions_dir, variant["sessionId"]))
         variant["thinkingLevel"] = rng.choice(("off", "minimal", "xhigh"))
         vkey = mixed_case_variant(key)
         variants[vkey] = key

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +29,15 @@ from .errors import InvalidArgumentError, SessionStoreError
 from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef
 from .keys import canonical_key, fold_key
-from .transcripts.jsonl import archive_timestamp, resolve_transcript_path, transcript_path
+from .transcripts.naming import (
+    archive_timestamp,
+    is_archive_artifact,
+    is_primary_transcript,
+    missing_transcript,
+    parse_archive_name,
+    parse_name,
+    session_transcripts,
+)
 
 if TYPE_CHECKING:
     from .store import SessionStore
@@ -41,9 +47,6 @@ __all__ = [
     "DiskBudgetReport",
     "KeyAction",
     "MaintenanceReport",
-    "is_archive_artifact",
-    "is_primary_transcript",
-    "parse_archive_name",
     "run_maintenance",
 ]
 
@@ -53,50 +56,15 @@ JSON_BACKUPS_KEPT: Final = 3
 _MISSING: Final = frozenset({"missing"})
 _MAIN: Final = frozenset({"main"})
 
-_ARCHIVE = re.compile(
-    r"\.(deleted|reset|bak)\.(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{1,6})?Z)$"
-)
-_JSON_BACKUP = re.compile(r"\.json\.bak\.(\d+)$")
 
+class _Referenced:
+    """The session ids some remaining row references, as a container for naming.py."""
 
-# --- file classification (OpenClaw's artifacts.ts) ------------------------------------------
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self._count = count
 
-
-def parse_archive_name(name: str) -> tuple[str, int] | None:
-    """The reason (``deleted``, ``reset``, ``bak``) and time in ms of an archive file name.
-
-    Covers transcript archives (``<file>.<reason>.<ISO time with - for :>``) and rotated
-    stores (``sessions.json.bak.<ms>``, reason ``bak``); None for anything else.
-    """
-    match = _ARCHIVE.search(name)
-    if match:
-        stamp = match.group(2)
-        date, _, clock = stamp.partition("T")
-        try:
-            when = datetime.fromisoformat(f"{date}T{clock[:8].replace('-', ':')}{clock[8:-1]}")
-        except ValueError:
-            return None
-        return match.group(1), int(when.replace(tzinfo=timezone.utc).timestamp() * 1000)
-    match = _JSON_BACKUP.search(name)
-    if match:
-        return "bak", int(match.group(1))
-    return None
-
-
-def is_archive_artifact(name: str) -> bool:
-    """A ``.deleted.``/``.reset.``/``.bak.`` archive or a rotated ``sessions.json.bak.<ms>``."""
-    return parse_archive_name(name) is not None
-
-
-def is_primary_transcript(name: str) -> bool:
-    """A live transcript: ``*.jsonl`` that is not an archive."""
-    return name.endswith(".jsonl") and not is_archive_artifact(name)
-
-
-def _session_id_of(name: str) -> str:
-    stem = name[: -len(".jsonl")]
-    head, sep, _ = stem.partition("-topic-")
-    return head if sep else stem
+    def __contains__(self, session_id: object) -> bool:
+        return isinstance(session_id, str) and bool(session_id) and self._count(session_id) > 0
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -245,13 +213,6 @@ def _scan(directory: Path) -> dict[str, _File]:
     return files
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    try:
-        return Path(os.path.realpath(path)).parent == Path(os.path.realpath(directory))
-    except OSError:
-        return False
-
-
 class _Run:
     """One maintenance pass inside the backend's write transaction."""
 
@@ -274,6 +235,7 @@ class _Run:
         self.apply = apply
         self.now = now
         self.dir = store.paths.sessions_dir
+        self.dirs = store.transcript_dirs
         self.index_names = frozenset(store.index.index_files())
         self.files = _scan(self.dir)
         # sessions.json.lock exists only while a writer (this run, for json stores) holds
@@ -291,21 +253,15 @@ class _Run:
         ]
         return done
 
-    def _transcript_names(self, ref: RowRef) -> list[str]:
-        """Names of the session's transcripts that exist directly inside the sessions dir."""
-        if not ref.session_id:
-            return []
-        names: set[str] = set()
-        with contextlib.suppress(SessionStoreError):
-            for path in (
-                resolve_transcript_path(self.dir, ref.session_id, ref.session_file),
-                transcript_path(self.dir, ref.session_id),
-            ):
-                if _inside(path, self.dir):
-                    names.add(path.name)
-        topic = f"{ref.session_id}-topic-"
-        names.update(n for n in self.files if n.startswith(topic) and is_primary_transcript(n))
-        return sorted(n for n in names if n in self.files)
+    def _transcript_names(self, ref: RowRef, claimed: _Referenced) -> list[str]:
+        """Names of the session's transcripts (topics too) directly inside the sessions dir.
+
+        ``claimed`` holds the sessions still referenced: a name one of them can claim too
+        (a session id containing ``-topic-``) is theirs.
+        """
+        return session_transcripts(
+            self.dirs, ref.session_id, ref.session_file, names=self.files, claimed=claimed
+        )
 
     def _delete_file(self, name: str) -> int:
         size = self.files.pop(name).size
@@ -316,16 +272,24 @@ class _Run:
     # --- steps ---
 
     def fix_missing(self) -> None:
-        missing = []
-        for ref in self.txn.rows():
-            if not ref.session_id or fold_key(ref.key) in self.protect:
-                continue
-            try:
-                path = resolve_transcript_path(self.dir, ref.session_id, ref.session_file)
-            except SessionStoreError:
-                continue  # a sessionId that cannot name a file: nothing to judge
-            if not path.exists():
-                missing.append(ref)
+        # The rule doctor's missing-transcript check uses too: only entries that claim a
+        # transcript (sessionFile, messageCount > 0) and have none of spec 3.5's candidates.
+        rows = list(self.txn.rows())
+        ids = {ref.session_id for ref in rows if ref.session_id}
+        missing = [
+            ref
+            for ref in rows
+            if fold_key(ref.key) not in self.protect
+            and missing_transcript(
+                self.dirs,
+                ref.session_id,
+                ref.session_file,
+                ref.message_count,
+                names=self.files,
+                claimed=ids,
+            )
+            is not None
+        ]
         self.report.missing = len(self._remove(missing, "prune-missing"))
 
     def prune_and_cap(self) -> list[RowRef]:
@@ -339,13 +303,14 @@ class _Run:
     def archive(self, removed: list[RowRef]) -> None:
         seen: set[str] = set()
         stamp = archive_timestamp()
+        referenced = _Referenced(self.txn.reference_count)
         for ref in removed:
             if not ref.session_id or ref.session_id in seen:
                 continue
             seen.add(ref.session_id)
-            if self.txn.reference_count(ref.session_id) > 0:
+            if ref.session_id in referenced:
                 continue
-            for name in self._transcript_names(ref):
+            for name in self._transcript_names(ref, referenced):
                 archived = f"{name}.deleted.{stamp}"
                 self.files[archived] = self.files.pop(name)
                 self.plan.archive.append((name, archived))
@@ -403,8 +368,13 @@ class _Run:
                 if ref.session_file:
                     names.add(os.path.basename(ref.session_file))
 
+            live = _Referenced(ids.__getitem__)
+
             def referenced(name: str) -> bool:
-                return name in names or ids[_session_id_of(name)] > 0
+                if name in names:
+                    return True
+                parsed = parse_name(name, live)
+                return parsed is not None and parsed.session_id in live
 
             candidates = sorted(
                 (
@@ -450,7 +420,7 @@ class _Run:
                     total -= ref.size
                     ids[ref.session_id] -= 1
                     if ref.session_id and ids[ref.session_id] <= 0:
-                        for name in self._transcript_names(ref):
+                        for name in self._transcript_names(ref, live):
                             freed = self._delete_file(name)
                             total -= freed
                             files_bytes -= freed

@@ -29,7 +29,7 @@ from .errors import MigrationError, SessionStoreError
 from .files import fsync_dir, os_error
 from .layout import StorePaths
 from .migrate import SourceSnapshot, read_source
-from .transcripts.jsonl import archive_timestamp
+from .transcripts.naming import archive_timestamp
 
 __all__ = ["RecoveryReport", "recover_store"]
 

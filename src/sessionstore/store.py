@@ -33,6 +33,7 @@ from .entry import (
 from .errors import (
     ConfigError,
     InvalidArgumentError,
+    InvalidKeyError,
     SessionNotFoundError,
     SessionStoreError,
 )
@@ -45,13 +46,18 @@ from .index.base import (
     encode_cursor,
 )
 from .keys import canonical_key, normalize_agent_id
-from .layout import StorePaths, config_path, resolve_state_dir, resolve_store_paths
+from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
 from .selection import PendingIndex, open_index, sqlite_driver
-from .transcripts.jsonl import (
-    Transcript,
-    TranscriptState,
+from .transcripts.jsonl import Transcript, TranscriptState
+from .transcripts.naming import (
+    archive_timestamp,
     archive_transcript,
+    file_names,
+    is_session_id,
+    other_owners,
     resolve_transcript_path,
+    session_transcripts,
+    transcript_dirs,
     transcript_path,
     validate_session_id,
 )
@@ -116,6 +122,23 @@ class StoreInfo:
         return asdict(self)
 
 
+def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
+    """Refuse a write that gives an entry a ``sessionId`` that cannot name a transcript.
+
+    An id the stored entry already has is let through, so stores holding such ids (from
+    older versions or other writers) can still be written; only new ones are refused.
+    """
+    if "sessionId" not in new:
+        return
+    session_id = new["sessionId"]
+    if existing is not None and "sessionId" in existing and existing["sessionId"] == session_id:
+        return
+    try:
+        validate_session_id(session_id)
+    except InvalidKeyError as exc:
+        raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
+
+
 def _check_limit(limit: object) -> int | None:
     if limit is None:
         return None
@@ -155,6 +178,9 @@ class SessionStore:
         self.config = config or SessionConfig()
         self.durability = durability
         self.split_warning: str | None = None
+        self.transcript_dirs = transcript_dirs(
+            paths.sessions_dir, state_dir=state_dir, agent_id=paths.agent_id, home=resolve_home()
+        )
         self._next_auto_check = 0.0
         if isinstance(index, PendingIndex):
             index.on_resolve(self._resolved)
@@ -213,10 +239,20 @@ class SessionStore:
 
         Returns:
             The stored entry.
+
+        Raises:
+            InvalidKeyError: ``sessionId`` cannot name a transcript file (``../x``, empty,
+                not a string).
         """
         canonical = canonical_key(key)
         new = as_entry(entry)
-        stored, _ = self._index.modify(canonical, lambda existing: replace_entry(existing, new))
+
+        def replace(existing: Entry | None) -> Entry:
+            out = replace_entry(existing, new)
+            _check_session_id(canonical, out, existing)
+            return out
+
+        stored, _ = self._index.modify(canonical, replace)
         assert stored is not None
         self._after_write(canonical)
         return cast(SessionEntry, stored)
@@ -242,6 +278,10 @@ class SessionStore:
 
         Returns:
             The entry after the update; None when it does not exist and ``create`` is False.
+
+        Raises:
+            InvalidKeyError: The update would set a ``sessionId`` that cannot name a
+                transcript file.
         """
         canonical = canonical_key(key)
         fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
@@ -259,12 +299,14 @@ class SessionStore:
             patch = fn(cast("SessionEntry | None", existing))
             if patch is None:
                 return None
-            return merge_entry(
+            out = merge_entry(
                 existing,
                 as_entry(patch),
                 preserve_activity=preserve_activity,
                 assume_settled=True,  # entries read from the index are normalised
             )
+            _check_session_id(canonical, out, existing)
+            return out
 
         result, written = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
         if written:
@@ -331,16 +373,28 @@ class SessionStore:
         return cast(SessionEntry, result)
 
     def _archive(self, entry: Entry, reason: str) -> None:
+        """Archive every transcript of the entry's session in the sessions dir (topics too)."""
         session_id = entry.get("sessionId")
-        if not isinstance(session_id, str):
-            return
-        try:
-            path = resolve_transcript_path(
-                self.paths.sessions_dir, session_id, entry.get("sessionFile")
-            )
-        except SessionStoreError:
+        if not is_session_id(session_id):
             return  # an id that cannot name a file has no transcript to archive
-        archive_transcript(path, reason, sessions_dir=self.paths.sessions_dir)
+        assert isinstance(session_id, str)
+        directory = self.paths.sessions_dir
+        session_file = entry.get("sessionFile")
+        names = file_names(directory)
+        others = other_owners(self.transcript_dirs, session_id, session_file, names=names)
+        claimed = self._referenced(others) if others else set()
+        stamp = archive_timestamp()
+        for name in session_transcripts(
+            self.transcript_dirs, session_id, session_file, names=names, claimed=claimed
+        ):
+            archive_transcript(directory / name, reason, sessions_dir=directory, stamp=stamp)
+
+    def _referenced(self, session_ids: set[str]) -> set[str]:
+        """Which of these session ids an entry of the store still references."""
+        return self._index.maintenance(
+            lambda txn: {sid for sid in session_ids if txn.reference_count(sid) > 0},
+            commit=False,
+        )
 
     # --- transcripts ------------------------------------------------------------------------
 
@@ -367,7 +421,7 @@ class SessionStore:
             raise SessionNotFoundError(f"no session {canonical!r}; create it before appending")
         session_id = validate_session_id(entry.get("sessionId"))
         path = resolve_transcript_path(
-            self.paths.sessions_dir, session_id, entry.get("sessionFile"), topic_id
+            self.transcript_dirs, session_id, entry.get("sessionFile"), topic_id
         )
         tracked = topic_id is None
 
@@ -498,8 +552,22 @@ class SessionStore:
         may add, change and delete entries in place, and its return value is returned.
         An ``acp`` block that ``fn`` drops from a surviving entry is put back. If ``fn``
         raises, nothing is saved.
+
+        Raises:
+            InvalidKeyError: ``fn`` gave an entry a ``sessionId`` that cannot name a
+                transcript file (nothing is saved).
         """
-        result = self._index.mutate(fn)
+
+        def checked(store: dict[str, Any]) -> T:
+            before = {k: v.get("sessionId") for k, v in store.items() if isinstance(v, dict)}
+            result = fn(store)
+            for key, value in store.items():
+                if isinstance(value, dict):
+                    old = {"sessionId": before[key]} if key in before else None
+                    _check_session_id(key, value, old)
+            return result
+
+        result = self._index.mutate(checked)
         self._after_write(None)
         return result
 

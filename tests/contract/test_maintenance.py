@@ -32,13 +32,11 @@ import sessionstore
 from sessionstore import InvalidArgumentError, SessionStore
 from sessionstore.entry import now_ms, sort_time
 from sessionstore.files import dumps_pretty
-from sessionstore.maintenance import (
-    DiskBudgetReport,
-    MaintenanceReport,
+from sessionstore.maintenance import DiskBudgetReport, MaintenanceReport, run_maintenance
+from sessionstore.transcripts.naming import (
     is_archive_artifact,
     is_primary_transcript,
     parse_archive_name,
-    run_maintenance,
 )
 
 DAY = 86_400_000
@@ -956,8 +954,10 @@ def test_fix_missing_removes_entries_without_a_transcript(
     add(store, "agent:main:present", now=now, age=HOUR)
     add(store, "agent:main:custom", now=now, age=HOUR, sessionFile="renamed.jsonl", transcript=None)
     write_file(d / "renamed.jsonl", 10)
-    lost = add(store, "agent:main:lost", now=now, age=2 * HOUR, transcript=None)
-    add(store, "agent:main:active-lost", now=now, age=3 * HOUR, transcript=None)
+    lost = add(store, "agent:main:lost", now=now, age=2 * HOUR, transcript=None, messageCount=3)
+    add(store, "agent:main:active-lost", now=now, age=3 * HOUR, transcript=None, messageCount=1)
+    # created by put and never appended to: it claims no transcript, so none is missing
+    add(store, "agent:main:just-created", now=now, age=HOUR, transcript=None)
     add(store, "agent:main:stale", now=now, age=40 * DAY)
     before, loaded = snapshot(state_dir), store.load_all()
 
@@ -976,10 +976,11 @@ def test_fix_missing_removes_entries_without_a_transcript(
         (a.key, a.action, a.sessionId) for a in report.actions if a.action == "prune-missing"
     ] == [("agent:main:lost", "prune-missing", lost)]
     assert actions(report) == actions(plan)
-    assert (report.beforeCount, report.afterCount) == (5, 3)
+    assert (report.beforeCount, report.afterCount) == (6, 4)
     assert sorted(store.load_all()) == [
         "agent:main:active-lost",
         "agent:main:custom",
+        "agent:main:just-created",
         "agent:main:present",
         "agent:main:stale",
     ]
@@ -990,7 +991,11 @@ def test_fix_missing_removes_entries_without_a_transcript(
     assert actions(report) == [("agent:main:stale", "prune-stale")]
     report = store.maintain(mode="enforce", fix_missing=True)
     assert actions(report) == [("agent:main:active-lost", "prune-missing")]
-    assert sorted(store.load_all()) == ["agent:main:custom", "agent:main:present"]
+    assert sorted(store.load_all()) == [
+        "agent:main:custom",
+        "agent:main:just-created",
+        "agent:main:present",
+    ]
 
 
 # --- sqlite at scale: SQL on indexed columns, no entry loaded --------------------------------

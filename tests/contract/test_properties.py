@@ -76,6 +76,19 @@ def expected_put(
     return replace_entry(existing, fixed, now=now)
 
 
+# OpenClaw's session id rule (spec 3.5), as JavaScript applies it: no trailing newline.
+SESSION_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}", re.IGNORECASE)
+
+
+def refuses_session_id(existing: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
+    """A put is refused when it brings a sessionId that cannot name a transcript file
+    (a missing or null one gets a UUID; the id the entry already has is let through)."""
+    sid = entry.get("sessionId")
+    if sid is None or (existing is not None and existing.get("sessionId") == sid):
+        return False
+    return not (isinstance(sid, str) and SESSION_ID.fullmatch(sid))
+
+
 # --- strategies ----------------------------------------------------------------------------
 
 # Field names OpenClaw's rules look at, so generated entries go through the normalisation.
@@ -146,6 +159,10 @@ def test_put_get_load_all_round_trip(backend: str, items: list[tuple[str, dict[s
         with open_in(d, backend) as store:
             for key, entry in items:
                 canonical = canonical_key(key)
+                if refuses_session_id(model.get(canonical), entry):
+                    with pytest.raises(InvalidKeyError, match="Invalid session ID"):
+                        store.put(key, entry)
+                    continue
                 before = now_ms()
                 stored = store.put(key, entry)
                 after = now_ms()

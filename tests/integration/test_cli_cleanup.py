@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,18 @@ def write_config(root: Path, session: dict[str, Any], agents: tuple[str, ...] = 
 
 
 def build(root: Path, backend: str, agent: str = "main") -> dict[str, str]:
-    """The SESSIONS of one agent, each with a transcript; returns sessionIds by name."""
+    """The SESSIONS of one agent, each with a transcript its entry names (``sessionFile``,
+    as the gateway records it); returns sessionIds by name."""
     now = now_ms()
     sids = {}
     with sessionstore.open_store(agent=agent, state_dir=root, store_type=backend) as s:  # type: ignore[arg-type]
         for name, age in SESSIONS.items():
-            e = s.put(f"agent:{agent}:{name}", {"updatedAt": now - age, "model": f"gpt-{name}"})
-            (s.paths.sessions_dir / f"{e['sessionId']}.jsonl").write_text('{"type":"session"}\n')
-            sids[name] = e["sessionId"]
+            sid = str(uuid.uuid4())
+            path = s.paths.sessions_dir / f"{sid}.jsonl"
+            entry = {"sessionId": sid, "sessionFile": str(path), "model": f"gpt-{name}"}
+            s.put(f"agent:{agent}:{name}", {**entry, "updatedAt": now - age})
+            path.write_text('{"type":"session"}\n')
+            sids[name] = sid
     return sids
 
 

@@ -245,15 +245,19 @@ def test_doctor_without_a_store(tmp_path: Path) -> None:
     assert not (root / "agents").exists()  # nothing created
 
 
-def test_doctor_on_an_unreadable_database_is_one_line(tmp_path: Path) -> None:
+def test_doctor_on_an_unreadable_database_reports_it_and_names_recover(tmp_path: Path) -> None:
     root = make_state(tmp_path / "state", {"main": "sqlite"})
     db = sessions_dir(root) / "sessions.sqlite"
     data = bytearray(db.read_bytes())
     data[:16] = b"not a database!\x00"
     db.write_bytes(bytes(data))
-    result = cli("doctor", "--state-dir", root)
+    result = cli("doctor", "--state-dir", root, "--json")
     assert result.exit_code == 1
-    assert_one_line_error(result.stderr, result.stdout, r"sessions\.sqlite.*not a valid SQLite")
+    doc = json.loads(result.stdout)
+    (finding,) = doc["findings"]
+    assert (finding["kind"], finding["severity"], finding["fixed"]) == ("integrity", "error", False)
+    assert "not a valid SQLite" in finding["message"]
+    assert "sessionstore recover" in finding["message"]
     env = dict(os.environ)  # the autouse fixture already dropped our variables
     proc = subprocess.run(
         [str(SCRIPT), "doctor", "--state-dir", str(root), "--fix"],
@@ -264,7 +268,8 @@ def test_doctor_on_an_unreadable_database_is_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1
-    assert_one_line_error(proc.stderr, proc.stdout, r"not a valid SQLite database")
+    assert "Traceback" not in proc.stderr
+    assert "sessionstore recover" in " ".join(proc.stdout.split())
     assert db.read_bytes() == bytes(data)
 
 

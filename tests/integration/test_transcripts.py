@@ -20,7 +20,7 @@ from sessionstore import (
     SessionStore,
     SessionStoreError,
 )
-from sessionstore.transcripts.jsonl import (
+from sessionstore.transcripts.naming import (
     resolve_transcript_path,
     transcript_path,
     validate_session_id,
@@ -479,7 +479,12 @@ def test_invalid_session_ids(store: SessionStore, bad: str) -> None:
         validate_session_id(bad)
     with pytest.raises(InvalidKeyError, match="Invalid session ID"):
         transcript_path(_sessions_dir(store), bad)
-    store.put(KEY, {"sessionId": bad})
+    with pytest.raises(InvalidKeyError, match="Invalid session ID"):
+        store.put(KEY, {"sessionId": bad})
+    assert store.get(KEY) is None
+    # a store that already holds such an id (an older writer) still reads; no file is named
+    store.index.modify(KEY, lambda _: {"sessionId": bad, "updatedAt": 1})
+    assert store.get(KEY) == {"sessionId": bad, "updatedAt": 1}
     with pytest.raises(InvalidKeyError, match="Invalid session ID"):
         store.transcript(KEY)
     assert [p.name for p in _sessions_dir(store).iterdir() if ".jsonl" in p.name] == []

@@ -47,7 +47,7 @@ CHILD = textwrap.dedent(
         value = run * stride + i
         op = i % 4
         if op == 0:
-            entry = {"sessionId": f"s-{key}", "v": value, "run": run, "pad": pad}
+            entry = {"sessionId": "s-" + key.replace(":", "-"), "v": value, "run": run, "pad": pad}
             if i % 8 == 0:
                 entry["skillsSnapshot"] = {"prompt": pad, "version": value}
             store.put(key, entry)

@@ -310,6 +310,8 @@ class RowRef:
         updated_at: The entry's ``updatedAt``; None when missing or not a number.
         model: The entry's ``model`` (for reports).
         size: Bytes the entry takes in the index (an estimate, for the disk budget).
+        message_count: The entry's ``messageCount`` when it is an integer (whether the
+            entry claims a transcript).
     """
 
     key: str
@@ -318,11 +320,13 @@ class RowRef:
     updated_at: int | float | None
     model: str | None
     size: int
+    message_count: int | None = None
 
 
 def row_ref(key: str, entry: Mapping[str, Any], size: int) -> RowRef:
     """The :class:`RowRef` of an entry held in memory."""
     sid, sfile, model = entry.get("sessionId"), entry.get("sessionFile"), entry.get("model")
+    count = entry.get("messageCount")
     return RowRef(
         key=key,
         session_id=sid if isinstance(sid, str) else "",
@@ -330,6 +334,7 @@ def row_ref(key: str, entry: Mapping[str, Any], size: int) -> RowRef:
         updated_at=as_number(entry.get("updatedAt")),
         model=model if isinstance(model, str) else None,
         size=size,
+        message_count=count if isinstance(count, int) and not isinstance(count, bool) else None,
     )
 
 

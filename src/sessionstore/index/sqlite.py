@@ -256,7 +256,7 @@ CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key, agent_i
 _REF_COLUMNS: Final = (
     "session_key, session_id, json_extract(CAST(entry_json AS TEXT), '$.sessionFile'),"
     " row_updated_at, model,"
-    " length(entry_json) + length(search_text) + 3 * length(session_key) + 96"
+    " length(entry_json) + length(search_text) + 3 * length(session_key) + 96, message_count"
 )
 
 _ROW_COLUMNS: Final = (
@@ -406,6 +406,7 @@ def _ref(r: tuple[Any, ...]) -> RowRef:
         updated_at=r[3],
         model=r[4],
         size=int(r[5]),
+        message_count=r[6] if isinstance(r[6], int) else None,
     )
 
 

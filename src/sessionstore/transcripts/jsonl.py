@@ -17,8 +17,6 @@ import contextlib
 import fcntl
 import mmap
 import os
-import re
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -27,150 +25,25 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import InvalidKeyError, SessionStoreError, StorageFullError
+from ..errors import SessionStoreError, StorageFullError
 from ..files import atomic_write, fsync_dir, os_error, write_all
+from .naming import archive_timestamp
 
 __all__ = [
     "COMPACTION_MARKER",
     "Transcript",
     "TranscriptState",
-    "archive_timestamp",
-    "archive_transcript",
     "iso_now",
-    "resolve_transcript_path",
-    "transcript_path",
-    "validate_session_id",
 ]
 
-_SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.IGNORECASE)
-_GENERATED = re.compile(
-    r"^(?:\d{4}-\d{2}-\d{2}T[\d-]+(?:\.\d+)?Z_)?"
-    r"([a-z0-9][a-z0-9._-]{0,127}?)(?:-topic-[^/]+)?\.jsonl$",
-    re.IGNORECASE,
-)
 BLOCK: Final = 64 * 1024
 COMPACTION_MARKER: Final = {"role": "system", "content": [{"type": "text", "text": "Compaction"}]}
-
-
-def validate_session_id(session_id: object) -> str:
-    """Check a session id before it becomes a file name.
-
-    Raises:
-        InvalidKeyError: ``Invalid session ID`` for ids like ``../etc/passwd`` or ``a/b``.
-    """
-    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
-        raise InvalidKeyError(
-            f"Invalid session ID: {session_id!r} (expected letters, digits, '.', '_', '-';"
-            " at most 128 characters)"
-        )
-    return session_id
-
-
-def transcript_path(sessions_dir: Path, session_id: str, topic_id: str | int | None = None) -> Path:
-    """``<dir>/<sessionId>.jsonl`` or ``<dir>/<sessionId>-topic-<topicId>.jsonl``."""
-    validate_session_id(session_id)
-    if topic_id is None:
-        return sessions_dir / f"{session_id}.jsonl"
-    topic = (
-        urllib.parse.quote(str(topic_id), safe="-_.!~*'()")
-        if isinstance(topic_id, str)
-        else str(topic_id)
-    )
-    return sessions_dir / f"{session_id}-topic-{topic}.jsonl"
-
-
-def _inside(path: Path, directory: Path) -> bool:
-    try:
-        real = Path(os.path.realpath(path))
-        real_dir = Path(os.path.realpath(directory))
-    except OSError:
-        return False
-    return real.parent == real_dir
-
-
-def _agents_sessions_shape(path: Path) -> bool:
-    parts = path.parts
-    return len(parts) >= 4 and parts[-2] == "sessions" and parts[-4] == "agents"
-
-
-def resolve_transcript_path(
-    sessions_dir: Path,
-    session_id: str,
-    session_file: object = None,
-    topic_id: str | int | None = None,
-) -> Path:
-    """Where a session's transcript lives (OpenClaw's containment rules, spec 3.5).
-
-    An entry's ``sessionFile`` is honoured only when it resolves to a file directly inside
-    the sessions dir, or is an absolute ``…/agents/<id>/sessions/<file>`` path of a sibling
-    agent or another state root. Anything else (outside, nested, ``..``, symlink escapes)
-    falls back to the derived path. A ``sessionFile`` naming a different generated session
-    id (stale) also falls back, and so does one that does not exist while the derived file
-    does (the first existing candidate wins).
-    """
-    derived = transcript_path(sessions_dir, session_id, topic_id)
-    if not isinstance(session_file, str) or not session_file.strip():
-        return derived
-    candidate = Path(session_file.strip())
-    if not candidate.is_absolute():
-        if ".." in candidate.parts or len(candidate.parts) != 1:
-            return derived
-        candidate = sessions_dir / candidate
-    elif ".." in candidate.parts:
-        return derived
-    inside = _inside(candidate, sessions_dir)
-    ok = inside or (
-        _agents_sessions_shape(candidate)
-        and not candidate.is_symlink()
-        and _inside(candidate, candidate.parent)
-    )
-    if not ok:
-        return derived
-    # Read-side candidate order (spec 3.5): the first existing file wins, so an explicit path
-    # that does not exist yields to an existing derived file (e.g. a store moved from another
-    # state root); a foreign root's path whose directory is gone cannot be written either.
-    if not candidate.exists() and (
-        derived.exists() or (not inside and not candidate.parent.is_dir())
-    ):
-        return derived
-    match = _GENERATED.match(candidate.name)
-    if match and match.group(1).lower() != session_id.lower() and _SESSION_ID.match(match.group(1)):
-        looks_generated = re.fullmatch(
-            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", match.group(1), re.I
-        )
-        if looks_generated:
-            return derived  # stale: points at another session's transcript
-    return candidate
 
 
 def iso_now() -> str:
     """``new Date().toISOString()``: ``2026-03-31T12:34:56.789Z``."""
     now = datetime.now(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def archive_timestamp() -> str:
-    """Archive suffix timestamp: ISO with ``:`` replaced by ``-``."""
-    return iso_now().replace(":", "-")
-
-
-def archive_transcript(path: Path, reason: str, *, sessions_dir: Path | None = None) -> Path | None:
-    """Rename ``path`` to ``<path>.<reason>.<ts>`` (``reset``, ``deleted``, ``bak``).
-
-    Files outside ``sessions_dir`` (when given) are never touched. Returns the archive path,
-    or None when there was nothing to archive.
-    """
-    if sessions_dir is not None and not _inside(path, sessions_dir):
-        return None
-    target = path.with_name(f"{path.name}.{reason}.{archive_timestamp()}")
-    try:
-        os.rename(path, target)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise os_error(exc, "archive", path) from exc
-    fsync_dir(path.parent)
-    return target
 
 
 class TranscriptState:
