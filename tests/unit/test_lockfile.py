@@ -78,7 +78,7 @@ def test_payload_mode_and_release(target: Path) -> None:
     try:
         path = lock.path
         payload = json.loads(path.read_text())
-        assert set(payload) == {"pid", "createdAt", "starttime"}
+        assert set(payload) == {"pid", "createdAt", "starttime", "token"}
         assert payload["pid"] == os.getpid()
         assert payload["starttime"] == process_start_time(os.getpid())
         assert isinstance(payload["starttime"], int)
