@@ -15,10 +15,12 @@ than ``stale_ms`` are removed.
 Waiting is fair. Threads of one process queue first-come first-served on an in-process
 lock (re-entrant per thread). With ``queue=True`` the processes of this library then queue
 on a kernel lock, ``flock`` on the target's directory (no file is added beside the target;
-the kernel wakes a waiter the moment the holder lets go, and drops the lock of a process
-that dies), and only the process at the head of that queue polls for the lock file, backing
-off with jitter while a foreign process (an OpenClaw gateway) holds it. Without the queue,
-every waiter polls, and the holder that just let go usually wins again.
+the kernel wakes the next waiter as soon as the lock is let go, and lets go for a process
+that dies). Only the head of that queue polls for the lock file, and it leaves the queue as
+soon as it has placed it: a holder that lets go and comes straight back queues behind the
+waiters instead of winning again, as the fastest poller otherwise does. The head looks
+again within milliseconds while the lock file is one of ours (its payload has a token), and
+backs off with jitter, as OpenClaw does, while a foreign process (a gateway) holds it.
 """
 
 from __future__ import annotations
@@ -207,28 +209,10 @@ class _Held:
     count: int = 0
     token: str = ""
     since: float = 0.0  # time.monotonic() when the lock file was placed
-    queue: _Queue | None = None
     pid: int = field(default_factory=os.getpid)
 
 
-@dataclass
-class _Queue:
-    """This process's place in the kernel queue of one directory.
-
-    Shared by every queued target of the directory: a thread that needs it while another
-    thread of this process holds it joins in, so two targets of one directory never wait on
-    each other inside one process.
-    """
-
-    directory: str
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    fd: int | None = None
-    users: int = 0
-    waiting: bool = False  # a thread of this process is waiting in the kernel
-
-
 _registry: dict[str, _Held] = {}
-_queues: dict[str, _Queue] = {}
 _registry_guard = threading.Lock()
 _queue_fds: set[int] = set()  # every directory descriptor this process has open for a queue
 
@@ -243,7 +227,6 @@ def _reset_after_fork() -> None:
             os.close(fd)
     _queue_fds.clear()
     _registry.clear()
-    _queues.clear()
     _registry_guard = threading.Lock()
 
 
@@ -334,6 +317,15 @@ def _flock(fd: int, timeout: float) -> bool:
     return _KernelWait(fd).wait(timeout)
 
 
+def _holds_lock_in(directory: Path) -> bool:
+    """True when the calling thread holds a lock file in ``directory``."""
+    with _registry_guard:
+        return any(
+            held.count > 0 and held.mutex.held_here() and Path(key).parent == directory
+            for key, held in _registry.items()
+        )
+
+
 def _read_payload(path: Path) -> dict[str, Any] | None:
     """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
     try:
@@ -357,8 +349,7 @@ class LockFile:
         timeout_ms: How long ``acquire`` waits before raising ``LockTimeoutError``.
         stale_ms: Age after which a lock without an owner pid is considered abandoned.
         queue: Queue this library's processes on a kernel lock (``flock`` on the target's
-            directory) before the lock file, so that waiting is fair. The queue covers
-            every queued target of the directory.
+            directory) while they wait for the lock file, so that they get it in turn.
         max_hold_ms: The hold budget :meth:`check_held` enforces (None: no budget).
     """
 
@@ -435,15 +426,18 @@ class LockFile:
             held.count += 1
             return held
         try:
-            if self.queue:
-                held.queue = self._enter_queue(path, deadline, timeout)
+            # A thread already holding another lock of this directory skips the queue: the
+            # process at its head may be waiting for that very lock.
+            queued = (
+                self._enter_queue(path, deadline, timeout)
+                if self.queue and not _holds_lock_in(path.parent)
+                else None
+            )
             try:
                 self._create(held, path, deadline, timeout)
-            except BaseException:
-                if held.queue is not None:
-                    self._leave_queue(held.queue)
-                    held.queue = None
-                raise
+            finally:
+                if queued is not None:
+                    _close_queue_fd(queued, locked=True)
         except BaseException:
             held.mutex.release()
             raise
@@ -458,12 +452,7 @@ class LockFile:
         held.count -= 1
         try:
             if held.count == 0:
-                try:
-                    self._remove_own(self.path, held.token)
-                finally:
-                    if held.queue is not None:
-                        self._leave_queue(held.queue)
-                        held.queue = None
+                self._remove_own(self.path, held.token)
         finally:
             held.mutex.release()
 
@@ -498,62 +487,34 @@ class LockFile:
     # --- the kernel queue -------------------------------------------------------------------
 
     @staticmethod
-    def _enter_queue(path: Path, deadline: float, timeout: int) -> _Queue | None:
-        directory = str(path.parent)
-        with _registry_guard:
-            queue = _queues.get(directory)
-            if queue is None:
-                queue = _queues[directory] = _Queue(directory)
-        with queue.cond:
-            while queue.waiting:
-                if not queue.cond.wait(max(0.0, deadline - time.monotonic())):
-                    break
-            if queue.users > 0:
-                queue.users += 1
-                return queue
-            if queue.waiting:
-                raise LockTimeoutError(
-                    f"session file locked (timeout {timeout}ms): another thread of this"
-                    f" process is waiting for {path}"
-                )
-            queue.waiting = True
-        taken = False
-        try:
-            try:
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                return None  # the lock file reports what is wrong with the directory
-            _queue_fds.add(fd)
-            try:
-                taken = _flock(fd, max(0.0, deadline - time.monotonic()))
-            except OSError as exc:
-                _close_queue_fd(fd, locked=False)
-                if exc.errno in _NO_FLOCK:
-                    return None
-                raise SessionStoreError(
-                    f"cannot wait for {path}: flock on {directory}: {exc.strerror}"
-                ) from exc
-            if not taken:
-                raise LockTimeoutError(
-                    f"session file locked (timeout {timeout}ms): {path}; other processes of"
-                    " this library were ahead in the queue for the whole timeout - retry"
-                )
-            with queue.cond:
-                queue.fd, queue.users = fd, 1
-            return queue
-        finally:
-            with queue.cond:
-                queue.waiting = False
-                queue.cond.notify_all()
+    def _enter_queue(path: Path, deadline: float, timeout: int) -> int | None:
+        """Wait for the head of the directory's queue; returns the descriptor holding it.
 
-    @staticmethod
-    def _leave_queue(queue: _Queue) -> None:
-        with queue.cond:
-            queue.users -= 1
-            if queue.users > 0 or queue.fd is None:
-                return
-            fd, queue.fd = queue.fd, None
-        _close_queue_fd(fd, locked=True)
+        The head only waits for the lock file and leaves the queue once it has placed it:
+        a holder that lets go and comes straight back must queue behind the head, so the
+        lock passes down the queue instead of back to whoever had it last.
+        """
+        directory = str(path.parent)
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None  # the lock file reports what is wrong with the directory
+        _queue_fds.add(fd)
+        try:
+            taken = _flock(fd, max(0.0, deadline - time.monotonic()))
+        except OSError as exc:
+            _close_queue_fd(fd, locked=False)
+            if exc.errno in _NO_FLOCK:
+                return None
+            raise SessionStoreError(
+                f"cannot wait for {path}: flock on {directory}: {exc.strerror}"
+            ) from exc
+        if not taken:
+            raise LockTimeoutError(
+                f"session file locked (timeout {timeout}ms): {path}; other writers of this"
+                " store were ahead in the queue for the whole timeout - retry"
+            )
+        return fd
 
     # --- the lock file ----------------------------------------------------------------------
 
@@ -564,13 +525,13 @@ class LockFile:
         while True:
             attempt += 1
             token = uuid.uuid4().hex
-            # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
-            payload = json.dumps(
-                {"pid": pid, "createdAt": _iso_now(), "starttime": starttime, "token": token}
-            ).encode()
             since = time.monotonic()
             try:
-                placed = self._place(path, payload)
+                if attempt > 1 and os.path.lexists(path):
+                    raise FileExistsError(path)  # cheaper than placing a temp file to find out
+                # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
+                payload = {"pid": pid, "createdAt": _iso_now(), "starttime": starttime}
+                placed = self._place(path, json.dumps({**payload, "token": token}).encode())
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
@@ -582,9 +543,12 @@ class LockFile:
                         " process is writing this store - retry, or if that process is gone,"
                         " remove the lock file"
                     ) from None
-                # A foreign holder (a gateway polls the same way): back off, with jitter so
-                # that pollers do not fall into step.
-                pause = min(1.0, 0.05 * attempt) * (0.5 + random.random() / 2)
+                # A holder of this library (its lock names a token) lets go within its hold
+                # budget: look again soon. A foreign one (a gateway polls the same way): back
+                # off as OpenClaw does. With jitter, so that pollers do not fall into step.
+                ours = isinstance(seen.get("token"), str)
+                pause = min(0.005, 0.001 * attempt) if ours else min(1.0, 0.05 * attempt)
+                pause *= 0.5 + random.random() / 2
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
             except OSError as exc:
