@@ -234,14 +234,15 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _close_queue_fd(fd: int, *, locked: bool) -> None:
-    # Unlock explicitly before closing: a forked child may share the open file description.
-    _queue_fds.discard(fd)
+    # Unlock explicitly before closing (a forked child may share the open file description),
+    # and only then forget the descriptor, so that a child forked in between closes its copy.
     try:
         if locked:
             fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError:
         pass
     finally:
+        _queue_fds.discard(fd)
         with contextlib.suppress(OSError):
             os.close(fd)
 
