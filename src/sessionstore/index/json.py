@@ -411,7 +411,10 @@ class JsonIndex(IndexBackend):
         written = atomic_write(self._path, data, mode=0o600, before_replace=self._lock.check_held)
         # Our bytes are cached under the identity the file has now only if it is still the
         # inode we wrote (the rename changed its ctime alone); else they get no identity.
-        now = self._stat_key()
+        try:
+            now = self._stat_key()
+        except SessionStoreError:
+            now = None  # written all the same: only the cache goes without an identity
         ours = now is not None and now[:4] == _file_id(written)[:4]
         with self._cache_guard:
             self._cache = _Snapshot(now if ours else None, data, store)
