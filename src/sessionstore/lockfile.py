@@ -275,9 +275,12 @@ class _KernelWait:
     def wait(self, timeout: float) -> bool:
         """True once the lock is taken; False (the descriptor given away) after ``timeout``."""
         helper = threading.Thread(target=self.run, name="sessionstore-lock-wait", daemon=True)
-        helper.start()
         try:
-            self.done.wait(timeout)
+            helper.start()
+        except RuntimeError as exc:  # no thread to be had: the caller reports it
+            raise OSError(errno.EAGAIN, f"cannot start a thread to wait in: {exc}") from exc
+        try:
+            self.done.wait(min(timeout, threading.TIMEOUT_MAX))
         except BaseException:
             if not self._give_up():
                 _close_queue_fd(self.fd, locked=self.error is None)
@@ -418,7 +421,7 @@ class LockFile:
         deadline = time.monotonic() + timeout / 1000
         path = self.path
         held = self._held(path)
-        if not held.mutex.acquire(max(0.0, timeout / 1000)):
+        if not held.mutex.acquire(min(max(0.0, timeout / 1000), threading.TIMEOUT_MAX)):
             raise LockTimeoutError(
                 f"session file locked (timeout {timeout}ms): held by another thread of this"
                 f" process ({path})"
