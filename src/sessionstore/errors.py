@@ -13,6 +13,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidEntryError",
     "InvalidKeyError",
+    "LockLostError",
     "LockTimeoutError",
     "MigrationError",
     "ReadOnlyStoreError",
@@ -79,6 +80,15 @@ class CorruptStoreError(SessionStoreError):
 
 class LockTimeoutError(SessionStoreError):
     """A lock (lock file or database write lock) could not be taken in time."""
+
+
+class LockLostError(LockTimeoutError):
+    """A write's lock was no longer safely its own when it came to write; nothing was written.
+
+    Either the lock file was taken over (OpenClaw steals a ``sessions.json.lock`` older than
+    30 s, even from a live owner), or it was held so long that it could have been. Retry;
+    if it keeps happening, make the callback that runs under the lock faster.
+    """
 
 
 class StorageFullError(SessionStoreError):

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,30 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
+def atomic_write(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    durable: bool = True,
+    before_replace: Callable[[], None] | None = None,
+) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir).
 
     The temp file is ``<name>.<uuid>.tmp`` beside the target, as OpenClaw names it. On any
     failure the temp file is removed and the old file is left as it was.
+
+    Args:
+        path: The file to replace.
+        data: Its new content.
+        mode: The file's permission bits.
+        durable: fsync the file and the directory.
+        before_replace: Called once the new content is on disk, right before the rename; if
+            it raises, nothing is replaced and the exception propagates.
+
+    Returns:
+        The ``fstat`` of the written file, taken before the rename (which may change only
+        its ``st_ctime``): who later finds these values under ``path`` reads these bytes.
 
     Raises:
         StorageFullError: The disk or a size limit is full.
@@ -102,15 +122,23 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
             os.fchmod(fd, mode)
             if durable:
                 os.fsync(fd)
+            written = os.fstat(fd)
         finally:
             os.close(fd)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise os_error(exc, "write", path) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if durable:
         fsync_dir(path.parent)
+    return written
 
 
 def check_json(value: Any) -> None:

@@ -1,19 +1,38 @@
 """OpenClaw's cross-process lock file (``<file>.lock``), shared with a running gateway.
 
 Acquire = exclusive create of ``<realdir>/<name>.lock`` holding
-``{"pid", "createdAt", "starttime"}`` (a hard link of a fully written temp file, so the lock
-never exists without its payload). Unlike OpenClaw, a lock whose owner is alive is never
-stolen, however old it is: only locks of dead or recycled pids, our own orphaned locks, and
-locks without an owner that are older than ``stale_ms`` are removed. Within a process the
-lock is re-entrant per thread, and threads queue on an in-process lock first.
+``{"pid", "createdAt", "starttime", "token"}`` (a hard link of a fully written temp file, so
+the lock never exists without its payload). OpenClaw reads the first three; the random
+``token`` names this very hold, so a release never removes a lock that is no longer ours
+(OpenClaw steals a store lock older than 30 s even when its owner is alive) and a writer can
+check, right before it replaces the target, that the lock is still its own and young enough
+that nobody could have stolen it (:meth:`LockFile.check_held`).
+
+Unlike OpenClaw, a lock whose owner is alive is never stolen, however old it is: only locks
+of dead or recycled pids, our own orphaned locks, and locks without an owner that are older
+than ``stale_ms`` are removed.
+
+Waiting is fair. Threads of one process queue first-come first-served on an in-process
+lock (re-entrant per thread). With ``queue=True`` the processes of this library then queue
+on a kernel lock, ``flock`` on the target's directory (no file is added beside the target;
+the kernel wakes the next waiter as soon as the lock is let go, and lets go for a process
+that dies). Only the head of that queue polls for the lock file, and it leaves the queue as
+soon as it has placed it: a holder that lets go and comes straight back queues behind the
+waiters instead of winning again, as the fastest poller otherwise does. The head looks
+again within milliseconds while the lock file is one of ours (its payload has a token), and
+backs off with jitter, as OpenClaw does, while a foreign process (a gateway) holds it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import fcntl
 import json
+import logging
 import os
+import random
 import threading
 import time
 import uuid
@@ -21,14 +40,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from .errors import LockTimeoutError, SessionStoreError
+from .errors import LockLostError, LockTimeoutError, SessionStoreError
 
-__all__ = ["LockFile", "lock_is_stale", "process_start_time", "remove_stale_lock"]
+__all__ = [
+    "HOLD_BUDGET_MS",
+    "LockFile",
+    "lock_is_stale",
+    "process_start_time",
+    "remove_stale_lock",
+]
 
+log = logging.getLogger("sessionstore")
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+# Kernels or filesystems where flock on a directory does not work (NFS emulates flock with
+# byte-range locks, which need a writable descriptor): the lock file alone still excludes.
+_NO_FLOCK = frozenset({errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+HOLD_BUDGET_MS: Final = 20_000
+"""How long a writer may hold the lock before it must not write any more.
+
+OpenClaw steals a ``sessions.json.lock`` older than 30 s from a live owner; a write checked
+against this budget right before it replaces the file cannot have been overtaken.
+"""
 
 
 def process_start_time(pid: int) -> int | None:
@@ -107,23 +143,206 @@ def lock_is_stale(
     return False, payload
 
 
+class _FairMutex:
+    """A re-entrant lock that hands itself to waiting threads in arrival order."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self.owner: int | None = None
+        self.depth = 0
+        self._waiting: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+
+    def held_here(self) -> bool:
+        return self.owner == threading.get_ident()
+
+    def acquire(self, timeout: float) -> bool:
+        me = threading.get_ident()
+        with self._guard:
+            if self.owner == me:
+                self.depth += 1
+                return True
+            if self.owner is None and not self._waiting:
+                self.owner, self.depth = me, 1
+                return True
+            if timeout <= 0:
+                return False
+            ticket = threading.Lock()
+            ticket.acquire()
+            entry = (me, ticket)
+            self._waiting.append(entry)
+        try:
+            ticket.acquire(timeout=timeout)
+        except BaseException:
+            with self._guard:
+                if self.owner == me:  # handed over just as the wait was interrupted
+                    self._release_locked()
+                else:
+                    self._waiting.remove(entry)
+            raise
+        with self._guard:
+            if self.owner == me:  # handed over (possibly just as the wait timed out)
+                return True
+            self._waiting.remove(entry)
+            return False
+
+    def release(self) -> None:
+        with self._guard:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self.depth -= 1
+        if self.depth:
+            return
+        if self._waiting:
+            self.owner, ticket = self._waiting.popleft()
+            self.depth = 1
+            ticket.release()
+        else:
+            self.owner = None
+
+
 @dataclass
 class _Held:
-    mutex: threading.RLock = field(default_factory=threading.RLock)
+    """This process's state of one lock file."""
+
+    mutex: _FairMutex = field(default_factory=_FairMutex)
     count: int = 0
+    token: str = ""
+    since: float = 0.0  # time.monotonic() when the lock file was placed
+    pid: int = field(default_factory=os.getpid)
 
 
 _registry: dict[str, _Held] = {}
 _registry_guard = threading.Lock()
+_queue_fds: set[int] = set()  # every directory descriptor this process has open for a queue
 
 
 def _reset_after_fork() -> None:
+    # Another thread of the parent may have held any of these at the fork: the child starts
+    # afresh. It also closes its copies of the queue descriptors: a copy would keep the
+    # parent's flock alive after the parent died.
     global _registry_guard
+    for fd in list(_queue_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _queue_fds.clear()
     _registry.clear()
     _registry_guard = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _close_queue_fd(fd: int, *, locked: bool) -> None:
+    # Unlock explicitly before closing (a forked child may share the open file description),
+    # and only then forget the descriptor, so that a child forked in between closes its copy.
+    try:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    finally:
+        _queue_fds.discard(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class _KernelWait:
+    """A blocking ``flock`` in a helper thread, so that the caller can give up at a deadline.
+
+    A wait that is given up keeps its place until the kernel grants it; the helper then
+    lets go at once and closes the descriptor.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.done = threading.Event()
+        self.error: OSError | None = None
+        self.abandoned = False
+        self.guard = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            self.error = exc
+        with self.guard:
+            if not self.abandoned:
+                self.done.set()
+                return
+        _close_queue_fd(self.fd, locked=self.error is None)
+
+    def wait(self, timeout: float) -> bool:
+        """True once the lock is taken; False (the descriptor given away) after ``timeout``."""
+        helper = threading.Thread(target=self.run, name="sessionstore-lock-wait", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError as exc:  # no thread to be had: the caller reports it
+            raise OSError(errno.EAGAIN, f"cannot start a thread to wait in: {exc}") from exc
+        try:
+            self.done.wait(min(timeout, threading.TIMEOUT_MAX))
+        except BaseException:
+            if not self._give_up():
+                _close_queue_fd(self.fd, locked=self.error is None)
+            raise
+        if not self._give_up():
+            if self.error is not None:
+                raise self.error
+            return True
+        return False
+
+    def _give_up(self) -> bool:
+        """Leave the descriptor to the helper unless it is done; True when it was left."""
+        with self.guard:
+            if self.done.is_set():
+                return False
+            self.abandoned = True
+            return True
+
+
+def _flock(fd: int, timeout: float) -> bool:
+    """Take ``flock(LOCK_EX)`` on ``fd`` within ``timeout`` seconds.
+
+    Returns:
+        True when taken. False on timeout: the descriptor is then closed (now or, when the
+        kernel grants the abandoned wait, by the helper thread).
+
+    Raises:
+        OSError: flock failed for another reason (the descriptor is left open).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    if timeout <= 0:
+        _close_queue_fd(fd, locked=False)
+        return False
+    return _KernelWait(fd).wait(timeout)
+
+
+def _holds_lock_in(directory: Path) -> bool:
+    """True when the calling thread holds a lock file in ``directory``."""
+    with _registry_guard:
+        return any(
+            held.count > 0 and held.mutex.held_here() and Path(key).parent == directory
+            for key, held in _registry.items()
+        )
+
+
+def _read_payload(path: Path) -> dict[str, Any] | None:
+    """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        payload = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 class LockFile:
@@ -133,12 +352,25 @@ class LockFile:
         target: The file being protected.
         timeout_ms: How long ``acquire`` waits before raising ``LockTimeoutError``.
         stale_ms: Age after which a lock without an owner pid is considered abandoned.
+        queue: Queue this library's processes on a kernel lock (``flock`` on the target's
+            directory) while they wait for the lock file, so that they get it in turn.
+        max_hold_ms: The hold budget :meth:`check_held` enforces (None: no budget).
     """
 
-    def __init__(self, target: Path, *, timeout_ms: int = 10_000, stale_ms: int = 30_000):
+    def __init__(
+        self,
+        target: Path,
+        *,
+        timeout_ms: int = 10_000,
+        stale_ms: int = 30_000,
+        queue: bool = False,
+        max_hold_ms: int | None = HOLD_BUDGET_MS,
+    ):
         self.target = target
         self.timeout_ms = timeout_ms
         self.stale_ms = stale_ms
+        self.queue = queue
+        self.max_hold_ms = max_hold_ms
 
     @property
     def path(self) -> Path:
@@ -146,22 +378,27 @@ class LockFile:
         parent = os.path.realpath(self.target.parent)
         return Path(parent) / (self.target.name + ".lock")
 
-    def _held(self) -> _Held:
-        key = str(self.path)
+    def _held(self, path: Path | None = None) -> _Held:
+        key = str(self.path if path is None else path)
         with _registry_guard:
             held = _registry.get(key)
             if held is None:
                 held = _registry[key] = _Held()
             return held
 
+    def held_here(self) -> bool:
+        """True when the calling thread holds this lock (through any ``LockFile`` of it)."""
+        held = self._held()
+        return held.count > 0 and held.mutex.held_here()
+
     @contextlib.contextmanager
     def hold(self, timeout_ms: int | None = None) -> Iterator[None]:
         """Hold the lock for the duration of a ``with`` block."""
-        self.acquire(timeout_ms)
+        held = self._acquire(timeout_ms)
         try:
             yield
         finally:
-            self.release()
+            self._release(held)
 
     def acquire(self, timeout_ms: int | None = None) -> None:
         """Take the lock, waiting up to the timeout.
@@ -169,44 +406,136 @@ class LockFile:
         Raises:
             LockTimeoutError: Another live process held the lock for the whole timeout.
         """
+        self._acquire(timeout_ms)
+
+    def release(self) -> None:
+        """Release one level of the lock; the file goes with the last one.
+
+        Raises:
+            SessionStoreError: The calling thread does not hold the lock.
+        """
+        self._release(self._held())
+
+    def _acquire(self, timeout_ms: int | None) -> _Held:
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms
         deadline = time.monotonic() + timeout / 1000
-        held = self._held()
-        if not held.mutex.acquire(timeout=max(0.0, timeout / 1000)):
+        path = self.path
+        held = self._held(path)
+        if not held.mutex.acquire(min(max(0.0, timeout / 1000), threading.TIMEOUT_MAX)):
             raise LockTimeoutError(
                 f"session file locked (timeout {timeout}ms): held by another thread of this"
-                f" process ({self.path})"
+                f" process ({path})"
             )
         if held.count > 0:
             held.count += 1
-            return
+            return held
         try:
-            self._create(deadline, timeout)
+            # A thread already holding another lock of this directory skips the queue: the
+            # process at its head may be waiting for that very lock.
+            queued = (
+                self._enter_queue(path, deadline, timeout)
+                if self.queue and not _holds_lock_in(path.parent)
+                else None
+            )
+            try:
+                self._create(held, path, deadline, timeout)
+            finally:
+                if queued is not None:
+                    _close_queue_fd(queued, locked=True)
         except BaseException:
             held.mutex.release()
             raise
         held.count = 1
+        return held
 
-    def release(self) -> None:
-        """Release one level of the lock; the file goes with the last one."""
-        held = self._held()
+    def _release(self, held: _Held) -> None:
+        if held.pid != os.getpid():
+            return  # taken by the parent before a fork: the parent's to release, not ours
+        if held.count <= 0 or not held.mutex.held_here():
+            raise SessionStoreError(f"{self.path} is not held by this thread; nothing to release")
         held.count -= 1
-        if held.count == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-        held.mutex.release()
+        try:
+            if held.count == 0:
+                self._remove_own(self.path, held.token)
+        finally:
+            held.mutex.release()
 
-    def _create(self, deadline: float, timeout: int) -> None:
+    def check_held(self) -> None:
+        """Make sure a write may still rely on the lock; call it right before the write.
+
+        Raises:
+            LockLostError: The calling thread does not hold the lock, the lock file is not
+                ours any more, or it has been held longer than ``max_hold_ms``.
+        """
         path = self.path
+        held = self._held(path)
+        if held.count <= 0 or not held.mutex.held_here() or held.pid != os.getpid():
+            raise LockLostError(f"{path} is not held by this thread; nothing was written")
+        age_ms = (time.monotonic() - held.since) * 1000
+        if self.max_hold_ms is not None and age_ms > self.max_hold_ms:
+            raise LockLostError(
+                f"{path} was held for {age_ms / 1000:.1f}s, longer than the"
+                f" {self.max_hold_ms / 1000:g}s a writer may rely on it (OpenClaw takes over a"
+                f" lock older than {self.stale_ms / 1000:g}s); nothing was written - make the"
+                " work done under the lock shorter (a faster mutate callback, or maintenance"
+                " in smaller steps) and retry"
+            )
+        payload = _read_payload(path)
+        if payload is None or payload.get("token") != held.token:
+            owner = "nobody" if payload is None else f"pid={payload.get('pid', '?')}"
+            raise LockLostError(
+                f"{path} was taken over while this write held it (it now belongs to {owner});"
+                " nothing was written - retry"
+            )
+
+    # --- the kernel queue -------------------------------------------------------------------
+
+    @staticmethod
+    def _enter_queue(path: Path, deadline: float, timeout: int) -> int | None:
+        """Wait for the head of the directory's queue; returns the descriptor holding it.
+
+        The head only waits for the lock file and leaves the queue once it has placed it:
+        a holder that lets go and comes straight back must queue behind the head, so the
+        lock passes down the queue instead of back to whoever had it last.
+        """
+        directory = str(path.parent)
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None  # the lock file reports what is wrong with the directory
+        _queue_fds.add(fd)
+        try:
+            taken = _flock(fd, max(0.0, deadline - time.monotonic()))
+        except OSError as exc:
+            _close_queue_fd(fd, locked=False)
+            if exc.errno in _NO_FLOCK:
+                return None
+            raise SessionStoreError(
+                f"cannot wait for {path}: flock on {directory}: {exc.strerror}"
+            ) from exc
+        if not taken:
+            raise LockTimeoutError(
+                f"session file locked (timeout {timeout}ms): {path}; other writers of this"
+                " store were ahead in the queue for the whole timeout - retry"
+            )
+        return fd
+
+    # --- the lock file ----------------------------------------------------------------------
+
+    def _create(self, held: _Held, path: Path, deadline: float, timeout: int) -> None:
         pid = os.getpid()
-        payload = json.dumps(
-            {"pid": pid, "createdAt": _iso_now(), "starttime": process_start_time(pid)}
-        ).encode()
+        starttime = process_start_time(pid)
         attempt = 0
         while True:
             attempt += 1
+            token = uuid.uuid4().hex
+            since = time.monotonic()
             try:
-                placed = self._place(path, payload)
+                if attempt > 1 and os.path.lexists(path):
+                    raise FileExistsError(path)  # cheaper than placing a temp file to find out
+                # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
+                payload = {"pid": pid, "createdAt": _iso_now(), "starttime": starttime}
+                placed = self._place(path, json.dumps({**payload, "token": token}).encode())
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
@@ -218,12 +547,37 @@ class LockFile:
                         " process is writing this store - retry, or if that process is gone,"
                         " remove the lock file"
                     ) from None
-                time.sleep(min(1.0, 0.05 * attempt, max(0.0, deadline - time.monotonic())))
+                # A holder of this library (its lock names a token) lets go within its hold
+                # budget: look again soon. A foreign one (a gateway polls the same way): back
+                # off as OpenClaw does. With jitter, so that pollers do not fall into step.
+                ours = isinstance(seen.get("token"), str)
+                pause = min(0.005, 0.001 * attempt) if ours else min(1.0, 0.05 * attempt)
+                pause *= 0.5 + random.random() / 2
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
             except OSError as exc:
                 raise SessionStoreError(f"cannot create lock file {path}: {exc.strerror}") from exc
             if placed:
+                held.token, held.since = token, since
                 return
+
+    @staticmethod
+    def _remove_own(path: Path, token: str) -> None:
+        # Remove the lock file only if it still carries our token. If it does not, someone
+        # (a gateway judging it stale) took it over: theirs now, left alone.
+        payload = _read_payload(path)
+        if payload is None:
+            log.warning("lock file %s disappeared while this process held it", path)
+            return
+        if payload.get("token") != token:
+            log.warning(
+                "lock file %s was taken over by pid=%s while this process held it; left in place",
+                path,
+                payload.get("pid", "?"),
+            )
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
     @staticmethod
     def _place(path: Path, payload: bytes) -> bool:

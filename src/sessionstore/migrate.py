@@ -26,6 +26,7 @@ from .files import atomic_write, dumps_pretty, os_error, sha256_hex, sqlite_uri
 from .index.json import parse_store_bytes
 from .keys import fold_key
 from .layout import StorePaths
+from .lockfile import LockFile
 
 __all__ = [
     "MigrationResult",
@@ -513,17 +514,37 @@ def _when(ms: object) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def export_entries(entries: dict[str, Any], out: Path, *, overwrite: bool = False) -> int:
+def export_entries(
+    entries: dict[str, Any], out: Path, *, overwrite: bool = False, lock_timeout_ms: int = 10_000
+) -> int:
     """Write entries as a ``sessions.json`` (OpenClaw's exact layout, mode 0600).
 
+    The write takes ``<out>.lock`` as every ``sessions.json`` writer does (a gateway may be
+    using that file) and replaces the file atomically.
+
+    Args:
+        entries: The entries by key.
+        out: The file to write.
+        overwrite: Replace ``out`` if it exists.
+        lock_timeout_ms: How long to wait for ``<out>.lock``.
+
     Raises:
-        SessionStoreError: ``out`` exists and ``overwrite`` is False, or the write failed.
+        LockTimeoutError: Another process held ``<out>.lock`` for the whole timeout.
+        SessionStoreError: ``out`` exists and ``overwrite`` is False, it is being written
+            by a callback of this thread, or the write failed.
     """
-    if out.exists() and not overwrite:
-        raise SessionStoreError(f"{out} already exists; pass --force to overwrite it")
+    data = dumps_pretty(entries)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error(exc, "create directory", out.parent) from exc
-    atomic_write(out, dumps_pretty(entries), mode=0o600)
+    lock = LockFile(out, timeout_ms=lock_timeout_ms, queue=True)
+    if lock.held_here():
+        raise SessionStoreError(
+            f"{out} is being written by a callback of this thread; export it after that write"
+        )
+    with lock.hold():
+        if out.exists() and not overwrite:
+            raise SessionStoreError(f"{out} already exists; pass --force to overwrite it")
+        atomic_write(out, data, mode=0o600, before_replace=lock.check_held)
     return len(entries)

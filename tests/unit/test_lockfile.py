@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import stat
@@ -11,14 +12,19 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import sessionstore
-from sessionstore.errors import LockTimeoutError, SessionStoreError, StorageFullError
+from sessionstore.errors import (
+    LockLostError,
+    LockTimeoutError,
+    SessionStoreError,
+    StorageFullError,
+)
 from sessionstore.files import atomic_write
 from sessionstore.lockfile import LockFile, lock_is_stale, process_start_time
 
@@ -78,7 +84,7 @@ def test_payload_mode_and_release(target: Path) -> None:
     try:
         path = lock.path
         payload = json.loads(path.read_text())
-        assert set(payload) == {"pid", "createdAt", "starttime"}
+        assert set(payload) == {"pid", "createdAt", "starttime", "token"}
         assert payload["pid"] == os.getpid()
         assert payload["starttime"] == process_start_time(os.getpid())
         assert isinstance(payload["starttime"], int)
@@ -421,3 +427,120 @@ def test_file_size_limit_before_any_other_write_keeps_the_file_byte_identical(
     assert json.loads(proc.stdout)["error"] == "StorageFullError", proc.stdout
     assert path.read_bytes() == original
     assert _leftovers(path.parent) == []
+
+
+# --- fairness, ownership, the kernel queue -----------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def test_threads_get_the_lock_in_arrival_order(target: Path) -> None:
+    lock = LockFile(target, timeout_ms=30_000)
+    order: list[str] = []
+    lock.acquire()
+    mutex = lock._held().mutex
+    threads = []
+    for name in ("t1", "t2", "t3"):
+
+        def run(name: str = name) -> None:
+            with LockFile(target, timeout_ms=30_000).hold():
+                order.append(name)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+        _wait_for(lambda: len(mutex._waiting) == len(threads), f"{name} to queue")
+    lock.release()
+    with lock.hold():  # straight back: behind the three that were waiting
+        order.append("main")
+    for thread in threads:
+        thread.join(30)
+    assert order == ["t1", "t2", "t3", "main"]
+
+
+_THIEF = textwrap.dedent(
+    """
+    import json, os, sys
+    lock = sys.argv[1]
+    os.unlink(lock)  # OpenClaw's verdict on a lock older than 30 s, live owner or not
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, json.dumps({"pid": os.getpid(), "createdAt": "2026-01-01T00:00:00.000Z"}).encode())
+    os.close(fd)
+    """
+)
+
+
+def test_a_stolen_lock_fails_check_held_and_survives_release(target: Path) -> None:
+    lock = LockFile(target)
+    with lock.hold():
+        lock.check_held()  # ours
+        subprocess.run([sys.executable, "-c", _THIEF, str(lock.path)], check=True, timeout=60)
+        with pytest.raises(LockLostError, match=r"taken over .* pid=\d+"):
+            lock.check_held()
+        stolen = lock.path.read_bytes()
+    assert lock.path.read_bytes() == stolen  # left to its new owner
+    assert "token" not in json.loads(stolen)
+
+
+def test_check_held_refuses_a_hold_past_its_budget(target: Path) -> None:
+    lock = LockFile(target, max_hold_ms=50)
+    with lock.hold():
+        lock.check_held()
+        time.sleep(0.1)
+        with pytest.raises(LockLostError, match=r"longer than the 0.05s"):
+            lock.check_held()
+    assert not lock.path.exists()
+    with pytest.raises(LockLostError, match="not held by this thread"):
+        lock.check_held()
+
+
+def _queued_on(directory: Path) -> bool:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+_QUEUED_WAITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from sessionstore.lockfile import LockFile
+    with LockFile(Path(sys.argv[1]), timeout_ms=60_000, queue=True).hold():
+        print("got it", flush=True)
+    """
+)
+
+
+def test_a_second_lock_of_the_same_directory_skips_the_queue_its_holder_blocks(
+    tmp_path: Path,
+) -> None:
+    # Another process heads the directory's queue, waiting for a lock this thread holds;
+    # taking a second lock of that directory must not wait behind it (that is a deadlock).
+    first = LockFile(tmp_path / "a.json", timeout_ms=60_000, queue=True)
+    second = LockFile(tmp_path / "b.json", timeout_ms=2_000, queue=True)
+    with first.hold():
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", _QUEUED_WAITER, str(tmp_path / "a.json")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for(lambda: _queued_on(tmp_path), "the other process to queue")
+            with second.hold():
+                assert second.path.exists()
+        except BaseException:
+            waiter.kill()
+            raise
+    out, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and out.strip() == "got it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

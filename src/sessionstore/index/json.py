@@ -3,8 +3,11 @@
 Byte-compatible with OpenClaw: ``JSON.stringify(store, null, 2)`` layout (no trailing
 newline, key order kept), mode 0600, atomic replace, no write when nothing changed, and the
 same ``sessions.json.lock`` protocol, so this library and a running gateway can share a
-store. Every write re-reads the file under the lock (never trusting a cache there); reads
-outside the lock use a cache validated by inode, mtime and size.
+store. Writers of this library queue fairly on a kernel lock before taking the lock file
+(see ``lockfile.py``), and check right before each replace that the lock is still theirs.
+Every write re-reads the file under the lock (never trusting a cache there); reads outside
+the lock use a cache keyed by the identity (device, inode, size, mtime, ctime) that
+``fstat`` gave for the very descriptor the cached bytes were read from.
 
 Unlike OpenClaw, a file that does not parse is never treated as empty: it raises
 ``CorruptStoreError`` and is never overwritten.
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -53,6 +58,23 @@ __all__ = ["JsonIndex", "parse_store_bytes"]
 
 Entry = dict[str, Any]
 T = TypeVar("T")
+FileId = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+_live: weakref.WeakSet[JsonIndex] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # Another thread of the parent may have held a cache guard at the fork: the child would
+    # wait for it forever. (lockfile.py resets the write lock itself.)
+    for index in list(_live):
+        index._cache_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _file_id(st: os.stat_result) -> FileId:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 JSON5_MAX_BYTES = 1024 * 1024
@@ -105,7 +127,7 @@ def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
 
 @dataclass
 class _Snapshot:
-    stat_key: tuple[int, int, int] | None
+    stat_key: FileId | None
     raw: bytes | None
     store: dict[str, Any]
     folds: dict[str, list[str]] | None = None
@@ -231,11 +253,12 @@ class JsonIndex(IndexBackend):
         self._path = path
         self.location = str(path)
         self._agent_id = agent_id
-        self._lock = LockFile(path, timeout_ms=lock_timeout_ms)
+        self._lock = LockFile(path, timeout_ms=lock_timeout_ms, queue=True)
         self._cache: _Snapshot | None = None
         self._cache_guard = threading.Lock()
         self._closed = False
         self._read_only = read_only
+        _live.add(self)
         # Nothing is created at open (no directory, no file): that waits for a write.
         if not read_only and path.parent.is_dir() and os.access(path.parent, os.W_OK):
             self._clean_stale_temp_files()
@@ -281,43 +304,73 @@ class JsonIndex(IndexBackend):
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _stat_key(self) -> tuple[int, int, int] | None:
+    def _stat_key(self) -> FileId | None:
         try:
             st = os.stat(self._path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise os_error(exc, "read", self._path) from exc
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return _file_id(st)
+
+    def _read(self) -> tuple[FileId | None, bytes | None]:
+        """The file's bytes and the identity of exactly those bytes (None: no file).
+
+        The identity is the ``fstat`` of the descriptor read, before and after the read: a
+        file replaced meanwhile is another inode and cannot lend its identity to these
+        bytes; one changed in place (not how OpenClaw writes) gives no identity, so the
+        bytes are used once and not cached.
+        """
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+        try:
+            before = os.fstat(fd)
+            chunks = []
+            while True:
+                chunk = os.read(fd, max(before.st_size + 1, 65536))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+        finally:
+            os.close(fd)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        same = (
+            stat.S_ISREG(after.st_mode)
+            and _file_id(before) == _file_id(after)
+            and after.st_size == len(raw)
+        )
+        return (_file_id(after) if same else None), raw
 
     def _load(self, *, fresh: bool) -> _Snapshot:
         """The parsed, normalised store; ``fresh`` re-reads the file whatever the cache says."""
         self._check_open()
-        stat_key = self._stat_key()
         with self._cache_guard:
             cached = self._cache
-        if not fresh and cached is not None and cached.stat_key == stat_key:
+        if (
+            not fresh
+            and cached is not None
+            and cached.stat_key is not None
+            and cached.stat_key == self._stat_key()
+        ):
             return cached
-        if stat_key is None:
+        file_id, raw = self._read()
+        if raw is None:
             snap = _Snapshot(None, None, {})
+        elif cached is not None and cached.raw == raw:
+            snap = _Snapshot(file_id, raw, cached.store)
         else:
-            try:
-                raw = self._path.read_bytes()
-                stat_key = self._stat_key()
-            except FileNotFoundError:
-                raw, stat_key = None, None
-            except OSError as exc:
-                raise os_error(exc, "read", self._path) from exc
-            if cached is not None and raw is not None and cached.raw == raw:
-                snap = _Snapshot(stat_key, raw, cached.store)
-            elif raw is None:
-                snap = _Snapshot(None, None, {})
-            else:
-                store = parse_store_bytes(raw, self._path)
-                for k, v in store.items():
-                    if isinstance(v, dict):
-                        store[k] = load_normalize(v)
-                snap = _Snapshot(stat_key, raw, store)
+            store = parse_store_bytes(raw, self._path)
+            for k, v in store.items():
+                if isinstance(v, dict):
+                    store[k] = load_normalize(v)
+            snap = _Snapshot(file_id, raw, store)
         with self._cache_guard:
             self._cache = snap
         return snap
@@ -354,23 +407,46 @@ class JsonIndex(IndexBackend):
 
     # --- writing ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold ``sessions.json.lock`` for one write; a write nested in another is refused.
+
+        The lock is re-entrant (as OpenClaw's), so a write started from inside another
+        write's callback in the same thread would succeed and then be overwritten by the
+        outer write. Other threads simply wait their turn.
+        """
+        self._check_writable()
+        if self._lock.held_here():
+            raise SessionStoreError(
+                "a write was started from inside another write's callback on the same store;"
+                " do all changes inside the one callback"
+            )
+        with self._lock.hold():
+            yield
+
     def _write(self, snap: _Snapshot, store: dict[str, Any]) -> bool:
         data = dumps_pretty(store)
         if snap.raw is not None and data == snap.raw:
             return False  # no-op write skipped, as upstream
         ensure_private_dir(self._path.parent)
-        atomic_write(self._path, data, mode=0o600)
-        stat_key = self._stat_key()
+        # The last moment to find the lock stolen or too old to rely on: nothing written.
+        written = atomic_write(self._path, data, mode=0o600, before_replace=self._lock.check_held)
+        # Our bytes are cached under the identity the file has now only if it is still the
+        # inode we wrote (the rename changed its ctime alone); else they get no identity.
+        try:
+            now = self._stat_key()
+        except SessionStoreError:
+            now = None  # written all the same: only the cache goes without an identity
+        ours = now is not None and now[:4] == _file_id(written)[:4]
         with self._cache_guard:
-            self._cache = _Snapshot(stat_key, data, store)
+            self._cache = _Snapshot(now if ours else None, data, store)
         return True
 
     def modify(
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write ``key`` under ``sessions.json.lock``."""
-        self._check_writable()
-        with self._lock.hold():
+        with self._writing():
             snap = self._load(fresh=True)
             winner, matches = resolve_key(snap.store, key)
             existing = snap.store[winner] if winner is not None else None
@@ -396,8 +472,7 @@ class JsonIndex(IndexBackend):
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Whole-store mutator under the lock (``updateSessionStore``), ACP preserved."""
-        self._check_writable()
-        with self._lock.hold():
+        with self._writing():
             snap = self._load(fresh=True)
             working: dict[str, Any] = clone_json(snap.store)
             acp_before = {
@@ -429,8 +504,7 @@ class JsonIndex(IndexBackend):
         if not commit and (self._read_only or not os.access(self._path.parent, os.W_OK)):
             # A plan only: without the lock, on the file as it is now.
             return fn(_JsonMaintenance(dict(self._load(fresh=True).store)))
-        self._check_writable()
-        with self._lock.hold():
+        with self._writing():
             snap = self._load(fresh=True)
             working = dict(snap.store)  # entries are only removed, never changed
             txn = _JsonMaintenance(working)

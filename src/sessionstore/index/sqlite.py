@@ -611,6 +611,10 @@ class SqliteIndex(IndexBackend):
         return self._open()
 
     def _open(self) -> apsw.Connection:
+        if not self._path.exists():
+            raise SessionStoreError(
+                f"{self._path} does not exist: nothing has been written to this store yet"
+            )
         problem = self._read_only_reason()
         if problem is None:
             conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
