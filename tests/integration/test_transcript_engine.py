@@ -364,3 +364,37 @@ def test_topic_transcript_is_tracked_like_a_primary(store: SessionStore) -> None
         assert _seqs(again.tail(1)) == [total + 3]
         assert again.bytes_read < SMALL_READ  # its checkpoint was kept in the database
         store.close()
+
+
+def test_tail_behind_a_checkpoint_saved_meanwhile_leaves_it_alone(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put(KEY, {"sessionId": SID})
+    writer = store.transcript(KEY)
+    for i in range(5):
+        writer.append(_user(f"m{i}"), idempotency_key=f"k{i}")
+    checkpoints = store.index.transcript_checkpoints()
+    reader = store.transcript(KEY)
+    real_pread = os.pread
+    meanwhile: list[Any] = []
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        if not meanwhile:  # the tail has just looked at the file's size: another append
+            meanwhile.append(None)  # (the append below reads too)
+            meanwhile.append(writer.append(_user("meanwhile"), idempotency_key="k-new"))
+            st = writer.path.stat()
+            meanwhile.append(checkpoints.load(str(writer.path), st.st_dev, st.st_ino))
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    tail = reader.tail(2)
+    monkeypatch.undo()
+    _, new_id, saved = meanwhile
+    assert saved is not None and saved.size == writer.path.stat().st_size
+    # the reader looked again, and left the newer checkpoint (and its keys) as it was
+    assert _ids(tail)[-1] == new_id and _seqs(tail) == [5, 6]
+    st = writer.path.stat()
+    assert checkpoints.load(str(writer.path), st.st_dev, st.st_ino) == saved
+    assert checkpoints.find_key(str(writer.path), saved, "k0") is not None
+    assert writer.append(_user("again"), idempotency_key="k-new") == new_id
+    assert writer.bytes_read < SMALL_READ

@@ -241,7 +241,9 @@ CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key, agent_i
 """
 
 # v5: transcript checkpoints (see transcripts/checkpoint.py). dev/ino are stored as signed
-# 64-bit integers; keys belong to the generation (one full scan) of their transcript.
+# 64-bit integers; keys belong to the generation (one full scan) of their transcript, and a
+# replaced generation's keys are kept until the next replacement (an appender may be using
+# them right now).
 _V5_TABLES = """
 CREATE TABLE IF NOT EXISTS transcripts (
   path TEXT PRIMARY KEY NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
@@ -249,8 +251,8 @@ CREATE TABLE IF NOT EXISTS transcripts (
   mark BLOB NOT NULL, gen TEXT NOT NULL, updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transcript_keys (
-  path TEXT NOT NULL, key TEXT NOT NULL, gen TEXT NOT NULL, entry_id TEXT NOT NULL,
-  PRIMARY KEY (path, key)
+  path TEXT NOT NULL, gen TEXT NOT NULL, key TEXT NOT NULL, entry_id TEXT NOT NULL,
+  PRIMARY KEY (path, gen, key)
 ) WITHOUT ROWID;
 """
 
@@ -1261,7 +1263,7 @@ def _unsigned(value: int) -> int:
 
 
 _INSERT_KEY: Final = (
-    "INSERT OR IGNORE INTO transcript_keys(path, key, gen, entry_id) VALUES (?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO transcript_keys(path, gen, key, entry_id) VALUES (?, ?, ?, ?)"
 )
 
 
@@ -1304,8 +1306,8 @@ class SqliteCheckpoints(CheckpointStore):
             rows: Rows = (
                 index._conn()
                 .execute(
-                    "SELECT entry_id FROM transcript_keys WHERE path = ? AND key = ? AND gen = ?",
-                    (path, key, checkpoint.gen),
+                    "SELECT entry_id FROM transcript_keys WHERE path = ? AND gen = ? AND key = ?",
+                    (path, checkpoint.gen, key),
                 )
                 .fetchall()
             )
@@ -1347,7 +1349,7 @@ class SqliteCheckpoints(CheckpointStore):
         ).fetchall()
         dev, ino = _signed(cp.dev), _signed(cp.ino)
         stored = rows[0] if rows else None
-        key_rows = [(path, k, cp.gen, v) for k, v in keys.items()]
+        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
         if cp.gen == expect:
             if stored is None or stored[0] != expect:
                 return False
@@ -1362,7 +1364,10 @@ class SqliteCheckpoints(CheckpointStore):
             return True
         if stored is not None and stored[0] != expect and (stored[2], stored[3]) == (dev, ino):
             return False  # another scan of this file got there first
-        conn.execute("DELETE FROM transcript_keys WHERE path = ?", (path,))
+        conn.execute(
+            "DELETE FROM transcript_keys WHERE path = ? AND gen NOT IN (?, ?)",
+            (path, cp.gen, stored[0] if stored is not None else cp.gen),
+        )
         conn.execute(
             "INSERT OR REPLACE INTO transcripts(path, dev, ino, size, count, leaf, mark_at,"
             " mark, gen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

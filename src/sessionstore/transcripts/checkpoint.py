@@ -10,8 +10,10 @@ rewritten in place and grown past ``size`` again (that line carries a random ent
 timestamp).
 
 Each full scan of a file starts a new generation (``gen``); the idempotency keys are kept
-per generation, so the keys of a replaced file are never consulted. Saves are
-compare-and-set on the generation, so two writers never mix keys of two scans:
+per generation, so the keys of a replaced file are never consulted, and those of the
+generation a replacement displaced are kept until the next one (an appender that loaded it
+may be looking keys up right now). Saves are compare-and-set on the generation, so two
+writers never mix keys of two scans:
 
 - extending (``checkpoint.gen == expect``): stored only while the stored checkpoint is of
   that generation and shorter; its keys are added to that generation's;
@@ -115,6 +117,7 @@ class CheckpointStore(ABC):
 class _Slot:
     checkpoint: Checkpoint
     keys: dict[str, str]
+    previous: tuple[str, dict[str, str]] | None = None  # the displaced generation's keys
 
 
 class MemoryCheckpoints(CheckpointStore):
@@ -148,9 +151,13 @@ class MemoryCheckpoints(CheckpointStore):
         """The entry id of ``key``, if the remembered scan is ``checkpoint``'s."""
         with self._lock:
             slot = self._slots.get((checkpoint.dev, checkpoint.ino))
-            if slot is None or slot.checkpoint.gen != checkpoint.gen:
+            if slot is None:
                 return None
-            return slot.keys.get(key)
+            if slot.checkpoint.gen == checkpoint.gen:
+                return slot.keys.get(key)
+            if slot.previous is not None and slot.previous[0] == checkpoint.gen:
+                return slot.previous[1].get(key)
+            return None
 
     def save(
         self,
@@ -175,7 +182,8 @@ class MemoryCheckpoints(CheckpointStore):
                 return True
             if slot is not None and slot.checkpoint.gen != expect:
                 return False  # another scan of this file got there first
-            self._slots[ident] = _Slot(checkpoint, dict(keys))
+            previous = (slot.checkpoint.gen, slot.keys) if slot is not None else None
+            self._slots[ident] = _Slot(checkpoint, dict(keys), previous)
             self._slots.move_to_end(ident)
             while len(self._slots) > self._max:
                 self._slots.popitem(last=False)

@@ -205,6 +205,10 @@ def archive_transcript(path: Path, reason: str, *, sessions_dir: Path | None = N
 
 
 SCAN_CHUNK: Final = 1 << 20
+TAIL_ATTEMPTS: Final = 3
+# Saves with this ``expect`` never replace a stored checkpoint of the same file (no real
+# generation is empty): used when the stored one is ahead of what the caller read.
+AHEAD: Final = ""
 # A tail that had to read this much to bring a checkpoint up to date stores it (best
 # effort, never waiting for the index), so the next reader does not read it again.
 SAVE_AFTER: Final = BLOCK
@@ -507,39 +511,50 @@ class Transcript:
         if fd is None:
             return []
         try:
-            st = os.fstat(fd)
-            end = self._last_line_start(fd, st.st_size)
-            # A last line without its newline is a record when it parses (another writer's
-            # complete record), as for messages() and entries().
-            last = self._pread(fd, st.st_size - end, end) if end < st.st_size else b""
-            last_entry = _parse_line(last) if not _blank(last) else None
-            lines: Iterator[tuple[int, bytes]] = self._lines_backwards(fd, end)
-            if last:
-                lines = itertools.chain([(end, last)], lines)
-            picked: list[dict[str, Any]] = []
-            messages_seen = 0
-            for _, line in lines:
-                if len(picked) >= n:
-                    break
-                if _blank(line):
-                    continue
-                entry = _parse_line(line)
-                if entry is None:
-                    self.skipped += 1
-                    continue
-                rec = _record(entry)
-                if rec is None:
-                    continue
-                if rec["__openclaw"].get("kind") is None:
-                    messages_seen += 1
-                picked.append(rec)
-            progress = self._catch_up(fd, st, end)
-            self._keep(progress)
-            total = progress.tally.count
-            if last_entry is not None and _is_message(last_entry):
-                total += 1
+            for attempt in range(TAIL_ATTEMPTS):
+                done = self._tail_once(fd, n, last_try=attempt == TAIL_ATTEMPTS - 1)
+                if done is not None:
+                    return done
+            raise AssertionError("unreachable: the last attempt always answers")
         finally:
             os.close(fd)
+
+    def _tail_once(self, fd: int, n: int, *, last_try: bool) -> list[dict[str, Any]] | None:
+        """``tail(n)`` of the file as it is now; None when it grew under us (try again)."""
+        self.skipped = 0
+        st = os.fstat(fd)
+        end = self._last_line_start(fd, st.st_size)
+        # A last line without its newline is a record when it parses (another writer's
+        # complete record), as for messages() and entries().
+        last = self._pread(fd, st.st_size - end, end) if end < st.st_size else b""
+        last_entry = _parse_line(last) if not _blank(last) else None
+        lines: Iterator[tuple[int, bytes]] = self._lines_backwards(fd, end)
+        if last:
+            lines = itertools.chain([(end, last)], lines)
+        picked: list[dict[str, Any]] = []
+        messages_seen = 0
+        for _, line in lines:
+            if len(picked) >= n:
+                break
+            if _blank(line):
+                continue
+            entry = _parse_line(line)
+            if entry is None:
+                self.skipped += 1
+                continue
+            rec = _record(entry)
+            if rec is None:
+                continue
+            if rec["__openclaw"].get("kind") is None:
+                messages_seen += 1
+            picked.append(rec)
+        progress = self._catch_up(fd, st, end, last_try=last_try)
+        if progress is None:
+            return None
+        self._keep(progress)
+        total = progress.tally.count
+        if last_entry is not None and _is_message(last_entry):
+            total += 1
         picked.reverse()
         seq = total - messages_seen
         for rec in picked:
@@ -565,10 +580,30 @@ class Transcript:
             and self._pread(fd, len(cp.mark), cp.mark_at) == cp.mark
         )
 
-    def _catch_up(self, fd: int, st: os.stat_result, end: int) -> _Progress:
-        """The checkpoint of ``[0, end)`` (a line boundary), reading only what it lacks."""
+    def _catch_up(
+        self, fd: int, st: os.stat_result, end: int, *, last_try: bool
+    ) -> _Progress | None:
+        """The checkpoint of ``[0, end)`` (a line boundary), reading only what it lacks.
+
+        A stored checkpoint beyond ``end`` that still matches the file is not stale: the
+        file grew after ``st`` was taken (another process appended and saved it). Then
+        this returns None, so the caller looks again; on its ``last_try`` it scans from
+        the start and never replaces that checkpoint (replacing it would drop the
+        idempotency keys a concurrent appender is reading).
+        """
         stored = self._checkpoints.load(str(self.path), st.st_dev, st.st_ino)
-        base = stored if stored is not None and self._valid(fd, stored, st, end) else None
+        base = None
+        if stored is not None and self._valid(fd, stored, st, end):
+            base = stored
+        elif stored is not None and stored.size > end:
+            now = os.fstat(fd)
+            if self._valid(fd, stored, now, now.st_size):
+                if not last_try:
+                    return None
+                progress = _Progress(st, stored, None)
+                progress.expect = AHEAD
+                self._scan(fd, progress, end)
+                return progress
         progress = _Progress(st, stored, base)
         self._scan(fd, progress, end)
         return progress
@@ -613,6 +648,12 @@ class Transcript:
             and progress.scanned < SAVE_AFTER
         ):
             return
+        try:
+            here = os.lstat(self.path)
+        except OSError:
+            return
+        if (here.st_dev, here.st_ino) != (progress.dev, progress.ino):
+            return  # the file was renamed away (reset, compact) while we read it
         with contextlib.suppress(SessionStoreError):  # e.g. a read-only or busy index
             self._checkpoints.save(
                 str(self.path),
@@ -826,7 +867,10 @@ class Transcript:
             st = os.fstat(fd)
             size, unterminated, _ = self._settle_tail(fd, st.st_size)
             end = size - len(unterminated)
-            progress = self._catch_up(fd, st, end)
+            # Under the lock no appender of this library moves the end: a checkpoint
+            # beyond it is stale (the file was cut by someone else), never ahead.
+            progress = self._catch_up(fd, st, end, last_try=True)
+            assert progress is not None
             tally = progress.tally
             if unterminated:
                 tally.line(unterminated, end)  # it gets its newline with this append
