@@ -86,3 +86,24 @@ def test_another_file_at_the_path(checkpoints: CheckpointStore) -> None:
     assert checkpoints.find_key(PATH, other, "k9") == "cccc0009"
     loaded = checkpoints.load(PATH, DEV, 77)
     assert loaded == other
+
+
+def test_a_v4_database_gets_the_checkpoint_tables(tmp_path: Path) -> None:
+    import sessionstore
+
+    state = tmp_path / "state"
+    with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
+        store.put("agent:main:main", {"sessionId": "sess-v4"})
+        conn = store.index.connection()  # type: ignore[attr-defined]
+        conn.execute(  # what schema version 4 had: no checkpoint tables
+            "DROP TABLE transcripts; DROP TABLE transcript_keys;"
+            " UPDATE meta SET value = '4' WHERE key = 'schema_version'"
+        )
+    with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
+        assert store.info().backend["schemaVersion"] == 5
+        t = store.transcript("agent:main:main")
+        first = t.append({"role": "user", "content": "hi"}, idempotency_key="k")
+        assert t.append({"role": "user", "content": "hi"}, idempotency_key="k") == first
+        st = t.path.stat()
+        saved = store.index.transcript_checkpoints().load(str(t.path), st.st_dev, st.st_ino)
+        assert saved is not None and (saved.size, saved.count) == (st.st_size, 1)
