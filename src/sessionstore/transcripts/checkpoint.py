@@ -5,9 +5,9 @@ A checkpoint says, for one file identity (``st_dev``, ``st_ino``): the first ``s
 the idempotency keys in them are these. It lets ``tail`` and ``append`` read only what
 follows ``size`` instead of the whole file. It is trusted only after checking the file: the
 same identity, at least ``size`` bytes, a newline at ``size - 1``, and the first bytes of
-the last line before ``size`` (``mark`` at ``mark_at``) unchanged, which catches a file
-rewritten in place and grown past ``size`` again (that line carries a random entry id and a
-timestamp).
+the last non-blank line before ``size`` (``mark`` at ``mark_at``) unchanged, which catches a
+file rewritten in place and grown past ``size`` again (that line carries a random entry id
+and a timestamp).
 
 Each full scan of a file starts a new generation (``gen``); the idempotency keys are kept
 per generation, so the keys of a replaced file are never consulted, and those of the
@@ -52,7 +52,7 @@ class Checkpoint:
         size: Bytes covered; ``size - 1`` is a newline (0 for nothing covered).
         count: Message records in ``[0, size)``.
         leaf: The id of the last entry in ``[0, size)`` (the parent of the next append).
-        mark_at: Where the last line before ``size`` starts.
+        mark_at: Where the last non-blank line before ``size`` starts.
         mark: The first bytes (at most 128) of that line.
         gen: The scan generation its idempotency keys belong to.
     """

@@ -261,7 +261,7 @@ class _Tally:
         count: Message records so far.
         leaf: The id of the last entry so far.
         size: Bytes covered (the end of the last line taken, newline included).
-        mark_at: Where the last line taken starts.
+        mark_at: Where the last non-blank line taken starts.
         mark: Its first bytes.
         keys: Idempotency keys met (first occurrence wins) -> entry id.
         ids: Entry ids met (to keep a new id unique).
@@ -281,8 +281,9 @@ class _Tally:
     def line(self, line: bytes, start: int) -> None:
         """Take the line at ``start`` (without its newline)."""
         self.size = start + len(line) + 1
-        self.mark_at = start
-        self.mark = line[:MARK_BYTES]
+        if not _blank(line):
+            self.mark_at = start
+            self.mark = line[:MARK_BYTES]
         entry = _parse_line(line)
         if entry is None:
             return
@@ -391,7 +392,9 @@ class Transcript:
             raise os_error(exc, action, self.path) from exc
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise self._not_regular("a special file", action)
+            raise self._not_regular(
+                "a directory" if stat.S_ISDIR(mode) else "a special file", action
+            )
         return fd
 
     def _open_read(self) -> int | None:
@@ -867,10 +870,10 @@ class Transcript:
             st = os.fstat(fd)
             size, unterminated, _ = self._settle_tail(fd, st.st_size)
             end = size - len(unterminated)
-            # Under the lock no appender of this library moves the end: a checkpoint
-            # beyond it is stale (the file was cut by someone else), never ahead.
+            # Under the lock only a writer that takes no flock (pi) can move the end: no
+            # second look, a checkpoint beyond it is not trusted.
             progress = self._catch_up(fd, st, end, last_try=True)
-            assert progress is not None
+            assert progress is not None  # the last try always answers
             tally = progress.tally
             if unterminated:
                 tally.line(unterminated, end)  # it gets its newline with this append
