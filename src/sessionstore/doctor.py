@@ -318,7 +318,10 @@ class _Doctor:
             if not path.exists():
                 continue
             self._torn(Transcript(path, sid))
-            if isinstance(count, int) and not isinstance(count, bool):
+            # Only an index that keeps counts (appends update them) can drift; sessions.json
+            # is not rewritten by appends, so there messageCount is not kept at all.
+            counted = self.store.index.transcript_checkpoints().in_index
+            if counted and isinstance(count, int) and not isinstance(count, bool):
                 self._drift(key, sid, path, count, size)
         self._orphans(names, ids, referenced_names)
 

@@ -28,7 +28,6 @@ from .entry import (
     now_ms,
     replace_entry,
     reset_entry,
-    sort_time,
 )
 from .errors import (
     ConfigError,
@@ -48,7 +47,8 @@ from .index.base import (
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
 from .selection import PendingIndex, open_index, sqlite_driver
-from .transcripts.jsonl import Transcript, TranscriptState
+from .transcripts.jsonl import Transcript
+from .transcripts.link import IndexLink
 from .transcripts.naming import (
     archive_timestamp,
     archive_transcript,
@@ -404,8 +404,9 @@ class SessionStore:
     def transcript(self, key: str, topic_id: str | int | None = None) -> Transcript:
         """The transcript (cold tier) of the session under ``key``.
 
-        Appends through it keep the entry's ``messageCount``, ``transcriptBytes`` and
-        ``updatedAt`` in step with the file.
+        On a SQLite store, appends keep the entry's ``messageCount``, ``transcriptBytes``
+        and ``updatedAt`` in step with the file (a topic transcript only ``updatedAt``); a
+        ``sessions.json`` store is not rewritten by appends (see ``transcripts/link.py``).
 
         Args:
             key: The session key.
@@ -423,57 +424,8 @@ class SessionStore:
         path = resolve_transcript_path(
             self.transcript_dirs, session_id, entry.get("sessionFile"), topic_id
         )
-        tracked = topic_id is None
-
-        def on_append(write: Callable[[], TranscriptState]) -> None:
-            def record(existing: Entry | None) -> Entry:
-                if existing is None or existing.get("sessionId") != session_id:
-                    raise SessionStoreError(
-                        f"session {canonical!r} was reset or deleted since this transcript was"
-                        " opened; call store.transcript(key) again"
-                    )
-                state = write()
-                out = dict(existing)
-                if tracked:
-                    out["messageCount"] = state.count
-                    out["transcriptBytes"] = state.size
-                out["updatedAt"] = max(sort_time(existing), now_ms())
-                return out
-
-            self._index.modify(canonical, record, needs_blobs=False, full_result=False)
-
-        def known_state() -> TranscriptState | None:
-            if not tracked:
-                return None
-            current = self._index.get(canonical, blobs=False)
-            if current is None or current.get("sessionId") != session_id:
-                return None
-            count, size = current.get("messageCount"), current.get("transcriptBytes")
-            if isinstance(count, int) and isinstance(size, int):
-                return TranscriptState(count, size)
-            return None
-
-        def on_compact() -> None:
-            def record(existing: Entry | None) -> Entry | None:
-                if existing is None or existing.get("sessionId") != session_id:
-                    return None
-                out = {
-                    k: v
-                    for k, v in existing.items()
-                    if k not in ("inputTokens", "outputTokens", "totalTokens")
-                }
-                if tracked:
-                    out["messageCount"] = handle.message_count()
-                    out["transcriptBytes"] = path.stat().st_size
-                out["updatedAt"] = now_ms()
-                return out
-
-            self._index.modify(canonical, record, needs_blobs=False, full_result=False)
-
-        handle = self._make_transcript(
-            path, session_id, on_append=on_append, known_state=known_state, on_compact=on_compact
-        )
-        return handle
+        link = IndexLink(self._index, canonical, session_id, primary=topic_id is None)
+        return self._make_transcript(path, session_id, link=link)
 
     # --- whole store ------------------------------------------------------------------------
 

@@ -47,13 +47,17 @@ def message(text: str) -> dict[str, Any]:
 
 
 def add_session(store: SessionStore, key: str, messages: int) -> Path:
-    """A session with a transcript of ``messages`` messages (messageCount kept by appends)."""
+    """A session with a transcript of ``messages`` messages.
+
+    On SQLite appends keep ``messageCount``; on sessions.json they leave the index alone.
+    """
     store.put(key, {"sessionId": str(uuid.uuid4()), "channel": "telegram", "label": "chat"})
     transcript = store.transcript(key)
     for i in range(messages):
         transcript.append(message(f"message {i}"))
     entry = store.get(key)
-    assert entry is not None and entry["messageCount"] == messages
+    assert entry is not None
+    assert entry.get("messageCount") == (None if store.store_type == "json" else messages)
     return transcript.path
 
 
@@ -405,6 +409,8 @@ def test_missing_transcript_is_reported_never_repaired(populated: SessionStore) 
     entries = populated.load_all()
     with_file = [k for k in transcript_keys(populated) if entries[k].get("sessionFile")]
     victims = [CHAT, with_file[0]]  # one with a messageCount, one with a sessionFile
+    if populated.store_type == "json":
+        victims = with_file[:2]  # appends keep no messageCount there: CHAT claims no file
     for key in victims:
         populated.transcript(key).path.unlink()
     for fix in (False, True):
@@ -459,6 +465,7 @@ def test_torn_tail_is_cut_and_kept_beside(populated: SessionStore) -> None:
     assert populated.get(key) == entry
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # json stores keep no count
 def test_torn_tail_of_a_tracked_transcript_then_appends_count_right(
     populated: SessionStore,
 ) -> None:
@@ -472,6 +479,7 @@ def test_torn_tail_of_a_tracked_transcript_then_appends_count_right(
     assert populated.check() == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # json stores keep no count
 def test_message_count_drift_set_through_the_api_is_recounted(populated: SessionStore) -> None:
     path = populated.transcript(CHAT).path
     populated.update(CHAT, {"messageCount": 99})
@@ -494,6 +502,7 @@ def test_message_count_drift_set_through_the_api_is_recounted(populated: Session
     assert populated.check() == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # json stores keep no count
 def test_message_count_drift_from_lines_appended_behind_the_store(
     populated: SessionStore,
 ) -> None:
@@ -523,6 +532,7 @@ def test_message_count_drift_from_lines_appended_behind_the_store(
     assert populated.check() == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # json stores keep no count
 def test_transcript_bytes_beyond_the_file_is_drift(populated: SessionStore) -> None:
     path = populated.transcript(CHAT).path
     populated.update(CHAT, {"transcriptBytes": path.stat().st_size + 1000})
@@ -533,21 +543,36 @@ def test_transcript_bytes_beyond_the_file_is_drift(populated: SessionStore) -> N
     assert populated.check() == []
 
 
-def test_drift_repair_waiting_for_a_live_lock_is_reported_not_raised(
-    state_dir: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
-    with open_main(state_dir, "json", lock_timeout_ms=200) as store:
+def test_drift_repair_waiting_for_a_live_lock_is_reported_not_raised(state_dir: Path) -> None:
+    # Only SQLite keeps messageCount (see test_json_store_keeps_no_count_and_reports_no_drift)
+    with open_main(state_dir, "sqlite", lock_timeout_ms=200) as store:
         add_session(store, CHAT, 2)
         store.update(CHAT, {"messageCount": 9})
-        lock = store.paths.sessions_dir / "sessions.json.lock"
-        write_lock(lock, sleeper.pid)  # a gateway in the middle of a write
-        found = store.check(fix=True)
+        other = apsw.Connection(str(store.paths.sqlite_path))
+        other.execute("BEGIN IMMEDIATE")  # another writer in the middle of a transaction
+        try:
+            found = store.check(fix=True)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
         f = only(found, "message-count-drift")
         assert not f.fixed and f.unresolved and "not recounted" in f.message
         assert kinds(found) == ["message-count-drift"]
-        assert lock.exists()
-        lock.unlink()
         assert only(store.check(fix=True), "message-count-drift").fixed
+
+
+def test_json_store_keeps_no_count_and_reports_no_drift(state_dir: Path) -> None:
+    # Appends do not rewrite sessions.json (OpenClaw's whole-file cost per message), so a
+    # json store keeps no messageCount and the doctor has none to hold against the file.
+    with open_main(state_dir, "json") as store:
+        add_session(store, CHAT, 2)
+        store.update(CHAT, {"messageCount": 9})  # e.g. from an export of a SQLite store
+        before = store.paths.json_path.read_bytes()
+        store.transcript(CHAT).append(message("one more"))
+        store.transcript(CHAT, topic_id=3).append(message("in a topic"))
+        assert store.paths.json_path.read_bytes() == before
+        assert store.check() == []
+        assert [m["__openclaw"]["seq"] for m in store.transcript(CHAT).tail(2)] == [2, 3]
 
 
 # --- sessions.json after migration -------------------------------------------------------------
@@ -817,7 +842,7 @@ def test_fix_repairs_the_safe_problems_and_deletes_no_user_data(
     fresh_tmp.write_text("{")
     stale_lock = sessions_dir / "sessions.json.lock"
     write_lock(stale_lock, dead_pid())
-    expected_fixed = {"torn-tail", "message-count-drift", "stale-temp-file", "stale-lock"}
+    expected_fixed = {"torn-tail", "stale-temp-file", "stale-lock"}
     expected_left = {"missing-transcript", "orphan-transcript", "network-filesystem"}
     if sqlite:
         monkeypatch.setattr(doctor, "_sqlite_version", lambda: "3.40.1")
@@ -832,7 +857,8 @@ def test_fix_repairs_the_safe_problems_and_deletes_no_user_data(
         conn.close()
         with open(store.paths.json_path, "ab") as fh:
             fh.write(b"\n")
-        expected_fixed |= {"blob-refcount", "count-drift", "wal-size"}
+        # json stores keep no messageCount (appends do not rewrite sessions.json)
+        expected_fixed |= {"blob-refcount", "count-drift", "wal-size", "message-count-drift"}
         expected_left |= {"split-store", "sqlite-version"}
 
     entries = store.load_all()
@@ -849,7 +875,7 @@ def test_fix_repairs_the_safe_problems_and_deletes_no_user_data(
     after_entries = store.load_all()
     assert after_entries.keys() == entries.keys()
     for key, entry in entries.items():
-        if key == CHAT:
+        if key == CHAT and sqlite:
             size = store.transcript(CHAT).path.stat().st_size
             entry = {**entry, "messageCount": 3, "transcriptBytes": size}
         assert after_entries[key] == entry, key

@@ -431,7 +431,7 @@ def test_a_v3_database_gets_the_covering_list_index(tmp_path: Path) -> None:
             " UPDATE meta SET value = '3' WHERE key = 'schema_version'"
         )
     with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
-        assert store.info().backend["schemaVersion"] == 4
+        assert store.info().backend["schemaVersion"] == 5  # v4, then v5's checkpoint tables
         conn = store.index.connection()  # type: ignore[attr-defined]
         (sql,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'idx_sessions_list'"

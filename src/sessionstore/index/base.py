@@ -31,6 +31,7 @@ from ..keys import (
     parse_agent_session_key,
     session_kind,
 )
+from ..transcripts.checkpoint import MEMORY, CheckpointStore
 
 __all__ = [
     "DELETE",
@@ -509,6 +510,14 @@ class IndexBackend(ABC):
     def migration_record(self) -> dict[str, Any] | None:
         """The record of the last import from ``sessions.json`` (None for json stores)."""
         return None
+
+    def transcript_checkpoints(self) -> CheckpointStore:
+        """Where this store keeps transcript checkpoints (default: the in-process cache).
+
+        A backend whose store returns ``in_index=True`` keeps them in the index, saved in
+        the same transaction as the entry's ``messageCount``.
+        """
+        return MEMORY
 
     @property
     def path(self) -> Path | None:

@@ -23,7 +23,7 @@ import uuid
 import weakref
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -54,6 +54,7 @@ from ..files import (
     sqlite_uri,
 )
 from ..keys import fold_key
+from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
     DELETE,
     EmptyMaintenance,
@@ -75,7 +76,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
 # Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
 # skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
@@ -249,6 +250,22 @@ CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key, agent_i
   session_id, row_updated_at, row_channel, last_channel, last_to, last_account_id, label,
   display_name, status, model, model_provider, spawned_by, parent_session_key, last_thread_id,
   total_tokens, input_tokens, output_tokens, message_count);
+"""
+
+# v5: transcript checkpoints (see transcripts/checkpoint.py). dev/ino are stored as signed
+# 64-bit integers; keys belong to the generation (one full scan) of their transcript, and a
+# replaced generation's keys are kept until the next replacement (an appender may be using
+# them right now).
+_V5_TABLES = """
+CREATE TABLE IF NOT EXISTS transcripts (
+  path TEXT PRIMARY KEY NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+  size INTEGER NOT NULL, count INTEGER NOT NULL, leaf TEXT, mark_at INTEGER NOT NULL,
+  mark BLOB NOT NULL, gen TEXT NOT NULL, updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transcript_keys (
+  path TEXT NOT NULL, gen TEXT NOT NULL, key TEXT NOT NULL, entry_id TEXT NOT NULL,
+  PRIMARY KEY (path, gen, key)
+) WITHOUT ROWID;
 """
 
 # What maintenance reads of a row: never the entry itself. entry_json is bound as a BLOB,
@@ -522,6 +539,7 @@ class SqliteIndex(IndexBackend):
         self._conns_guard = threading.Lock()
         self._closed = False
         self._blob_cache = BlobCache()
+        self._checkpoints = SqliteCheckpoints(self)
         _live.add(self)
         # Nothing is created here: a store that does not exist yet is read as empty, and
         # the database appears with the first write (``create``).
@@ -788,7 +806,7 @@ class SqliteIndex(IndexBackend):
             conn.execute("RELEASE sessionstore_read")
 
     @contextlib.contextmanager
-    def _write_txn(self) -> Iterator[apsw.Connection]:
+    def _write_txn(self, *, wait: bool = True) -> Iterator[apsw.Connection]:
         conn = self._thread_conn()
         if conn is None:
             if not self.exists():
@@ -805,9 +823,14 @@ class SqliteIndex(IndexBackend):
                 " do all changes inside the one callback"
             )
         try:
+            if not wait:
+                conn.set_busy_timeout(0)
             conn.execute("BEGIN IMMEDIATE")
         except apsw.Error as exc:
             raise _wrap(exc, self._path) from exc
+        finally:
+            if not wait:
+                conn.set_busy_timeout(self._busy_timeout_ms)
         self._local.in_write = True
         try:
             yield conn
@@ -868,6 +891,10 @@ class SqliteIndex(IndexBackend):
             # table row (each carries its entry, a bloated one a page of its own).
             txn.execute(_V4_INDEXES)
             version = 4
+        if version == 4:
+            # v5: transcript checkpoints, so tails and appends read only new bytes.
+            txn.execute(_V5_TABLES)
+            version = 5
         txn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         applied = self._meta(txn, "migrations_applied")
         history = orjson.loads(applied) if applied else []
@@ -1513,3 +1540,132 @@ class SqliteIndex(IndexBackend):
     def connection(self) -> apsw.Connection:
         """This thread's connection (for maintenance, doctor and tests)."""
         return self._conn()
+
+    def transcript_checkpoints(self) -> CheckpointStore:
+        """Transcript checkpoints in this database (tables ``transcripts``, ``transcript_keys``)."""
+        return self._checkpoints
+
+
+def _signed(value: int) -> int:
+    """``st_dev``/``st_ino`` (unsigned 64-bit) as SQLite's signed 64-bit integer."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+_INSERT_KEY: Final = (
+    "INSERT OR IGNORE INTO transcript_keys(path, gen, key, entry_id) VALUES (?, ?, ?, ?)"
+)
+
+
+class SqliteCheckpoints(CheckpointStore):
+    """Transcript checkpoints kept in ``sessions.sqlite``, shared by every process.
+
+    A save inside a write transaction of the index on this thread joins it (an append saves
+    its checkpoint in the transaction that sets the entry's ``messageCount``).
+    """
+
+    in_index = True
+
+    def __init__(self, index: SqliteIndex) -> None:
+        self._index = index
+
+    def load(self, path: str, dev: int, ino: int) -> Checkpoint | None:
+        """The checkpoint stored for ``path``, whatever file it was taken of."""
+        index = self._index
+        with index._errors():
+            conn = index._reader()
+            if conn is None:
+                return None  # no database yet: nothing was ever checkpointed
+            rows: Rows = conn.execute(
+                "SELECT dev, ino, size, count, leaf, mark_at, mark, gen FROM transcripts"
+                " WHERE path = ?",
+                (path,),
+            ).fetchall()
+        if not rows:
+            return None
+        r = rows[0]
+        return Checkpoint(
+            _unsigned(r[0]), _unsigned(r[1]), r[2], r[3], r[4], r[5], bytes(r[6]), r[7]
+        )
+
+    def find_key(self, path: str, checkpoint: Checkpoint, key: str) -> str | None:
+        """The entry id of idempotency ``key`` in the checkpoint's generation."""
+        index = self._index
+        with index._errors():
+            conn = index._reader()
+            if conn is None:
+                return None
+            rows: Rows = conn.execute(
+                "SELECT entry_id FROM transcript_keys WHERE path = ? AND gen = ? AND key = ?",
+                (path, checkpoint.gen, key),
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
+
+    def save(
+        self,
+        path: str,
+        checkpoint: Checkpoint,
+        keys: Mapping[str, str],
+        *,
+        expect: str | None,
+        wait: bool = True,
+    ) -> bool:
+        """Store ``checkpoint`` (compare-and-set on the generation), joining a transaction."""
+        index = self._index
+        with index._errors():
+            conn = index._reader()
+            if conn is None or not index.writable:
+                return False  # never creates a database, nor writes a read-only one
+            if index._local.in_write:
+                return self._store(conn, path, checkpoint, keys, expect)
+            try:
+                with index._write_txn(wait=wait) as txn:
+                    return self._store(txn, path, checkpoint, keys, expect)
+            except LockTimeoutError:
+                if wait:
+                    raise
+                return False
+
+    @staticmethod
+    def _store(
+        conn: apsw.Connection,
+        path: str,
+        cp: Checkpoint,
+        keys: Mapping[str, str],
+        expect: str | None,
+    ) -> bool:
+        rows: Rows = conn.execute(
+            "SELECT gen, size, dev, ino FROM transcripts WHERE path = ?", (path,)
+        ).fetchall()
+        dev, ino = _signed(cp.dev), _signed(cp.ino)
+        stored = rows[0] if rows else None
+        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
+        if cp.gen == expect:
+            if stored is None or stored[0] != expect:
+                return False
+            if stored[1] < cp.size:
+                conn.execute(
+                    "UPDATE transcripts SET size = ?, count = ?, leaf = ?, mark_at = ?,"
+                    " mark = ?, updated_at = ? WHERE path = ?",
+                    (cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, now_ms(), path),
+                )
+            if key_rows:
+                conn.executemany(_INSERT_KEY, key_rows)
+            return True
+        if stored is not None and stored[0] != expect and (stored[2], stored[3]) == (dev, ino):
+            return False  # another scan of this file got there first
+        conn.execute(
+            "DELETE FROM transcript_keys WHERE path = ? AND gen NOT IN (?, ?)",
+            (path, cp.gen, stored[0] if stored is not None else cp.gen),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO transcripts(path, dev, ino, size, count, leaf, mark_at,"
+            " mark, gen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, dev, ino, cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, cp.gen, now_ms()),
+        )
+        if key_rows:
+            conn.executemany(_INSERT_KEY, key_rows)
+        return True

@@ -1,38 +1,68 @@
 """The cold tier: pi v3 ``.jsonl`` transcripts, as OpenClaw writes and reads them.
 
 One JSON object per line. Line 1 is the ``session`` header; every other entry has an 8-hex
-``id``, a ``parentId`` chained to the previous leaf and an ISO ``timestamp``.
+``id``, a ``parentId`` chained to the previous leaf and an ISO ``timestamp``. Files are
+opened with ``O_NOFOLLOW``: a symlink planted at a transcript path is never followed.
 
 Appends are crash-safe: one ``os.write`` of a whole line on an ``O_APPEND`` descriptor,
-under an exclusive ``flock`` on the transcript (released by the kernel if the writer
-dies, so no stale lock files). A torn last line left by a crash is cut back to the last
-complete record before the next append; a failed write (disk full, file size limit) is
-truncated back so the file always ends at a complete record. Tail reads walk the file
-backwards in blocks, so ``tail(n)`` costs what the last n records take, not the file size.
+under an exclusive ``flock`` on the transcript (released by the kernel if the writer dies,
+so no stale lock files). Before an append, bytes after the last newline that do not parse
+as JSON (a line torn by a crash) are cut off and kept in ``<file>.torn.<ts>``; a last
+record that parses but lacks its newline (another writer's) is kept, and gets its newline
+with the append. Readers (``tail``, ``messages``, ``entries``) count such a record like any
+other. A failed write (disk full, file size limit) is truncated back, so the file always
+ends where it ended before.
+
+Cost: ``tail(n)`` and ``append`` read what is new since the transcript's checkpoint plus
+what they return, never the whole file again (``checkpoint.py``): a checkpoint records, for
+one file identity, the message count, the last entry id and the idempotency keys of the
+bytes up to a line boundary; it is checked against the file (identity, size, the first bytes
+of its last line) before it is trusted, so a file rewritten in place and regrown is scanned
+again, not miscounted. The first read of a file without a checkpoint scans it once. An
+append takes the transcript's ``flock``, brings the checkpoint up to date (reading only the
+new bytes, outside any index lock), decides idempotency from the checkpoint's keys, writes
+its line, and then commits through its :class:`~.link.IndexLink`: on SQLite one short
+transaction re-checks the entry's ``sessionId``, sets ``messageCount``/``updatedAt`` and
+stores the new checkpoint (the file is never read inside it); on ``sessions.json`` the index
+is left alone and the checkpoint is kept in this process. If the commit fails, the line is
+truncated back. Idempotency is decided by parsing lines (``message.idempotencyKey``), so a
+file written by any JSON writer (spacing, key order, escapes) is honoured. ``bytes_read``
+counts what the last operation read from the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import mmap
+import itertools
 import os
+import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..errors import SessionStoreError, StorageFullError
-from ..files import atomic_write, fsync_dir, os_error, write_all
+from ..errors import (
+    InvalidArgumentError,
+    InvalidEntryError,
+    SessionStoreError,
+    StorageFullError,
+)
+from ..files import atomic_write, dumps_compact, fsync_dir, os_error, write_all
+from .checkpoint import MARK_BYTES, MEMORY, Checkpoint, CheckpointStore
 from .naming import archive_timestamp
+
+if TYPE_CHECKING:
+    from .link import IndexLink
 
 __all__ = [
     "COMPACTION_MARKER",
     "Transcript",
-    "TranscriptState",
     "iso_now",
 ]
 
@@ -46,29 +76,40 @@ def iso_now() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-class TranscriptState:
-    """Where a transcript stood after the last append the index knows of.
-
-    Attributes:
-        count: Message records in the file up to ``size``.
-        size: Bytes of the file those counts cover.
-    """
-
-    __slots__ = ("count", "size")
-
-    def __init__(self, count: int, size: int) -> None:
-        self.count = count
-        self.size = size
+SCAN_CHUNK: Final = 1 << 20
+TAIL_ATTEMPTS: Final = 3
+# Saves with this ``expect`` never replace a stored checkpoint of the same file (no real
+# generation is empty): used when the stored one is ahead of what the caller read.
+AHEAD: Final = ""
+# A tail that had to read this much to bring a checkpoint up to date stores it (best
+# effort, never waiting for the index), so the next reader does not read it again.
+SAVE_AFTER: Final = BLOCK
 
 
 def _parse_line(line: bytes) -> dict[str, Any] | None:
-    if not line.strip():
-        return None
+    """The JSON object on a line; None for anything else (blank, malformed, not an object)."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _parses(data: bytes) -> bool:
+    """Whether ``data`` is one complete JSON value (a record a writer finished)."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _blank(line: bytes) -> bool:
+    return not line or line.isspace()
+
+
+def _is_message(entry: dict[str, Any]) -> bool:
+    return entry.get("type") == "message" and isinstance(entry.get("message"), dict)
 
 
 def _record(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -85,6 +126,79 @@ def _record(entry: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+class _Tally:
+    """Running totals of a forward read over whole lines (what a checkpoint records).
+
+    Attributes:
+        count: Message records so far.
+        leaf: The id of the last entry so far.
+        size: Bytes covered (the end of the last line taken, newline included).
+        mark_at: Where the last non-blank line taken starts.
+        mark: Its first bytes.
+        keys: Idempotency keys met (first occurrence wins) -> entry id.
+        ids: Entry ids met (to keep a new id unique).
+    """
+
+    __slots__ = ("count", "ids", "keys", "leaf", "mark", "mark_at", "size")
+
+    def __init__(self, base: Checkpoint | None = None) -> None:
+        self.count = base.count if base else 0
+        self.leaf = base.leaf if base else None
+        self.size = base.size if base else 0
+        self.mark_at = base.mark_at if base else 0
+        self.mark = base.mark if base else b""
+        self.keys: dict[str, str] = {}
+        self.ids: set[str] = set()
+
+    def line(self, line: bytes, start: int) -> None:
+        """Take the line at ``start`` (without its newline)."""
+        self.size = start + len(line) + 1
+        if not _blank(line):
+            self.mark_at = start
+            self.mark = line[:MARK_BYTES]
+        entry = _parse_line(line)
+        if entry is None:
+            return
+        entry_id = entry.get("id")
+        if isinstance(entry_id, str) and entry.get("type") != "session":
+            self.leaf = entry_id
+            self.ids.add(entry_id)
+        if _is_message(entry):
+            self.count += 1
+            key = entry["message"].get("idempotencyKey")
+            if isinstance(key, str) and isinstance(entry_id, str):
+                self.keys.setdefault(key, entry_id)
+
+    def checkpoint(self, dev: int, ino: int, gen: str) -> Checkpoint:
+        """These totals as the checkpoint of file ``(dev, ino)``."""
+        return Checkpoint(dev, ino, self.size, self.count, self.leaf, self.mark_at, self.mark, gen)
+
+
+class _Progress:
+    """A checkpoint brought up to date: its base, the totals, and how it is to be saved."""
+
+    __slots__ = ("base", "dev", "expect", "gen", "ino", "scanned", "tally")
+
+    def __init__(self, st: os.stat_result, stored: Checkpoint | None, base: Checkpoint | None):
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.base = base
+        self.expect = stored.gen if stored is not None else None
+        self.gen = base.gen if base is not None else uuid.uuid4().hex
+        self.tally = _Tally(base)
+        self.scanned = 0
+
+    def checkpoint(self) -> Checkpoint:
+        return self.tally.checkpoint(self.dev, self.ino, self.gen)
+
+
+def _check_count(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidArgumentError(
+            f"n must be an integer number of messages, got {n!r} ({type(n).__name__})"
+        )
+    return n
+
+
 class Transcript:
     """One session's transcript file.
 
@@ -94,7 +208,7 @@ class Transcript:
         path: The ``.jsonl`` file.
         session_id: The session it belongs to.
         skipped: Malformed lines met by the last read (never silently dropped).
-        bytes_read: Bytes read from the file by the last read operation.
+        bytes_read: Bytes read from the file by the last read, append or compaction.
     """
 
     def __init__(
@@ -104,9 +218,8 @@ class Transcript:
         *,
         durable: bool = False,
         cwd: str | None = None,
-        on_append: Callable[[Callable[[], TranscriptState]], Any] | None = None,
-        known_state: Callable[[], TranscriptState | None] | None = None,
-        on_compact: Callable[[], Any] | None = None,
+        link: IndexLink | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.path = path
         self.session_id = session_id
@@ -114,34 +227,91 @@ class Transcript:
         self.bytes_read = 0
         self._durable = durable
         self._cwd = cwd if cwd is not None else os.getcwd()
-        self._on_append = on_append
-        self._known_state = known_state
-        self._on_compact = on_compact
+        self._link = link
+        if checkpoints is None:
+            checkpoints = link.checkpoints if link is not None else MEMORY
+        self._checkpoints = checkpoints
 
     def __repr__(self) -> str:
         return f"Transcript({str(self.path)!r})"
 
+    # --- files ------------------------------------------------------------------------------
+
+    def _open_failed(self, exc: OSError, action: str) -> SessionStoreError:
+        if exc.errno == errno.ELOOP:
+            return SessionStoreError(
+                f"cannot {action} {self.path}: it is a symbolic link, and transcripts are never"
+                " opened through one (it could lead outside the sessions dir); replace the link"
+                " with the file itself"
+            )
+        if exc.errno == errno.EISDIR:
+            return self._not_regular("a directory", action)
+        return os_error(exc, action, self.path)
+
+    def _not_regular(self, what: str, action: str) -> SessionStoreError:
+        return SessionStoreError(
+            f"cannot {action} {self.path}: it is {what}, not a regular file; move it away"
+        )
+
+    def _open(self, flags: int, action: str) -> int:
+        """Open the transcript without following a symlink; it must be a regular file."""
+        flags |= os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO never hangs us
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, action, self.path) from exc
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise self._not_regular(
+                "a directory" if stat.S_ISDIR(mode) else "a special file", action
+            )
+        return fd
+
+    def _open_read(self) -> int | None:
+        try:
+            return self._open(os.O_RDONLY, "read")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._open_failed(exc, "read") from exc
+
+    def _pread(self, fd: int, n: int, offset: int) -> bytes:
+        try:
+            data = os.pread(fd, n, offset)
+        except OSError as exc:
+            raise os_error(exc, "read", self.path) from exc
+        self.bytes_read += len(data)
+        return data
+
     # --- reading ----------------------------------------------------------------------------
 
     def _read_all(self) -> bytes:
+        self.bytes_read = 0
+        fd = self._open_read()
+        if fd is None:
+            return b""
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        except OSError as exc:
-            raise os_error(exc, "read", self.path) from exc
-        self.bytes_read = len(data)
-        return data
+            chunks = []
+            pos = 0
+            while chunk := self._pread(fd, 16 * SCAN_CHUNK, pos):
+                chunks.append(chunk)
+                pos += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every line as parsed JSON, header included.
 
-        Malformed lines are skipped and counted in ``skipped``.
+        Malformed lines are skipped and counted in ``skipped``; a last line without its
+        newline counts when it parses (another writer's complete record).
         """
         self.skipped = 0
         out: list[dict[str, Any]] = []
-        for line in self._read_all().splitlines():
-            if not line.strip():
+        for line in self._read_all().split(b"\n"):
+            if _blank(line):
                 continue
             parsed = _parse_line(line)
             if parsed is None:
@@ -184,55 +354,82 @@ class Transcript:
                     yield 0, buf[:limit]
                 return
             start = max(0, buf_start - BLOCK)
-            chunk = os.pread(fd, buf_start - start, start)
-            self.bytes_read += len(chunk)
+            chunk = self._pread(fd, buf_start - start, start)
             buf = chunk + buf[:limit]
             limit = len(buf)
             buf_start = start
 
+    def _last_line_start(self, fd: int, size: int) -> int:
+        """Where the bytes after the last newline start (``size`` when the file ends with one)."""
+        if size == 0 or self._pread(fd, 1, size - 1) == b"\n":
+            return size
+        for offset, _ in self._lines_backwards(fd, size):
+            return offset
+        return 0
+
     def tail(self, n: int) -> list[dict[str, Any]]:
         """The last ``n`` message records, oldest first, with their absolute seq numbers.
 
-        Reads the file backwards: the cost depends on ``n``, not on the file size. The seq
-        numbers come from the count the index keeps (plus anything appended beyond it).
+        Reads the last records backwards, and for the seq numbers only what was appended
+        since the transcript's checkpoint: the cost does not grow with the file size (the
+        first read of a file without a checkpoint scans it once).
+
+        Raises:
+            InvalidArgumentError: ``n`` is not an integer.
         """
-        if n <= 0:
-            return []
+        n = _check_count(n)
         self.skipped = 0
         self.bytes_read = 0
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        if n <= 0:
             return []
-        except OSError as exc:
-            raise os_error(exc, "read", self.path) from exc
+        fd = self._open_read()
+        if fd is None:
+            return []
         try:
-            size = os.fstat(fd).st_size
-            end = size
-            last = os.pread(fd, 1, size - 1) if size else b"\n"
-            if last != b"\n":  # a torn (incomplete) last line is not a record yet
-                self.skipped += 1
-                end = self._last_newline(fd, size)
-            picked: list[dict[str, Any]] = []
-            messages_seen = 0
-            for _, line in self._lines_backwards(fd, end):
-                if len(picked) >= n:
-                    break
-                if not line.strip():
-                    continue
-                entry = _parse_line(line)
-                if entry is None:
-                    self.skipped += 1
-                    continue
-                rec = _record(entry)
-                if rec is None:
-                    continue
-                if rec["__openclaw"].get("kind") is None:
-                    messages_seen += 1
-                picked.append(rec)
-            total = self._count_through(fd, end)
+            for attempt in range(TAIL_ATTEMPTS):
+                done = self._tail_once(fd, n, last_try=attempt == TAIL_ATTEMPTS - 1)
+                if done is not None:
+                    return done
+            raise AssertionError("unreachable: the last attempt always answers")
         finally:
             os.close(fd)
+
+    def _tail_once(self, fd: int, n: int, *, last_try: bool) -> list[dict[str, Any]] | None:
+        """``tail(n)`` of the file as it is now; None when it grew under us (try again)."""
+        self.skipped = 0
+        st = os.fstat(fd)
+        end = self._last_line_start(fd, st.st_size)
+        # A last line without its newline is a record when it parses (another writer's
+        # complete record), as for messages() and entries().
+        last = self._pread(fd, st.st_size - end, end) if end < st.st_size else b""
+        last_entry = _parse_line(last) if not _blank(last) else None
+        lines: Iterator[tuple[int, bytes]] = self._lines_backwards(fd, end)
+        if last:
+            lines = itertools.chain([(end, last)], lines)
+        picked: list[dict[str, Any]] = []
+        messages_seen = 0
+        for _, line in lines:
+            if len(picked) >= n:
+                break
+            if _blank(line):
+                continue
+            entry = _parse_line(line)
+            if entry is None:
+                self.skipped += 1
+                continue
+            rec = _record(entry)
+            if rec is None:
+                continue
+            if rec["__openclaw"].get("kind") is None:
+                messages_seen += 1
+            picked.append(rec)
+        progress = self._catch_up(fd, st, end, last_try=last_try)
+        if progress is None:
+            return None
+        self._keep(progress)
+        total = progress.tally.count
+        if last_entry is not None and _is_message(last_entry):
+            total += 1
         picked.reverse()
         seq = total - messages_seen
         for rec in picked:
@@ -241,22 +438,105 @@ class Transcript:
                 rec["__openclaw"]["seq"] = seq
         return picked
 
-    def _last_newline(self, fd: int, size: int) -> int:
-        for offset, _ in self._lines_backwards(fd, size):
-            if offset > 0:
-                return offset
-        return 0
-
-    def _count_through(self, fd: int, end: int) -> int:
-        """Message records in ``[0, end)``: the index's count plus a scan of what follows."""
-        state = self._known_state() if self._known_state else None
-        if state is None or state.size > end:
-            return _count_messages(fd, 0, end, self)
-        return state.count + _count_messages(fd, state.size, end, self)
-
     def message_count(self) -> int:
         """Number of message records in the file (a full read)."""
         return sum(1 for m in self.messages() if m["__openclaw"].get("kind") is None)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def _valid(self, fd: int, cp: Checkpoint, st: os.stat_result, end: int) -> bool:
+        """Whether ``cp`` still describes the first ``cp.size`` bytes of the open file."""
+        if (cp.dev, cp.ino) != (st.st_dev, st.st_ino) or cp.size > end:
+            return False
+        if cp.size == 0:
+            return True
+        return (
+            self._pread(fd, 1, cp.size - 1) == b"\n"
+            and self._pread(fd, len(cp.mark), cp.mark_at) == cp.mark
+        )
+
+    def _catch_up(
+        self, fd: int, st: os.stat_result, end: int, *, last_try: bool
+    ) -> _Progress | None:
+        """The checkpoint of ``[0, end)`` (a line boundary), reading only what it lacks.
+
+        A stored checkpoint beyond ``end`` that still matches the file is not stale: the
+        file grew after ``st`` was taken (another process appended and saved it). Then
+        this returns None, so the caller looks again; on its ``last_try`` it scans from
+        the start and never replaces that checkpoint (replacing it would drop the
+        idempotency keys a concurrent appender is reading).
+        """
+        stored = self._checkpoints.load(str(self.path), st.st_dev, st.st_ino)
+        base = None
+        if stored is not None and self._valid(fd, stored, st, end):
+            base = stored
+        elif stored is not None and stored.size > end:
+            now = os.fstat(fd)
+            if self._valid(fd, stored, now, now.st_size):
+                if not last_try:
+                    return None
+                progress = _Progress(st, stored, None)
+                progress.expect = AHEAD
+                self._scan(fd, progress, end)
+                return progress
+        progress = _Progress(st, stored, base)
+        self._scan(fd, progress, end)
+        return progress
+
+    def _scan(self, fd: int, progress: _Progress, end: int) -> None:
+        """Feed the lines of ``[progress.tally.size, end)`` to the tally."""
+        tally = progress.tally
+        pos = at = tally.size
+        parts: list[bytes] = []
+        while pos < end:
+            chunk = self._pread(fd, min(SCAN_CHUNK, end - pos), pos)
+            if not chunk:
+                break  # the file shrank under us: count what is there
+            pos += len(chunk)
+            progress.scanned += len(chunk)
+            first = chunk.find(b"\n")
+            if first == -1:
+                parts.append(chunk)
+                continue
+            parts.append(chunk[:first])
+            line = b"".join(parts)
+            tally.line(line, at)
+            at += len(line) + 1
+            lines = chunk[first + 1 :].split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                tally.line(line, at)
+                at += len(line) + 1
+            parts = [rest] if rest else []
+
+    def _keep(self, progress: _Progress) -> None:
+        """Save a checkpoint that a read brought up to date (best effort, never waiting).
+
+        The in-process cache takes every advance; an index only a first scan or one that
+        read at least ``SAVE_AFTER`` bytes (the rest is read again by the next reader).
+        """
+        if progress.scanned == 0:
+            return
+        if (
+            self._checkpoints.in_index
+            and progress.base is not None
+            and progress.scanned < SAVE_AFTER
+        ):
+            return
+        try:
+            here = os.lstat(self.path)
+        except OSError:
+            return
+        if (here.st_dev, here.st_ino) != (progress.dev, progress.ino):
+            return  # the file was renamed away (reset, compact) while we read it
+        with contextlib.suppress(SessionStoreError):  # e.g. a read-only or busy index
+            self._checkpoints.save(
+                str(self.path),
+                progress.checkpoint(),
+                progress.tally.keys,
+                expect=progress.expect,
+                wait=False,
+            )
 
     # --- appending --------------------------------------------------------------------------
 
@@ -276,16 +556,17 @@ class Transcript:
 
     @contextlib.contextmanager
     def _locked(self, *, create: bool) -> Iterator[int]:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
         try:
-            fd = os.open(self.path, flags, 0o600)
+            fd = self._open(flags, "open")
         except OSError as exc:
-            raise os_error(exc, "open", self.path) from exc
+            raise self._open_failed(exc, "open") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             # The path may have been renamed (reset, compact) while we waited: follow it.
             try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                now, mine = os.lstat(self.path), os.fstat(fd)
+                same = (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
             except FileNotFoundError:
                 same = False
             if not same:
@@ -294,29 +575,36 @@ class Transcript:
         finally:
             os.close(fd)
 
-    def write_header(self) -> int:
-        """Create the file with its ``session`` header (mode 0600); returns its size."""
+    def _retrying(self, action: Callable[[], Any]) -> Any:
         for _ in range(3):
             try:
-                with self._locked(create=True) as fd:
-                    size = os.fstat(fd).st_size
-                    if size == 0:
-                        self._write(fd, self._header(), 0)
-                        if self._durable:
-                            os.fsync(fd)
-                        fsync_dir(self.path.parent)
-                        size = os.fstat(fd).st_size
-                    return size
+                return action()
             except _Moved:
                 continue
         raise SessionStoreError(f"{self.path} keeps being moved by another process; retry")
+
+    def write_header(self) -> int:
+        """Create the file with its ``session`` header (mode 0600); returns its size."""
+
+        def once() -> int:
+            with self._locked(create=True) as fd:
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    self._write(fd, self._header(), 0)
+                    if self._durable:
+                        os.fsync(fd)
+                    fsync_dir(self.path.parent)
+                    size = os.fstat(fd).st_size
+                return size
+
+        return int(self._retrying(once))
 
     def _write(self, fd: int, data: bytes, size_before: int) -> None:
         try:
             write_all(fd, data)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, size_before)  # the file ends at a complete record again
+                os.ftruncate(fd, size_before)  # the file ends where it ended before
             if exc.errno is not None and exc.errno in (28, 27, 122):  # ENOSPC, EFBIG, EDQUOT
                 raise StorageFullError(
                     f"cannot append to {self.path}: {exc.strerror}; free space (or raise the"
@@ -325,158 +613,187 @@ class Transcript:
                 ) from exc
             raise os_error(exc, "append to", self.path) from exc
 
-    def _repair_tail(self, fd: int) -> int:
-        """Cut a torn last line back to the last complete record; returns the size."""
-        size = os.fstat(fd).st_size
-        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-            return size
-        keep = self._last_newline(fd, size)
-        os.ftruncate(fd, keep)
-        return keep
+    def _save_torn(self, data: bytes) -> Path:
+        """Keep cut bytes in ``<file>.torn.<ts>`` (a new name: never over an earlier one)."""
+        while True:
+            saved = self.path.with_name(f"{self.path.name}.torn.{archive_timestamp()}")
+            if not os.path.lexists(saved):
+                break
+            time.sleep(0.001)
+        atomic_write(saved, data, mode=0o600)
+        return saved
+
+    def _settle_tail(self, fd: int, size: int) -> tuple[int, bytes, Path | None]:
+        """Deal with bytes after the last newline, under the lock.
+
+        Bytes that do not parse as JSON (a write cut short) are cut off and kept in a
+        ``.torn.<ts>`` file; a complete record is kept (the next append adds its newline).
+
+        Returns:
+            The size after that, the kept record without newline (or b""), and the file
+            holding the cut bytes (or None).
+        """
+        end = self._last_line_start(fd, size)
+        if end == size:
+            return size, b"", None
+        rest = self._pread(fd, size - end, end)
+        if _parses(rest):
+            return size, rest, None
+        saved = self._save_torn(rest)
+        try:
+            os.ftruncate(fd, end)
+        except OSError as exc:
+            raise os_error(exc, "cut the torn tail of", self.path) from exc
+        return end, b"", saved
 
     def torn_bytes(self) -> int:
-        """Bytes after the last complete line (a write cut short by a crash); 0 if none."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        """Bytes after the last newline that do not parse (a write cut short); 0 if none."""
+        self.bytes_read = 0
+        fd = self._open_read()
+        if fd is None:
             return 0
-        except OSError as exc:
-            raise os_error(exc, "read", self.path) from exc
         try:
             size = os.fstat(fd).st_size
-            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            end = self._last_line_start(fd, size)
+            if end == size or _parses(self._pread(fd, size - end, end)):
                 return 0
-            return size - self._last_newline(fd, size)
+            return size - end
         finally:
             os.close(fd)
 
     def repair_tail(self) -> Path | None:
         """Cut a torn last line off, keeping the cut bytes in ``<file>.torn.<ts>``.
 
-        Appends do this by themselves; this is for ``doctor --fix``.
+        Only bytes that do not parse are cut: a complete last record without its newline
+        is kept. Appends do this by themselves; this is for ``doctor --fix``.
 
         Returns:
-            The file holding the cut bytes, or None when the tail was whole.
+            The file holding the cut bytes, or None when nothing was cut.
         """
-        for _ in range(3):
-            try:
-                with self._locked(create=False) as fd:
-                    size = os.fstat(fd).st_size
-                    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-                        return None
-                    keep = self._last_newline(fd, size)
-                    saved = self.path.with_name(f"{self.path.name}.torn.{archive_timestamp()}")
-                    atomic_write(saved, os.pread(fd, size - keep, keep), mode=0o600)
-                    os.ftruncate(fd, keep)
-                    return saved
-            except _Moved:
-                continue
-        raise SessionStoreError(f"{self.path} keeps being moved by another process; retry")
 
-    def _leaf_and_ids(self, fd: int, end: int) -> tuple[str | None, set[str]]:
-        """The id of the last entry (the leaf) and the ids seen near the end."""
-        leaf: str | None = None
-        ids: set[str] = set()
-        scanned = 0
-        for _, line in self._lines_backwards(fd, end):
-            entry = _parse_line(line)
-            scanned += len(line) + 1
-            if entry is not None and entry.get("type") != "session":
-                entry_id = entry.get("id")
-                if isinstance(entry_id, str):
-                    if leaf is None:
-                        leaf = entry_id
-                    ids.add(entry_id)
-            if leaf is not None and scanned >= BLOCK:
-                break
-        return leaf, ids
+        def once() -> Path | None:
+            with self._locked(create=False) as fd:
+                self.bytes_read = 0
+                return self._settle_tail(fd, os.fstat(fd).st_size)[2]
 
-    def _find_idempotent(self, fd: int, end: int, key: str) -> str | None:
-        if end == 0:
-            return None
-        needle = b'"idempotencyKey":' + orjson.dumps(key)
-        with mmap.mmap(fd, end, prot=mmap.PROT_READ) as mm:
-            pos = mm.find(needle)
-            while pos != -1:
-                start = mm.rfind(b"\n", 0, pos) + 1
-                stop = mm.find(b"\n", pos)
-                entry = _parse_line(mm[start : stop if stop != -1 else end])
-                msg = entry.get("message") if entry else None
-                if entry and isinstance(msg, dict) and msg.get("idempotencyKey") == key:
-                    found = entry.get("id")
-                    return found if isinstance(found, str) else None
-                pos = mm.find(needle, pos + 1)
-        return None
+        result: Path | None = self._retrying(once)
+        return result
+
+    def _recent_ids(self, fd: int, end: int) -> set[str]:
+        """Entry ids on the whole lines of the last block before ``end``."""
+        start = max(0, end - BLOCK)
+        data = self._pread(fd, end - start, start)
+        lines = data.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first line starts before the block
+        ids = set()
+        for line in lines:
+            entry = _parse_line(line) if not _blank(line) else None
+            if entry is not None and isinstance(entry.get("id"), str):
+                ids.add(entry["id"])
+        return ids
 
     def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Append a message as a pi v3 ``message`` entry; returns its entry id.
 
         Creates the file with its ``session`` header when missing. With an
-        ``idempotency_key`` already present in the file, nothing is appended and the
-        existing entry's id is returned. The session's ``messageCount`` and ``updatedAt``
-        in the index are updated in the same call, after the transcript write.
+        ``idempotency_key`` already present in the file (a message whose
+        ``idempotencyKey`` is that key), nothing is appended and the existing entry's id is
+        returned. On a SQLite store the session's ``messageCount`` and ``updatedAt`` are
+        updated in the same call, after the transcript write; a ``sessions.json`` store is
+        not rewritten.
 
         Raises:
+            InvalidEntryError: ``message`` is not a JSON object, or holds a value JSON
+                cannot represent exactly (NaN, infinity, an object that is not JSON).
+            InvalidArgumentError: ``idempotency_key`` is not a string.
             StorageFullError: The disk or a file size limit is full; the file still ends at
                 its last complete record.
             SessionStoreError: The session was reset or deleted meanwhile, or I/O failed.
         """
         if not isinstance(message, dict):
-            raise SessionStoreError(f"a message must be a dict, got {type(message).__name__}")
+            raise InvalidEntryError(
+                f"a message must be a JSON object (a dict), got {type(message).__name__}:"
+                f" {message!r:.80}"
+            )
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise InvalidArgumentError(
+                f"idempotency_key must be a string, got {idempotency_key!r}"
+                f" ({type(idempotency_key).__name__})"
+            )
         msg = dict(message)
         if idempotency_key is not None:
             msg["idempotencyKey"] = idempotency_key
         msg.setdefault("timestamp", _now_ms())
-        for _ in range(3):
-            try:
-                return self._append_once(msg, idempotency_key)
-            except _Moved:
-                continue
-        raise SessionStoreError(f"{self.path} keeps being moved by another process; retry")
+        body = dumps_compact(msg)  # refuses NaN, infinities and values JSON cannot hold
+        result: str = self._retrying(lambda: self._append_once(body, idempotency_key))
+        return result
 
-    def _append_once(self, msg: dict[str, Any], idempotency_key: str | None) -> str:
+    def _find_key(self, progress: _Progress, key: str) -> str | None:
+        if progress.base is not None:
+            found = self._checkpoints.find_key(str(self.path), progress.base, key)
+            if found is not None:
+                return found
+        return progress.tally.keys.get(key)
+
+    def _append_once(self, body: bytes, idempotency_key: str | None) -> str:
         with self._locked(create=True) as fd:
-            size = self._repair_tail(fd)
+            self.bytes_read = 0
+            st = os.fstat(fd)
+            size, unterminated, _ = self._settle_tail(fd, st.st_size)
+            end = size - len(unterminated)
+            # Under the lock only a writer that takes no flock (pi) can move the end: no
+            # second look, a checkpoint beyond it is not trusted.
+            progress = self._catch_up(fd, st, end, last_try=True)
+            assert progress is not None  # the last try always answers
+            tally = progress.tally
+            if unterminated:
+                tally.line(unterminated, end)  # it gets its newline with this append
             if idempotency_key is not None:
-                existing = self._find_idempotent(fd, size, idempotency_key)
+                existing = self._find_key(progress, idempotency_key)
                 if existing is not None:
+                    if not unterminated:
+                        self._keep(progress)
                     return existing
-            created = size == 0
-            header = self._header() if created else b""
-            leaf, ids = self._leaf_and_ids(fd, size) if not created else (None, set())
+            ids = tally.ids if progress.scanned >= BLOCK else tally.ids | self._recent_ids(fd, end)
             entry_id = uuid.uuid4().hex[:8]
-            while entry_id in ids:
+            while entry_id in ids or entry_id == tally.leaf:
                 entry_id = uuid.uuid4().hex[:8]
             line = (
-                header
-                + orjson.dumps(
-                    {
-                        "type": "message",
-                        "id": entry_id,
-                        "parentId": leaf,
-                        "timestamp": iso_now(),
-                        "message": msg,
-                    }
-                )
-                + b"\n"
+                b'{"type":"message","id":"'
+                + entry_id.encode()
+                + b'","parentId":'
+                + orjson.dumps(tally.leaf)
+                + b',"timestamp":"'
+                + iso_now().encode()
+                + b'","message":'
+                + body
+                + b"}\n"
             )
+            created = size == 0
+            data = (b"\n" if unterminated else b"") + (self._header() if created else b"") + line
+            self._write(fd, data, size)
+            if self._durable:
+                os.fsync(fd)
+                if created:
+                    fsync_dir(self.path.parent)
+            tally.line(line[:-1], size + len(data) - len(line))
+            if idempotency_key is not None:
+                tally.keys.setdefault(idempotency_key, entry_id)
+            checkpoint = progress.checkpoint()
 
-            def write() -> TranscriptState:
-                count_before = self._count_through(fd, size)
-                self._write(fd, line, size)
-                if self._durable:
-                    os.fsync(fd)
-                    if created:
-                        fsync_dir(self.path.parent)
-                return TranscriptState(count_before + 1, size + len(line))
+            def save() -> bool:
+                return self._checkpoints.save(
+                    str(self.path), checkpoint, tally.keys, expect=progress.expect
+                )
 
-            if self._on_append is None:
-                write()
-                return entry_id
             try:
-                self._on_append(write)
+                if self._link is None:
+                    save()
+                else:
+                    self._link.commit_append(save, checkpoint.count, checkpoint.size)
             except BaseException:
-                # The index did not take it: the append is not acknowledged, so undo it.
+                # Not acknowledged: undo the write, so the file ends where it ended before.
                 with contextlib.suppress(OSError):
                     if os.fstat(fd).st_size > size:
                         os.ftruncate(fd, size)
@@ -496,24 +813,30 @@ class Transcript:
 
         Returns:
             The backup path, or None when the file had no more than ``max_lines`` lines.
-        """
-        for _ in range(3):
-            try:
-                backup, _size = self._compact_file(max_lines)
-            except _Moved:
-                continue
-            if backup is not None and self._on_compact is not None:
-                self._on_compact()
-            return backup
-        raise SessionStoreError(f"{self.path} keeps being moved by another process; retry")
 
-    def _compact_file(self, max_lines: int) -> tuple[Path | None, int]:
-        if max_lines < 1:
-            raise SessionStoreError(f"max_lines must be at least 1, got {max_lines}")
+        Raises:
+            InvalidArgumentError: ``max_lines`` is not a positive integer.
+        """
+        if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
+            raise InvalidArgumentError(f"max_lines must be a positive integer, got {max_lines!r}")
+        done: tuple[Path, Callable[[], bool], Checkpoint] | None = self._retrying(
+            lambda: self._compact_file(max_lines)
+        )
+        if done is None:
+            return None
+        backup, save, checkpoint = done
+        if self._link is None:
+            save()
+        else:
+            self._link.commit_compact(save, checkpoint.count, checkpoint.size)
+        return backup
+
+    def _compact_file(self, max_lines: int) -> tuple[Path, Callable[[], bool], Checkpoint] | None:
         with self._locked(create=False) as fd:
-            size = self._repair_tail(fd)
-            data = os.pread(fd, size, 0)
-            lines = [ln for ln in data.split(b"\n") if ln.strip()]
+            self.bytes_read = 0
+            size, _, _ = self._settle_tail(fd, os.fstat(fd).st_size)
+            data = self._pread(fd, size, 0)
+            lines = [ln for ln in data.split(b"\n") if not _blank(ln)]
             header = (
                 lines[0]
                 if lines and (_parse_line(lines[0]) or {}).get("type") == "session"
@@ -521,7 +844,7 @@ class Transcript:
             )
             body = lines[1:] if header is not None else lines
             if len(body) <= max_lines:
-                return None, size
+                return None
             kept = ([header] if header is not None else []) + body[-max_lines:]
             new = b"\n".join(kept) + b"\n"
             backup = self.path.with_name(f"{self.path.name}.bak.{archive_timestamp()}")
@@ -532,6 +855,7 @@ class Transcript:
                 try:
                     write_all(tfd, new)
                     os.fsync(tfd)
+                    st = os.fstat(tfd)
                 finally:
                     os.close(tfd)
                 os.replace(tmp, self.path)
@@ -540,7 +864,18 @@ class Transcript:
                     os.unlink(tmp)
                 raise os_error(exc, "compact", self.path) from exc
             fsync_dir(self.path.parent)
-            return backup, len(new)
+            tally = _Tally()
+            at = 0
+            for line in kept:
+                tally.line(line, at)
+                at += len(line) + 1
+            checkpoint = tally.checkpoint(st.st_dev, st.st_ino, uuid.uuid4().hex)
+            path = str(self.path)
+
+            def save() -> bool:
+                return self._checkpoints.save(path, checkpoint, tally.keys, expect=None)
+
+            return backup, save, checkpoint
 
 
 class _Moved(Exception):
@@ -548,37 +883,4 @@ class _Moved(Exception):
 
 
 def _now_ms() -> int:
-    import time
-
     return time.time_ns() // 1_000_000
-
-
-def _count_messages(fd: int, start: int, end: int, reader: Transcript) -> int:
-    """Message lines in ``[start, end)`` of the file."""
-    if end <= start:
-        return 0
-    count = 0
-    pos = start
-    carry = b""
-    while pos < end:
-        chunk = os.pread(fd, min(1 << 20, end - pos), pos)
-        if not chunk:
-            break
-        reader.bytes_read += len(chunk)
-        pos += len(chunk)
-        parts = (carry + chunk).split(b"\n")
-        carry = parts.pop()
-        for line in parts:
-            if b'"message"' in line:
-                entry = _parse_line(line)
-                if (
-                    entry is not None
-                    and entry.get("type") == "message"
-                    and isinstance(entry.get("message"), dict)
-                ):
-                    count += 1
-    if carry:
-        entry = _parse_line(carry)
-        if entry is not None and entry.get("type") == "message":
-            count += 1
-    return count
