@@ -8,7 +8,6 @@ passes ``--state-dir`` to a temporary dir, with ``HOME`` pointed at a temporary 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore.cli.app import app
 from sessionstore.generate import generate_state_dir
 from sessionstore.lockfile import process_start_time
@@ -254,7 +254,7 @@ def test_doctor_on_an_unreadable_database_is_one_line(tmp_path: Path) -> None:
     result = cli("doctor", "--state-dir", root)
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, result.stdout, r"sessions\.sqlite.*not a valid SQLite")
-    env = dict(os.environ)  # the autouse fixture already dropped our variables
+    env = clean_env()
     proc = subprocess.run(
         [str(SCRIPT), "doctor", "--state-dir", str(root), "--fix"],
         capture_output=True,
