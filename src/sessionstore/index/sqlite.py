@@ -75,6 +75,9 @@ DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
 PAGE_CACHE_KIB: Final = 2048
+# Connections of ended threads kept open for the next new thread (warm statement and page
+# caches); any more are closed.
+IDLE_CONNECTIONS: Final = 2
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -93,6 +96,36 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Lease:
+    """A thread's hold on its connection, given back when the thread ends.
+
+    CPython drops a thread's ``threading.local`` values when the thread ends, so this
+    object dies with its thread (or with the index's ``threading.local``, which ``close``
+    replaces), and ``__del__`` gives the connection back to the index. So a connection is
+    used by one thread at a time, a long-lived thread keeps its warm statement and page
+    caches, and a gateway that runs each request on a new thread holds connections for the
+    threads alive now, not one (two descriptors) for every thread it ever ran.
+    """
+
+    __slots__ = ("conn", "index", "pid")
+
+    def __init__(self, index: SqliteIndex, conn: apsw.Connection) -> None:
+        # A weak reference: a lease must not keep a store alive that nobody uses.
+        self.index = weakref.ref(index)
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if os.getpid() != self.pid:
+            # Inherited through fork (CPython may drop the parent's other threads' values
+            # in the child): the parent still uses the connection, never touch it here.
+            _abandoned.append(self.conn)
+            return
+        index = self.index()
+        if index is not None:
+            index._release_connection(self.conn)
 
 
 class BlobRef:
@@ -500,8 +533,11 @@ class SqliteIndex(IndexBackend):
         self._sync = DURABILITY_SYNC[durability]
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._conns: list[apsw.Connection] = []
-        self._conns_guard = threading.Lock()
+        self._conns: list[apsw.Connection] = []  # every open one of this process
+        self._idle: list[apsw.Connection] = []  # those of ended threads, not yet reused
+        # Reentrant: a lease can die (and give its connection back) in a garbage
+        # collection that runs while this thread holds the guard.
+        self._conns_guard = threading.RLock()
         self._closed = False
         self._blob_cache = BlobCache()
         _live.add(self)
@@ -521,7 +557,11 @@ class SqliteIndex(IndexBackend):
         return self._path
 
     def _reset_after_fork(self) -> None:
-        self._conns_guard = threading.Lock()
+        # Every connection so far is the parent's, in use there: the child never closes
+        # or reuses one (close() must not reach them, a new thread must not get one).
+        _abandoned.extend(self._conns)
+        self._conns, self._idle = [], []
+        self._conns_guard = threading.RLock()
         self._blob_cache = BlobCache()
 
     # --- connections ------------------------------------------------------------------------
@@ -558,8 +598,9 @@ class SqliteIndex(IndexBackend):
             raise StoreClosedError("the store is closed; open a new one with open_store()")
         if conn is not None:
             _abandoned.append(conn)  # inherited from the parent process: never close it here
-            with self._conns_guard:
-                self._conns = []
+        idle = self._take_idle()
+        if idle is not None:
+            return self._lease(idle)
         conn = apsw.Connection(
             str(self._path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         )
@@ -575,12 +616,40 @@ class SqliteIndex(IndexBackend):
             f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
             f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
         )
+        return self._lease(conn)
+
+    def _take_idle(self) -> apsw.Connection | None:
+        with self._conns_guard:
+            return self._idle.pop() if self._idle else None
+
+    def _lease(self, conn: apsw.Connection) -> apsw.Connection:
+        """Make ``conn`` this thread's connection until the thread ends."""
+        with self._conns_guard:
+            closed = self._closed
+            if not closed and conn not in self._conns:
+                self._conns.append(conn)
+        if closed:  # close() ran while this thread was opening it
+            with contextlib.suppress(apsw.Error):
+                conn.close()
+            raise StoreClosedError("the store is closed; open a new one with open_store()")
+        local = self._local
         local.conn = conn
+        local.lease = _Lease(self, conn)
         local.generation = _fork_generation
         local.in_write = False
-        with self._conns_guard:
-            self._conns.append(conn)
         return conn
+
+    def _release_connection(self, conn: apsw.Connection) -> None:
+        """Take back the connection of a thread that ended: keep it idle, or close it."""
+        with self._conns_guard:
+            if conn not in self._conns or conn in self._idle:
+                return  # closed by close(), or the parent's (abandoned at a fork)
+            if len(self._idle) < IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+            self._conns.remove(conn)
+        with contextlib.suppress(apsw.Error):
+            conn.close()
 
     @staticmethod
     @contextlib.contextmanager
@@ -1182,10 +1251,10 @@ class SqliteIndex(IndexBackend):
 
     def close(self) -> None:
         """Close every connection this store opened in this process."""
-        self._closed = True
-        self._blob_cache.clear()
         with self._conns_guard:
-            conns, self._conns = self._conns, []
+            self._closed = True
+            conns, self._conns, self._idle = self._conns, [], []
+        self._blob_cache.clear()
         for conn in conns:
             with contextlib.suppress(apsw.Error):
                 conn.close()
