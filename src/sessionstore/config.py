@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
@@ -292,27 +295,71 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
     )
 
 
+# Parsed configs by path, with the identity of the file they were parsed from.
+_loaded: dict[str, tuple[tuple[int, ...], SessionConfig]] = {}
+_LOADED_MAX: Final = 32
+# File systems stamp times with a coarse clock (a few ms, up to 2 s on some): a file
+# rewritten in place, at the same size, within the tick that stamped both its mtime and
+# its ctime would keep its identity. Such a file is parsed on every load, not cached.
+_SETTLED_NS: Final = 2_000_000_000
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def load_config(path: Path) -> SessionConfig:
     """Read ``openclaw.json`` (JSON5) and validate our part; a missing file means defaults.
+
+    Plain JSON is parsed with orjson, JSON5 (comments, unquoted keys, ...) only when that
+    fails. The result is cached by the file's identity (device, inode, size, mtime, ctime):
+    loading an unchanged file again costs one ``stat``.
 
     Raises:
         ConfigError: The file does not parse or our settings are invalid.
     """
+    name = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(name)
     except FileNotFoundError:
         return SessionConfig(path=None)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    if not text.strip():
-        return SessionConfig(path=path)
+    cached = _loaded.get(name)
+    if cached is not None and cached[0] == _identity(st):
+        return cached[1]
     try:
-        import json5  # a pure-Python parser: loaded only when there is a config to read
+        with open(name, "rb") as f:
+            st = os.fstat(f.fileno())  # the identity of the bytes read, not of a later file
+            data = f.read()
+    except FileNotFoundError:
+        return SessionConfig(path=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    config = parse_config(_parse_document(data, path), path) if data.strip() else None
+    config = config or SessionConfig(path=path)
+    if time.time_ns() - min(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        if len(_loaded) >= _LOADED_MAX:
+            _loaded.clear()
+        _loaded[name] = (_identity(st), config)
+    return config
 
-        raw = json5.loads(text)
+
+def _parse_document(data: bytes, path: Path) -> object:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # not plain JSON: comments, unquoted keys, trailing commas, a BOM, ...
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        import json5  # a slow pure-Python parser: loaded only for a file that needs it
+
+        return json5.loads(text)
     except Exception as exc:  # json5 raises ValueError subclasses with positions
         raise ConfigError(f"{path} is not valid JSON5: {exc}; fix the file") from exc
-    return parse_config(raw, path)
 
 
 def resolve_store_type(
