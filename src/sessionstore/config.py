@@ -336,8 +336,10 @@ def load_config(path: Path) -> SessionConfig:
         return SessionConfig(path=None)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    config = parse_config(_parse_document(data, path), path) if data.strip() else None
-    config = config or SessionConfig(path=path)
+    if data.strip():
+        config = parse_config(_parse_document(data, path), path)
+    else:
+        config = SessionConfig(path=path)
     if time.time_ns() - min(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
         if len(_loaded) >= _LOADED_MAX:
             _loaded.clear()
