@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from .args import MAX_SAFE_INTEGER, show
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
@@ -58,7 +59,19 @@ _BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _bounded(amount: float, value: object, key: str, unit: str) -> float:
+    """``amount``, or a ``ConfigError`` when it is beyond ``MAX_SAFE_INTEGER``."""
+    if not amount <= MAX_SAFE_INTEGER:  # also catches infinity (and NaN)
+        raise ConfigError(
+            f"{key}: {show(value)} is too large; the most is {MAX_SAFE_INTEGER} {unit}"
+            " (JavaScript's largest exact integer, as OpenClaw reads it)"
+        )
+    return amount
 
 
 def parse_duration_ms(value: object, *, key: str, default_unit: str = "d") -> int:
@@ -73,19 +86,21 @@ def parse_duration_ms(value: object, *, key: str, default_unit: str = "d") -> in
         assert isinstance(value, (int, float))
         if value <= 0:
             raise ConfigError(f"{key}: {value!r} must be a positive duration (e.g. 30d, 12h)")
-        return round(value * _DURATION_UNITS[default_unit])
+        return round(_bounded(value * _DURATION_UNITS[default_unit], value, key, "ms"))
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return parse_duration_ms(float(text), key=key, default_unit=default_unit)
-        if text and _DURATION_PART.sub("", text) == "":
+            amount = float(text) * _DURATION_UNITS[default_unit]
+            if amount > 0:
+                return round(_bounded(amount, value, key, "ms"))
+        elif text and _DURATION_PART.sub("", text) == "":
             total = sum(
                 float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)
             )
             if total > 0:
-                return round(total)
+                return round(_bounded(total, value, key, "ms"))
     raise ConfigError(
-        f"{key}: {value!r} is not a duration; use a number of days or a string such as"
+        f"{key}: {show(value)} is not a duration; use a number of days or a string such as"
         " '30d', '12h', '1h30m', '500ms'"
     )
 
@@ -100,17 +115,17 @@ def parse_byte_size(value: object, *, key: str) -> int:
     """
     if _is_number(value):
         assert isinstance(value, (int, float))
-        if value <= 0:
+        if value < 1:
             raise ConfigError(f"{key}: {value!r} must be a positive byte size (e.g. 10mb)")
-        return int(value)
+        return math.floor(_bounded(value, value, key, "bytes"))
     if isinstance(value, str):
         match = _BYTES.match(value.strip().lower())
         if match and match.group(2) in ("", *_BYTE_UNITS):
-            size = int(float(match.group(1)) * _BYTE_UNITS.get(match.group(2) or "b", 1))
-            if size > 0:
-                return size
+            size = float(match.group(1)) * _BYTE_UNITS.get(match.group(2) or "b", 1)
+            if size >= 1:
+                return math.floor(_bounded(size, value, key, "bytes"))
     raise ConfigError(
-        f"{key}: {value!r} is not a byte size; use a number of bytes or a string such as"
+        f"{key}: {show(value)} is not a byte size; use a number of bytes or a string such as"
         " '10mb', '512kb', '2gb'"
     )
 
@@ -168,19 +183,22 @@ def parse_maintenance(raw: object, *, where: str = "session.maintenance") -> Mai
             )
     mode = raw.get("mode", "warn")
     if mode not in MAINTENANCE_MODES:
-        raise ConfigError(f"{where}.mode: {mode!r} is not one of {', '.join(MAINTENANCE_MODES)}")
+        raise ConfigError(
+            f"{where}.mode: {show(mode)} is not one of {', '.join(MAINTENANCE_MODES)}"
+        )
     if raw.get("pruneAfter") is not None:
         prune = parse_duration_ms(raw["pruneAfter"], key=f"{where}.pruneAfter")
     elif raw.get("pruneDays") is not None:
         days = raw["pruneDays"]
         if not (isinstance(days, int) and not isinstance(days, bool) and days > 0):
-            raise ConfigError(f"{where}.pruneDays: {days!r} must be a positive integer")
-        prune = days * DAY_MS
+            raise ConfigError(f"{where}.pruneDays: {show(days)} must be a positive integer")
+        prune = round(_bounded(days * DAY_MS, days, f"{where}.pruneDays", "ms"))
     else:
         prune = MaintenanceConfig.prune_after_ms
     max_entries = raw.get("maxEntries", MaintenanceConfig.max_entries)
     if not (isinstance(max_entries, int) and not isinstance(max_entries, bool) and max_entries > 0):
-        raise ConfigError(f"{where}.maxEntries: {max_entries!r} must be a positive integer")
+        raise ConfigError(f"{where}.maxEntries: {show(max_entries)} must be a positive integer")
+    _bounded(max_entries, max_entries, f"{where}.maxEntries", "entries")
     rotate = (
         parse_byte_size(raw["rotateBytes"], key=f"{where}.rotateBytes")
         if raw.get("rotateBytes") is not None
@@ -245,7 +263,7 @@ class SessionConfig:
 
 def _choice(value: object, allowed: tuple[str, ...], key: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{key}: {show(value)} is not one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -278,7 +296,7 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
         raise ConfigError(f"{where}: session must be an object, got {type(session).__name__}")
     store = session.get("store")
     if store is not None and (not isinstance(store, str) or not store.strip()):
-        raise ConfigError(f"session.store: {store!r} must be a non-empty path string")
+        raise ConfigError(f"session.store: {show(store)} must be a non-empty path string")
     return SessionConfig(
         path=path,
         store_type=_choice(session.get("storeType", "auto"), STORE_TYPES, "session.storeType"),

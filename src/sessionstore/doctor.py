@@ -160,8 +160,27 @@ class _Doctor:
 
     def _blobs(self, index: Any, conn: apsw.Connection) -> None:
         actual: Counter[str] = Counter()
-        for (refs,) in conn.execute("SELECT blob_refs FROM sessions WHERE blob_refs IS NOT NULL"):
-            actual.update(orjson.loads(refs).values())
+        unreadable = False
+        for key, refs in conn.execute(
+            "SELECT session_key, blob_refs FROM sessions WHERE blob_refs IS NOT NULL"
+        ):
+            try:
+                digests = orjson.loads(refs)
+            except orjson.JSONDecodeError:
+                digests = None
+            if not isinstance(digests, dict) or not all(
+                isinstance(d, str) for d in digests.values()
+            ):
+                unreadable = True
+                self.add(
+                    "integrity",
+                    key,
+                    f"the blob references of this session cannot be read ({refs!r:.80});"
+                    " restore the database from a backup",
+                    severity="error",
+                )
+                continue
+            actual.update(digests.values())
         stored = {d: n for d, n in conn.execute("SELECT digest, refcount FROM blobs")}
         missing = sorted(d for d in actual if d not in stored)
         for digest in missing:
@@ -173,7 +192,7 @@ class _Doctor:
                 severity="error",
             )
         drift = {d: actual.get(d, 0) for d, n in stored.items() if n != actual.get(d, 0)}
-        if not drift:
+        if not drift or unreadable:  # recounting without every reference would drop blobs
             return
         finding = self.add(
             "blob-refcount",
@@ -231,7 +250,11 @@ class _Doctor:
     def source_changed(self) -> None:
         from .migrate import source_changed
 
-        record = self.store.index.migration_record()
+        try:
+            record = self.store.index.migration_record()
+        except CorruptStoreError as exc:
+            self.add("integrity", exc.path, str(exc), severity="error")
+            return
         if source_changed(record, self.store.paths.json_path):
             self.add(
                 "source-changed",

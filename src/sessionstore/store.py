@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+from .args import (
+    check_bool,
+    check_callable,
+    check_limit,
+    check_minutes,
+    check_optional_path,
+    check_optional_str,
+    check_timeout_ms,
+    show,
+)
 from .config import SessionConfig, load_config, resolve_store_type
 from .entry import (
     SessionEntry,
@@ -35,6 +44,8 @@ from .errors import (
     BackendUnavailableError,
     ConfigError,
     InvalidArgumentError,
+    InvalidEntryError,
+    InvalidKeyError,
     SessionNotFoundError,
     SessionStoreError,
 )
@@ -111,17 +122,6 @@ class StoreInfo:
     def to_dict(self) -> dict[str, Any]:
         """The info as a JSON-ready dict."""
         return asdict(self)
-
-
-def _check_limit(limit: object) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    value = math.floor(limit)
-    if value < 1:
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    return value
 
 
 class SessionStore:
@@ -229,6 +229,8 @@ class SessionStore:
             The entry after the update; None when it does not exist and ``create`` is False.
         """
         canonical = canonical_key(key)
+        check_bool("create", create)
+        check_bool("preserve_activity", preserve_activity)
         fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
         if callable(patch_or_fn):
             fn = patch_or_fn
@@ -268,6 +270,7 @@ class SessionStore:
             True when something was deleted.
         """
         canonical = canonical_key(key)
+        check_bool("archive_transcript", archive_transcript)
         removed: list[Entry] = []
 
         def drop(existing: Entry | None) -> Any:
@@ -444,15 +447,19 @@ class SessionStore:
         Returns:
             A page of rows and the cursor of the next page.
         """
-        if active_minutes is not None and (
-            isinstance(active_minutes, bool)
-            or not isinstance(active_minutes, (int, float))
-            or active_minutes <= 0
+        for name, value in (
+            ("agent_id", agent_id),
+            ("channel", channel),
+            ("label", label),
+            ("search", search),
+            ("spawned_by", spawned_by),
+            ("cursor", cursor),
         ):
-            raise InvalidArgumentError(
-                f"active_minutes must be a positive number of minutes, got {active_minutes!r}"
-            )
-        page_size = _check_limit(limit)
+            check_optional_str(name, value)
+        check_bool("include_global", include_global)
+        check_bool("include_unknown", include_unknown)
+        check_minutes("active_minutes", active_minutes)
+        page_size = check_limit(limit)
         query = ListQuery(
             agent_id=normalize_agent_id(agent_id) if agent_id is not None else None,
             channel=(normalize_channel(channel) or "") if channel is not None else None,
@@ -484,7 +491,24 @@ class SessionStore:
         An ``acp`` block that ``fn`` drops from a surviving entry is put back. If ``fn``
         raises, nothing is saved.
         """
-        result = self._index.mutate(fn)
+        check_callable("fn", fn)
+
+        def checked(entries: dict[str, Any]) -> T:
+            result = fn(entries)
+            # Refused here, inside the transaction (so nothing is saved), with the value
+            # shown safely whatever it is.
+            for k, v in entries.items():
+                if not isinstance(k, str):
+                    raise InvalidKeyError(
+                        f"session keys must be strings, got {show(k)} ({type(k).__name__})"
+                    )
+                if not isinstance(v, dict):
+                    raise InvalidEntryError(
+                        f"entry {show(k)} must be a JSON object, got {show(v)} ({type(v).__name__})"
+                    )
+            return result
+
+        result = self._index.mutate(checked)
         self._after_write(None)
         return result
 
@@ -516,6 +540,11 @@ class SessionStore:
         """
         from .maintenance import run_maintenance
 
+        check_optional_str("mode", mode)
+        check_bool("dry_run", dry_run)
+        if active_key is not None:
+            canonical_key(active_key)
+        check_bool("fix_missing", fix_missing)
         return run_maintenance(
             self, mode=mode, dry_run=dry_run, active_key=active_key, fix_missing=fix_missing
         )
@@ -532,6 +561,7 @@ class SessionStore:
         """
         from .doctor import run_checks
 
+        check_bool("fix", fix)
         return run_checks(self, fix=fix)
 
     def vacuum(self) -> dict[str, Any]:
@@ -657,6 +687,7 @@ def open_store(
         MigrationError: The automatic migration of sessions.json failed (nothing written).
         SessionStoreError: The store cannot be opened (corrupt file, permissions, ...).
     """
+    _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
     root = resolve_state_dir(state_dir)
     config = load_config(config_path(root))
     if store_type == "postgres":
@@ -703,6 +734,28 @@ def open_store(
                         os.unlink(f"{paths.sqlite_path}{suffix}")
             raise
     return opened
+
+
+def _check_open_arguments(
+    agent: object,
+    state_dir: object,
+    store_type: object,
+    dsn: object,
+    store: object,
+    durability: object,
+    lock_timeout_ms: object,
+) -> None:
+    """Refuse ``open_store`` arguments of a wrong type or range (the values are checked later)."""
+    if not isinstance(agent, str):
+        raise InvalidArgumentError(
+            f"agent must be an agent id string, got {show(agent)} ({type(agent).__name__})"
+        )
+    check_optional_path("state_dir", state_dir)
+    check_optional_str("store_type", store_type)
+    check_optional_str("dsn", dsn)
+    check_optional_path("store", store)
+    check_optional_str("durability", durability)
+    check_timeout_ms("lock_timeout_ms", lock_timeout_ms)
 
 
 def _open_sqlite(

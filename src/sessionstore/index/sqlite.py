@@ -154,6 +154,47 @@ class _BlobGone(Exception):
         self.digest = digest
 
 
+class _BadRow(Exception):
+    """A stored value that decodes, but not to what this module writes there."""
+
+
+def _load_entry(entry_json: bytes | str) -> Entry:
+    entry = orjson.loads(entry_json)
+    if not isinstance(entry, dict):
+        raise _BadRow(f"a stored entry is a JSON {type(entry).__name__}, not an object")
+    return entry
+
+
+def _load_refs(refs_json: str | None) -> dict[str, str]:
+    """A row's ``blob_refs``: field -> digest."""
+    if not refs_json:
+        return {}
+    refs = orjson.loads(refs_json)
+    if not isinstance(refs, dict) or not all(isinstance(d, str) for d in refs.values()):
+        raise _BadRow(f"a row's blob references are not an object of digests: {refs_json!r:.80}")
+    return refs
+
+
+def _check_updated_at(row: tuple[Any, ...]) -> None:
+    """Refuse a list row (``updated_at`` last) whose sort time is not a number."""
+    value = row[-1]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadRow(f"session {row[0]!r:.80} has a sort time of {value!r:.40}, not a number")
+
+
+def _row_count(conn: apsw.Connection) -> int:
+    """The session counter kept by triggers in ``stats``."""
+    rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+    if not rows:
+        return 0
+    if not isinstance(rows[0][0], int):
+        raise _BadRow(
+            f"the session counter in stats is {rows[0][0]!r:.40}, not a number"
+            " (`sessionstore doctor --fix` recounts)"
+        )
+    return rows[0][0]
+
+
 class BlobCache:
     """The JSON of recently read blobs, by digest, least recently used out first.
 
@@ -438,8 +479,7 @@ class _SqliteMaintenance(MaintenanceTxn):
         self._conn = conn
 
     def count(self) -> int:
-        rows: Rows = self._conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-        return int(rows[0][0]) if rows else 0
+        return _row_count(self._conn)
 
     def rows(self) -> Iterator[RowRef]:
         return (_ref(r) for r in self._conn.execute(f"SELECT {_REF_COLUMNS} FROM sessions"))
@@ -484,7 +524,7 @@ class _SqliteMaintenance(MaintenanceTxn):
             ).fetchall()
             for (refs,) in gone:
                 if refs:
-                    self._index._drop_blobs(self._conn, orjson.loads(refs))
+                    self._index._drop_blobs(self._conn, _load_refs(refs))
 
     def reference_count(self, session_id: str) -> int:
         rows: Rows = self._conn.execute(
@@ -582,6 +622,12 @@ class SqliteIndex(IndexBackend):
                 " `sessionstore doctor`",
                 path=str(self._path),
             ) from None
+        except _BadRow as exc:
+            raise CorruptStoreError(
+                f"{self._path}: {exc}; the file was left untouched - run `sessionstore doctor`,"
+                " or restore it from a backup",
+                path=str(self._path),
+            ) from exc
         except (orjson.JSONDecodeError, zlib.error) as exc:
             raise CorruptStoreError(
                 f"{self._path}: a stored entry or blob does not decode ({exc}); the file was"
@@ -739,6 +785,8 @@ class SqliteIndex(IndexBackend):
         if "meta" in tables:
             value = self._meta(conn, "schema_version")
             if value is not None:
+                if not value.isdigit():
+                    raise _BadRow(f"the schema version in meta is {value!r:.40}, not a number")
                 return int(value)
         return 1 if "sessions" in tables else 0
 
@@ -865,9 +913,9 @@ class SqliteIndex(IndexBackend):
     def _decode(
         self, conn: apsw.Connection, entry_json: bytes | str, refs_json: str | None, *, blobs: bool
     ) -> Entry:
-        entry: Entry = orjson.loads(entry_json)
+        entry = _load_entry(entry_json)
         if refs_json:
-            for field, digest in orjson.loads(refs_json).items():
+            for field, digest in _load_refs(refs_json).items():
                 entry[field] = (
                     orjson.loads(self._blob_json(conn, digest)) if blobs else BlobRef(digest)
                 )
@@ -921,8 +969,7 @@ class SqliteIndex(IndexBackend):
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
         with self._errors():
-            rows: Rows = self._conn().execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-        return int(rows[0][0]) if rows else 0
+            return _row_count(self._conn())
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """Rows matching ``query`` through the composite indexes, newest first."""
@@ -978,6 +1025,8 @@ class SqliteIndex(IndexBackend):
         more = None
         if query.limit is not None and len(raw) > query.limit:
             raw = raw[: query.limit]
+            with self._errors():
+                _check_updated_at(raw[-1])
             more = (raw[-1][-1], raw[-1][0])
         return [self._row(r) for r in raw], more
 
@@ -988,12 +1037,14 @@ class SqliteIndex(IndexBackend):
             f"SELECT {_LIST_COLUMNS}, entry_json FROM sessions WHERE vis = 1"
         ).fetchall()
         for row in sentinels:
-            entry = orjson.loads(row[-1])
+            entry = _load_entry(row[-1])
             if query.matches(row[0], entry, 1):
                 extra.append(row[:-1])
         if not extra:
             return raw
         merged = raw + extra
+        for r in merged:
+            _check_updated_at(r)
         merged.sort(key=lambda r: (r[-1], r[0]), reverse=True)
         return merged
 
@@ -1041,7 +1092,7 @@ class SqliteIndex(IndexBackend):
     def _delete_row(self, conn: apsw.Connection, key: str, refs_json: str | None) -> None:
         conn.execute("DELETE FROM sessions WHERE session_key = ?", (key,))
         if refs_json:
-            self._drop_blobs(conn, orjson.loads(refs_json))
+            self._drop_blobs(conn, _load_refs(refs_json))
 
     def modify(
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
@@ -1087,7 +1138,7 @@ class SqliteIndex(IndexBackend):
         enc = _encode(key, entry, now=now_ms())
         old_refs: dict[str, str] = {}
         if own is not None:
-            old_refs = orjson.loads(own[3]) if own[3] else {}
+            old_refs = _load_refs(own[3])
             if len(rows) == 1 and len(own) > 5:
                 changed = _changed_columns(own[5:], enc.params)
                 if not changed:
@@ -1142,7 +1193,7 @@ class SqliteIndex(IndexBackend):
                 if old is None:
                     self._upsert(conn, enc, {})
                     continue
-                old_refs = orjson.loads(old[1]) if old[1] else {}
+                old_refs = _load_refs(old[1])
                 if bytes(old[0]) != enc.entry_json or old_refs != enc.refs:
                     self._upsert(conn, enc, old_refs)
             return result
@@ -1196,7 +1247,10 @@ class SqliteIndex(IndexBackend):
         """The record of the last import from ``sessions.json``, if any."""
         with self._errors():
             value = self._meta(self._conn(), "migration")
-        return orjson.loads(value) if value else None
+            record = orjson.loads(value) if value else None
+            if record is not None and not isinstance(record, dict):
+                raise _BadRow(f"the migration record in meta is not an object: {value!r:.80}")
+        return record
 
     def import_entries(
         self,
