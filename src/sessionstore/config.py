@@ -12,11 +12,15 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
+from .args import MAX_SAFE_INTEGER, show
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
@@ -55,7 +59,19 @@ _BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _bounded(amount: float, value: object, key: str, unit: str) -> float:
+    """``amount``, or a ``ConfigError`` when it is beyond ``MAX_SAFE_INTEGER``."""
+    if not amount <= MAX_SAFE_INTEGER:  # also catches infinity (and NaN)
+        raise ConfigError(
+            f"{key}: {show(value)} is too large; the most is {MAX_SAFE_INTEGER} {unit}"
+            " (JavaScript's largest exact integer, as OpenClaw reads it)"
+        )
+    return amount
 
 
 def parse_duration_ms(value: object, *, key: str, default_unit: str = "d") -> int:
@@ -70,19 +86,21 @@ def parse_duration_ms(value: object, *, key: str, default_unit: str = "d") -> in
         assert isinstance(value, (int, float))
         if value <= 0:
             raise ConfigError(f"{key}: {value!r} must be a positive duration (e.g. 30d, 12h)")
-        return round(value * _DURATION_UNITS[default_unit])
+        return round(_bounded(value * _DURATION_UNITS[default_unit], value, key, "ms"))
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return parse_duration_ms(float(text), key=key, default_unit=default_unit)
-        if text and _DURATION_PART.sub("", text) == "":
+            amount = float(text) * _DURATION_UNITS[default_unit]
+            if amount > 0:
+                return round(_bounded(amount, value, key, "ms"))
+        elif text and _DURATION_PART.sub("", text) == "":
             total = sum(
                 float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)
             )
             if total > 0:
-                return round(total)
+                return round(_bounded(total, value, key, "ms"))
     raise ConfigError(
-        f"{key}: {value!r} is not a duration; use a number of days or a string such as"
+        f"{key}: {show(value)} is not a duration; use a number of days or a string such as"
         " '30d', '12h', '1h30m', '500ms'"
     )
 
@@ -97,17 +115,17 @@ def parse_byte_size(value: object, *, key: str) -> int:
     """
     if _is_number(value):
         assert isinstance(value, (int, float))
-        if value <= 0:
+        if value < 1:
             raise ConfigError(f"{key}: {value!r} must be a positive byte size (e.g. 10mb)")
-        return int(value)
+        return math.floor(_bounded(value, value, key, "bytes"))
     if isinstance(value, str):
         match = _BYTES.match(value.strip().lower())
         if match and match.group(2) in ("", *_BYTE_UNITS):
-            size = int(float(match.group(1)) * _BYTE_UNITS.get(match.group(2) or "b", 1))
-            if size > 0:
-                return size
+            size = float(match.group(1)) * _BYTE_UNITS.get(match.group(2) or "b", 1)
+            if size >= 1:
+                return math.floor(_bounded(size, value, key, "bytes"))
     raise ConfigError(
-        f"{key}: {value!r} is not a byte size; use a number of bytes or a string such as"
+        f"{key}: {show(value)} is not a byte size; use a number of bytes or a string such as"
         " '10mb', '512kb', '2gb'"
     )
 
@@ -165,19 +183,22 @@ def parse_maintenance(raw: object, *, where: str = "session.maintenance") -> Mai
             )
     mode = raw.get("mode", "warn")
     if mode not in MAINTENANCE_MODES:
-        raise ConfigError(f"{where}.mode: {mode!r} is not one of {', '.join(MAINTENANCE_MODES)}")
+        raise ConfigError(
+            f"{where}.mode: {show(mode)} is not one of {', '.join(MAINTENANCE_MODES)}"
+        )
     if raw.get("pruneAfter") is not None:
         prune = parse_duration_ms(raw["pruneAfter"], key=f"{where}.pruneAfter")
     elif raw.get("pruneDays") is not None:
         days = raw["pruneDays"]
         if not (isinstance(days, int) and not isinstance(days, bool) and days > 0):
-            raise ConfigError(f"{where}.pruneDays: {days!r} must be a positive integer")
-        prune = days * DAY_MS
+            raise ConfigError(f"{where}.pruneDays: {show(days)} must be a positive integer")
+        prune = round(_bounded(days * DAY_MS, days, f"{where}.pruneDays", "ms"))
     else:
         prune = MaintenanceConfig.prune_after_ms
     max_entries = raw.get("maxEntries", MaintenanceConfig.max_entries)
     if not (isinstance(max_entries, int) and not isinstance(max_entries, bool) and max_entries > 0):
-        raise ConfigError(f"{where}.maxEntries: {max_entries!r} must be a positive integer")
+        raise ConfigError(f"{where}.maxEntries: {show(max_entries)} must be a positive integer")
+    _bounded(max_entries, max_entries, f"{where}.maxEntries", "entries")
     rotate = (
         parse_byte_size(raw["rotateBytes"], key=f"{where}.rotateBytes")
         if raw.get("rotateBytes") is not None
@@ -242,7 +263,7 @@ class SessionConfig:
 
 def _choice(value: object, allowed: tuple[str, ...], key: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{key}: {show(value)} is not one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -275,7 +296,7 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
         raise ConfigError(f"{where}: session must be an object, got {type(session).__name__}")
     store = session.get("store")
     if store is not None and (not isinstance(store, str) or not store.strip()):
-        raise ConfigError(f"session.store: {store!r} must be a non-empty path string")
+        raise ConfigError(f"session.store: {show(store)} must be a non-empty path string")
     return SessionConfig(
         path=path,
         store_type=_choice(session.get("storeType", "auto"), STORE_TYPES, "session.storeType"),
@@ -292,27 +313,73 @@ def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
     )
 
 
+# Parsed configs by path, with the identity of the file they were parsed from.
+_loaded: dict[str, tuple[tuple[int, ...], SessionConfig]] = {}
+_LOADED_MAX: Final = 32
+# File systems stamp times with a coarse clock (a few ms, up to 2 s on some): a file
+# rewritten in place, at the same size, within the tick that stamped both its mtime and
+# its ctime would keep its identity. Such a file is parsed on every load, not cached.
+_SETTLED_NS: Final = 2_000_000_000
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def load_config(path: Path) -> SessionConfig:
     """Read ``openclaw.json`` (JSON5) and validate our part; a missing file means defaults.
+
+    Plain JSON is parsed with orjson, JSON5 (comments, unquoted keys, ...) only when that
+    fails. The result is cached by the file's identity (device, inode, size, mtime, ctime):
+    loading an unchanged file again costs one ``stat``.
 
     Raises:
         ConfigError: The file does not parse or our settings are invalid.
     """
+    name = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(name)
     except FileNotFoundError:
         return SessionConfig(path=None)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    if not text.strip():
-        return SessionConfig(path=path)
+    cached = _loaded.get(name)
+    if cached is not None and cached[0] == _identity(st):
+        return cached[1]
     try:
-        import json5  # a pure-Python parser: loaded only when there is a config to read
+        with open(name, "rb") as f:
+            st = os.fstat(f.fileno())  # the identity of the bytes read, not of a later file
+            data = f.read()
+    except FileNotFoundError:
+        return SessionConfig(path=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if data.strip():
+        config = parse_config(_parse_document(data, path), path)
+    else:
+        config = SessionConfig(path=path)
+    if time.time_ns() - min(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        if len(_loaded) >= _LOADED_MAX:
+            _loaded.clear()
+        _loaded[name] = (_identity(st), config)
+    return config
 
-        raw = json5.loads(text)
+
+def _parse_document(data: bytes, path: Path) -> object:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # not plain JSON: comments, unquoted keys, trailing commas, a BOM, ...
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        import json5  # a slow pure-Python parser: loaded only for a file that needs it
+
+        return json5.loads(text)
     except Exception as exc:  # json5 raises ValueError subclasses with positions
         raise ConfigError(f"{path} is not valid JSON5: {exc}; fix the file") from exc
-    return parse_config(raw, path)
 
 
 def resolve_store_type(

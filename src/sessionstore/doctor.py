@@ -166,8 +166,27 @@ class _Doctor:
 
     def _blobs(self, index: Any, conn: apsw.Connection) -> None:
         actual: Counter[str] = Counter()
-        for (refs,) in conn.execute("SELECT blob_refs FROM sessions WHERE blob_refs IS NOT NULL"):
-            actual.update(orjson.loads(refs).values())
+        unreadable = False
+        for key, refs in conn.execute(
+            "SELECT session_key, blob_refs FROM sessions WHERE blob_refs IS NOT NULL"
+        ):
+            try:
+                digests = orjson.loads(refs)
+            except orjson.JSONDecodeError:
+                digests = None
+            if not isinstance(digests, dict) or not all(
+                isinstance(d, str) for d in digests.values()
+            ):
+                unreadable = True
+                self.add(
+                    "integrity",
+                    key,
+                    f"the blob references of this session cannot be read ({refs!r:.80});"
+                    " restore the database from a backup",
+                    severity="error",
+                )
+                continue
+            actual.update(digests.values())
         stored = {d: n for d, n in conn.execute("SELECT digest, refcount FROM blobs")}
         missing = sorted(d for d in actual if d not in stored)
         for digest in missing:
@@ -179,7 +198,7 @@ class _Doctor:
                 severity="error",
             )
         drift = {d: actual.get(d, 0) for d, n in stored.items() if n != actual.get(d, 0)}
-        if not drift:
+        if not drift or unreadable:  # recounting without every reference would drop blobs
             return
         finding = self.add(
             "blob-refcount",
@@ -237,7 +256,13 @@ class _Doctor:
     def split(self) -> None:
         from .migrate import split_warning
 
-        record = self.store.index.migration_record() if self.store.store_type == "sqlite" else None
+        try:
+            record = (
+                self.store.index.migration_record() if self.store.store_type == "sqlite" else None
+            )
+        except CorruptStoreError as exc:
+            self.add("integrity", exc.path, str(exc), severity="error")
+            return
         warning = split_warning(self.store.paths, self.store.store_type, record)
         if warning:
             subject = (

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from .args import show
 from .errors import InvalidEntryError
 
 __all__ = [
@@ -132,11 +133,12 @@ def as_entry(value: object) -> Entry:
     """Check that ``value`` is a JSON object with string keys and return a shallow copy."""
     if not isinstance(value, Mapping):
         raise InvalidEntryError(
-            f"a session entry must be a JSON object (dict), got {type(value).__name__}"
+            f"a session entry must be a JSON object (dict), got {show(value)}"
+            f" ({type(value).__name__})"
         )
     for k in value:
         if not isinstance(k, str):
-            raise InvalidEntryError(f"entry field names must be strings, got {k!r}")
+            raise InvalidEntryError(f"entry field names must be strings, got {show(k)}")
     return dict(value)
 
 

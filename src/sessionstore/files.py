@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+# Deeper values (and values that contain themselves) are refused: the stdlib encoder, which
+# takes what orjson refuses, recurses once per level.
+MAX_JSON_DEPTH = 500
 
 
 def os_error(exc: OSError, action: str, path: os.PathLike[str] | str) -> SessionStoreError:
@@ -146,14 +149,20 @@ def check_json(value: Any) -> None:
 
     That is NaN and infinities (orjson writes them as ``null``), non-string object keys (the
     stdlib encoder turns ``1`` into ``"1"``) and integers outside [-2**63, 2**64) (orjson
-    reads them back as floats): each would silently store something else.
+    reads them back as floats): each would silently store something else. Values nested
+    deeper than ``MAX_JSON_DEPTH`` (or containing themselves) are refused too.
 
     Raises:
-        InvalidEntryError: ``value`` holds such a number or key.
+        InvalidEntryError: ``value`` holds such a number or key, or nests too deep.
     """
-    stack = [value]
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidEntryError(
+                f"value cannot be stored as JSON: it nests deeper than {MAX_JSON_DEPTH} levels"
+                " (or contains itself)"
+            )
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidEntryError(f"value cannot be stored as JSON: {item!r} is not finite")
@@ -168,9 +177,9 @@ def check_json(value: Any) -> None:
                     raise InvalidEntryError(
                         f"value cannot be stored as JSON: object key {k!r} is not a string"
                     )
-                stack.append(v)
+                stack.append((v, depth + 1))
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend((v, depth + 1) for v in item)
 
 
 def _check_finite(value: Any) -> None:
@@ -209,7 +218,7 @@ def dumps_pretty(value: Any) -> bytes:
     check_json(value)
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
 
 
@@ -237,7 +246,7 @@ def dumps_compact(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
             "utf-8"
         )
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .args import show
 from .errors import InvalidKeyError
 
 __all__ = [
@@ -53,7 +54,9 @@ def canonical_key(key: object) -> str:
             control characters.
     """
     if not isinstance(key, str):
-        raise InvalidKeyError(f"session key must be a string, got {type(key).__name__}")
+        raise InvalidKeyError(
+            f"session key must be a string, got {show(key)} ({type(key).__name__})"
+        )
     trimmed = key.strip()
     if not trimmed:
         raise InvalidKeyError(

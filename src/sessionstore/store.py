@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+from .args import (
+    check_bool,
+    check_callable,
+    check_limit,
+    check_minutes,
+    check_optional_path,
+    check_optional_str,
+    check_timeout_ms,
+    show,
+)
 from .config import SessionConfig, load_config, resolve_store_type
 from .entry import (
     SessionEntry,
@@ -31,7 +40,9 @@ from .entry import (
 )
 from .errors import (
     ConfigError,
+    CorruptStoreError,
     InvalidArgumentError,
+    InvalidEntryError,
     InvalidKeyError,
     SessionNotFoundError,
     SessionStoreError,
@@ -139,17 +150,6 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
         raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
 
 
-def _check_limit(limit: object) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    value = math.floor(limit)
-    if value < 1:
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    return value
-
-
 class SessionStore:
     """One agent's session store. Open it with :func:`open_store`.
 
@@ -191,7 +191,10 @@ class SessionStore:
     def _find_split(self) -> str | None:
         from .migrate import split_warning
 
-        record = self._index.migration_record() if self.store_type == "sqlite" else None
+        try:
+            record = self._index.migration_record() if self.store_type == "sqlite" else None
+        except CorruptStoreError:
+            return None  # advisory only: the doctor reports the damaged record
         return split_warning(self.paths, self.store_type, record)
 
     # --- basics -----------------------------------------------------------------------------
@@ -284,6 +287,8 @@ class SessionStore:
                 transcript file.
         """
         canonical = canonical_key(key)
+        check_bool("create", create)
+        check_bool("preserve_activity", preserve_activity)
         fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
         if callable(patch_or_fn):
             fn = patch_or_fn
@@ -325,6 +330,7 @@ class SessionStore:
             True when something was deleted.
         """
         canonical = canonical_key(key)
+        check_bool("archive_transcript", archive_transcript)
         removed: list[Entry] = []
 
         def drop(existing: Entry | None) -> Any:
@@ -465,15 +471,19 @@ class SessionStore:
         Returns:
             A page of rows and the cursor of the next page.
         """
-        if active_minutes is not None and (
-            isinstance(active_minutes, bool)
-            or not isinstance(active_minutes, (int, float))
-            or active_minutes <= 0
+        for name, value in (
+            ("agent_id", agent_id),
+            ("channel", channel),
+            ("label", label),
+            ("search", search),
+            ("spawned_by", spawned_by),
+            ("cursor", cursor),
         ):
-            raise InvalidArgumentError(
-                f"active_minutes must be a positive number of minutes, got {active_minutes!r}"
-            )
-        page_size = _check_limit(limit)
+            check_optional_str(name, value)
+        check_bool("include_global", include_global)
+        check_bool("include_unknown", include_unknown)
+        check_minutes("active_minutes", active_minutes)
+        page_size = check_limit(limit)
         query = ListQuery(
             agent_id=normalize_agent_id(agent_id) if agent_id is not None else None,
             channel=(normalize_channel(channel) or "") if channel is not None else None,
@@ -509,14 +519,23 @@ class SessionStore:
             InvalidKeyError: ``fn`` gave an entry a ``sessionId`` that cannot name a
                 transcript file (nothing is saved).
         """
+        check_callable("fn", fn)
 
-        def checked(store: dict[str, Any]) -> T:
-            before = {k: v.get("sessionId") for k, v in store.items() if isinstance(v, dict)}
-            result = fn(store)
-            for key, value in store.items():
-                if isinstance(value, dict):
-                    old = {"sessionId": before[key]} if key in before else None
-                    _check_session_id(key, value, old)
+        def checked(entries: dict[str, Any]) -> T:
+            before = {k: v.get("sessionId") for k, v in entries.items() if isinstance(v, dict)}
+            result = fn(entries)
+            # Refused here, inside the transaction (so nothing is saved), with the value
+            # shown safely whatever it is.
+            for k, v in entries.items():
+                if not isinstance(k, str):
+                    raise InvalidKeyError(
+                        f"session keys must be strings, got {show(k)} ({type(k).__name__})"
+                    )
+                if not isinstance(v, dict):
+                    raise InvalidEntryError(
+                        f"entry {show(k)} must be a JSON object, got {show(v)} ({type(v).__name__})"
+                    )
+                _check_session_id(k, v, {"sessionId": before[k]} if k in before else None)
             return result
 
         result = self._index.mutate(checked)
@@ -551,6 +570,11 @@ class SessionStore:
         """
         from .maintenance import run_maintenance
 
+        check_optional_str("mode", mode)
+        check_bool("dry_run", dry_run)
+        if active_key is not None:
+            canonical_key(active_key)
+        check_bool("fix_missing", fix_missing)
         return run_maintenance(
             self, mode=mode, dry_run=dry_run, active_key=active_key, fix_missing=fix_missing
         )
@@ -567,6 +591,7 @@ class SessionStore:
         """
         from .doctor import run_checks
 
+        check_bool("fix", fix)
         return run_checks(self, fix=fix)
 
     def vacuum(self) -> dict[str, Any]:
@@ -681,6 +706,9 @@ def open_store(
         MigrationError: The automatic migration of sessions.json failed (nothing written).
         SessionStoreError: The store cannot be opened (corrupt file, permissions, ...).
     """
+    _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
+    _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
+    check_bool("read_only", read_only)
     root = resolve_state_dir(state_dir)
     config = load_config(config_path(root))
     if store_type == "postgres":
@@ -715,6 +743,28 @@ def open_store(
     if opened.split_warning:
         log.warning("sessionstore: %s", opened.split_warning)
     return opened
+
+
+def _check_open_arguments(
+    agent: object,
+    state_dir: object,
+    store_type: object,
+    dsn: object,
+    store: object,
+    durability: object,
+    lock_timeout_ms: object,
+) -> None:
+    """Refuse ``open_store`` arguments of a wrong type or range (the values are checked later)."""
+    if not isinstance(agent, str):
+        raise InvalidArgumentError(
+            f"agent must be an agent id string, got {show(agent)} ({type(agent).__name__})"
+        )
+    check_optional_path("state_dir", state_dir)
+    check_optional_str("store_type", store_type)
+    check_optional_str("dsn", dsn)
+    check_optional_path("store", store)
+    check_optional_str("durability", durability)
+    check_timeout_ms("lock_timeout_ms", lock_timeout_ms)
 
 
 def _first_open_import(store: SessionStore, durability: str, lock_timeout_ms: int) -> None:

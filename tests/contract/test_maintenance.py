@@ -1155,15 +1155,16 @@ def test_sqlite_cap_and_budget_never_load_entries(state_dir: Path) -> None:
         assert kept == {f"agent:main:bulk:{old + i:07d}" for i in range(500 - len(evicted))}
 
 
-def _slow_selected(config: pytest.Config) -> bool:
-    expr = str(config.getoption("-m") or "")
-    return ("slow" in expr and "not slow" not in expr) or bool(os.environ.get("SESSIONSTORE_SLOW"))
+def _slow_selected(request: pytest.FixtureRequest) -> bool:
+    expr = str(request.config.getoption("-m") or "")
+    launch_env: dict[str, str] = request.getfixturevalue("launch_env")
+    return ("slow" in expr and "not slow" not in expr) or bool(launch_env.get("SESSIONSTORE_SLOW"))
 
 
 @pytest.mark.slow
 def test_sqlite_prunes_100000_of_200000_without_loading_entries(
     state_dir: Path, request: pytest.FixtureRequest
 ) -> None:
-    if not _slow_selected(request.config):
+    if not _slow_selected(request):
         pytest.skip("slow tier: select with -m slow (or SESSIONSTORE_SLOW=1)")
     _prune_at_scale(state_dir, 200_000)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal, load_normalize, now_ms
 from sessionstore.files import dumps_pretty
@@ -86,7 +86,7 @@ def cli_json(*args: str | Path, code: int = 0) -> Any:
 
 def proc(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the console script as a subprocess."""
-    base = dict(os.environ)  # the autouse fixture already dropped our variables
+    base = clean_env()
     return subprocess.run(
         [str(SCRIPT), *[str(a) for a in args]],
         capture_output=True,

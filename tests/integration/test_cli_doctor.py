@@ -8,7 +8,6 @@ passes ``--state-dir`` to a temporary dir, with ``HOME`` pointed at a temporary 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore.cli.app import app
 from sessionstore.generate import generate_state_dir
 from sessionstore.lockfile import process_start_time
@@ -258,7 +258,7 @@ def test_doctor_on_an_unreadable_database_reports_it_and_names_recover(tmp_path:
     assert (finding["kind"], finding["severity"], finding["fixed"]) == ("integrity", "error", False)
     assert "not a valid SQLite" in finding["message"]
     assert "sessionstore recover" in finding["message"]
-    env = dict(os.environ)  # the autouse fixture already dropped our variables
+    env = clean_env()
     proc = subprocess.run(
         [str(SCRIPT), "doctor", "--state-dir", str(root), "--fix"],
         capture_output=True,

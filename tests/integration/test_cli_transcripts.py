@@ -7,7 +7,6 @@ through the library on both backends.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore import SessionStore
 
 KEY = "agent:main:telegram:direct:8123456789"
@@ -62,9 +62,7 @@ CONVERSATION: list[dict[str, Any]] = [
 
 
 def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
-    env.pop("OPENCLAW_STATE_DIR", None)
-    env.pop("SESSIONSTORE_STORE_TYPE", None)
+    env = clean_env(NO_COLOR="1", TERM="dumb")
     return subprocess.run(
         [
             sys.executable,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import sessionstore
+from hermetic import clean_env
 
 # A real import failure of the driver, in a child process: apsw is made unimportable
 # before sessionstore is imported.
@@ -37,6 +38,7 @@ def run_child(state: Path, store_type: str, action: str = "write") -> dict[str, 
         text=True,
         timeout=60,
         check=True,
+        env=clean_env(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 

@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore.entry import json_equal, load_normalize
 from sessionstore.errors import MigrationError, SessionStoreError
 from sessionstore.files import dumps_pretty
@@ -647,6 +648,7 @@ def _start_child(root: Path) -> tuple[subprocess.Popen[bytes], float]:
         [sys.executable, "-c", CHILD, str(root)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=clean_env(),
     )
     assert child.stdout is not None
     assert child.stdout.readline() == b"ready\n"

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore import SessionStore
 
 RUNS = 50
@@ -103,6 +104,7 @@ def _run_child(
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=clean_env(),
         bufsize=0,  # unbuffered: readline() must not read ahead of what communicate() gets
     )
     try:

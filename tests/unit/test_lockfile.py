@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore.errors import (
     LockLostError,
     LockTimeoutError,
@@ -285,7 +286,9 @@ def test_writer_killed_while_creating_the_lock_blocks_nobody(state_dir: Path) ->
         store.put("agent:main:main", {"sessionId": "s", "updatedAt": 1})
         path = store.index.path
     assert path is not None
-    proc = subprocess.run([sys.executable, "-c", _DIE_WHILE_LOCKING, str(path)], timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DIE_WHILE_LOCKING, str(path)], timeout=60, env=clean_env()
+    )
     assert proc.returncode == -9
     lock_path = path.parent / "sessions.json.lock"
     if lock_path.exists():  # whatever the child left must name its (dead) owner
@@ -394,6 +397,7 @@ def test_file_size_limit_raises_storage_full_and_keeps_the_file(state_dir: Path)
         capture_output=True,
         text=True,
         timeout=60,
+        env=clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -422,6 +426,7 @@ def test_file_size_limit_before_any_other_write_keeps_the_file_byte_identical(
         capture_output=True,
         text=True,
         timeout=60,
+        env=clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["error"] == "StorageFullError", proc.stdout

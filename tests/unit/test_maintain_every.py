@@ -30,12 +30,6 @@ from sessionstore.store import MAINTENANCE_MARKER
 HOUR = 3_600_000
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENCLAW_CONFIG_PATH", "SESSIONSTORE_STORE_TYPE", "OPENCLAW_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-
-
 # --- parsing ---------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final, TypedDict, TypeVar
 
 import orjson
 
+from ..args import show
 from ..entry import normalize_channel, sort_time
 from ..errors import InvalidArgumentError
 from ..keys import (
@@ -278,22 +279,24 @@ def decode_cursor(cursor: str) -> tuple[int | float, str]:
     Raises:
         InvalidArgumentError: If the cursor was not made by this library.
     """
+    invalid = (
+        f"invalid list cursor {show(cursor)}; pass the next_cursor of a previous page unchanged"
+    )
+    if not isinstance(cursor, str):
+        raise InvalidArgumentError(invalid)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError, orjson.JSONDecodeError) as exc:
-        raise InvalidArgumentError(
-            "invalid list cursor; pass the next_cursor of a previous page unchanged"
-        ) from exc
+        raise InvalidArgumentError(invalid) from exc
     if (
         not isinstance(value, list)
         or len(value) != 2
         or as_number(value[0]) is None
+        or (isinstance(value[0], int) and not -(2**63) <= value[0] < 2**63)  # SQLite's range
         or not isinstance(value[1], str)
     ):
-        raise InvalidArgumentError(
-            "invalid list cursor; pass the next_cursor of a previous page unchanged"
-        )
+        raise InvalidArgumentError(invalid)
     return value[0], value[1]
 
 

@@ -88,6 +88,9 @@ DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
 PAGE_CACHE_KIB: Final = 2048
+# Connections of ended threads kept open for the next new thread (warm statement and page
+# caches); any more are closed.
+IDLE_CONNECTIONS: Final = 2
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -106,6 +109,36 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Lease:
+    """A thread's hold on its connection, given back when the thread ends.
+
+    CPython drops a thread's ``threading.local`` values when the thread ends, so this
+    object dies with its thread (or with the index's ``threading.local``, which ``close``
+    replaces), and ``__del__`` gives the connection back to the index. So a connection is
+    used by one thread at a time, a long-lived thread keeps its warm statement and page
+    caches, and a gateway that runs each request on a new thread holds connections for the
+    threads alive now, not one (two descriptors) for every thread it ever ran.
+    """
+
+    __slots__ = ("conn", "index", "pid")
+
+    def __init__(self, index: SqliteIndex, conn: apsw.Connection) -> None:
+        # A weak reference: a lease must not keep a store alive that nobody uses.
+        self.index = weakref.ref(index)
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if os.getpid() != self.pid:
+            # Inherited through fork (CPython may drop the parent's other threads' values
+            # in the child): the parent still uses the connection, never touch it here.
+            _abandoned.append(self.conn)
+            return
+        index = self.index()
+        if index is not None:
+            index._release_connection(self.conn)
 
 
 class BlobRef:
@@ -132,6 +165,47 @@ class _BlobGone(Exception):
     def __init__(self, digest: str) -> None:
         super().__init__(digest)
         self.digest = digest
+
+
+class _BadRow(Exception):
+    """A stored value that decodes, but not to what this module writes there."""
+
+
+def _load_entry(entry_json: bytes | str) -> Entry:
+    entry = orjson.loads(entry_json)
+    if not isinstance(entry, dict):
+        raise _BadRow(f"a stored entry is a JSON {type(entry).__name__}, not an object")
+    return entry
+
+
+def _load_refs(refs_json: str | None) -> dict[str, str]:
+    """A row's ``blob_refs``: field -> digest."""
+    if not refs_json:
+        return {}
+    refs = orjson.loads(refs_json)
+    if not isinstance(refs, dict) or not all(isinstance(d, str) for d in refs.values()):
+        raise _BadRow(f"a row's blob references are not an object of digests: {refs_json!r:.80}")
+    return refs
+
+
+def _check_updated_at(row: tuple[Any, ...]) -> None:
+    """Refuse a list row (``updated_at`` last) whose sort time is not a number."""
+    value = row[-1]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadRow(f"session {row[0]!r:.80} has a sort time of {value!r:.40}, not a number")
+
+
+def _row_count(conn: apsw.Connection) -> int:
+    """The session counter kept by triggers in ``stats``."""
+    rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
+    if not rows:
+        return 0
+    if not isinstance(rows[0][0], int):
+        raise _BadRow(
+            f"the session counter in stats is {rows[0][0]!r:.40}, not a number"
+            " (`sessionstore doctor --fix` recounts)"
+        )
+    return rows[0][0]
 
 
 class BlobCache:
@@ -435,8 +509,7 @@ class _SqliteMaintenance(MaintenanceTxn):
         self._conn = conn
 
     def count(self) -> int:
-        rows: Rows = self._conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-        return int(rows[0][0]) if rows else 0
+        return _row_count(self._conn)
 
     def rows(self) -> Iterator[RowRef]:
         return (_ref(r) for r in self._conn.execute(f"SELECT {_REF_COLUMNS} FROM sessions"))
@@ -481,7 +554,7 @@ class _SqliteMaintenance(MaintenanceTxn):
             ).fetchall()
             for (refs,) in gone:
                 if refs:
-                    self._index._drop_blobs(self._conn, orjson.loads(refs))
+                    self._index._drop_blobs(self._conn, _load_refs(refs))
 
     def reference_count(self, session_id: str) -> int:
         rows: Rows = self._conn.execute(
@@ -535,8 +608,11 @@ class SqliteIndex(IndexBackend):
         self._on_create = on_create
         self._not_writable: str | None = "opened read-only" if read_only else None
         self._local = threading.local()
-        self._conns: list[apsw.Connection] = []
-        self._conns_guard = threading.Lock()
+        self._conns: list[apsw.Connection] = []  # every open one of this process
+        self._idle: list[apsw.Connection] = []  # those of ended threads, not yet reused
+        # Reentrant: a lease can die (and give its connection back) in a garbage
+        # collection that runs while this thread holds the guard.
+        self._conns_guard = threading.RLock()
         self._closed = False
         self._blob_cache = BlobCache()
         self._checkpoints = SqliteCheckpoints(self)
@@ -570,7 +646,11 @@ class SqliteIndex(IndexBackend):
         return self._path
 
     def _reset_after_fork(self) -> None:
-        self._conns_guard = threading.Lock()
+        # Every connection so far is the parent's, in use there: the child never closes
+        # or reuses one (close() must not reach them, a new thread must not get one).
+        _abandoned.extend(self._conns)
+        self._conns, self._idle = [], []
+        self._conns_guard = threading.RLock()
         self._blob_cache = BlobCache()
 
     # --- connections ------------------------------------------------------------------------
@@ -591,6 +671,12 @@ class SqliteIndex(IndexBackend):
                 " `sessionstore doctor`",
                 path=str(self._path),
             ) from None
+        except _BadRow as exc:
+            raise CorruptStoreError(
+                f"{self._path}: {exc}; the file was left untouched - run `sessionstore doctor`,"
+                " or restore it from a backup",
+                path=str(self._path),
+            ) from exc
         except (orjson.JSONDecodeError, zlib.error) as exc:
             raise CorruptStoreError(
                 f"{self._path}: a stored entry or blob does not decode ({exc}); the file was"
@@ -608,8 +694,6 @@ class SqliteIndex(IndexBackend):
         if conn is not None:
             _abandoned.append(conn)  # inherited from the parent process: never close it here
             local.conn = None
-            with self._conns_guard:
-                self._conns = []
         return None
 
     def _reader(self) -> apsw.Connection | None:
@@ -626,7 +710,10 @@ class SqliteIndex(IndexBackend):
         conn = self._thread_conn()
         if conn is not None:
             return conn
-        return self._open()
+        idle = self._take_idle()
+        if idle is not None:
+            return self._lease(idle)
+        return self._lease(self._open())
 
     def _open(self) -> apsw.Connection:
         if not self._path.exists():
@@ -659,13 +746,40 @@ class SqliteIndex(IndexBackend):
             conn.close()
             raise
         self._not_writable = problem
+        return conn
+
+    def _take_idle(self) -> apsw.Connection | None:
+        with self._conns_guard:
+            return self._idle.pop() if self._idle else None
+
+    def _lease(self, conn: apsw.Connection) -> apsw.Connection:
+        """Make ``conn`` this thread's connection until the thread ends."""
+        with self._conns_guard:
+            closed = self._closed
+            if not closed and conn not in self._conns:
+                self._conns.append(conn)
+        if closed:  # close() ran while this thread was opening it
+            with contextlib.suppress(apsw.Error):
+                conn.close()
+            raise StoreClosedError("the store is closed; open a new one with open_store()")
         local = self._local
         local.conn = conn
+        local.lease = _Lease(self, conn)
         local.generation = _fork_generation
         local.in_write = False
-        with self._conns_guard:
-            self._conns.append(conn)
         return conn
+
+    def _release_connection(self, conn: apsw.Connection) -> None:
+        """Take back the connection of a thread that ended: keep it idle, or close it."""
+        with self._conns_guard:
+            if conn not in self._conns or conn in self._idle:
+                return  # closed by close(), or the parent's (abandoned at a fork)
+            if len(self._idle) < IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+            self._conns.remove(conn)
+        with contextlib.suppress(apsw.Error):
+            conn.close()
 
     def _read_only_reason(self) -> str | None:
         """Why this process cannot write the database (None when it can)."""
@@ -907,6 +1021,8 @@ class SqliteIndex(IndexBackend):
         if "meta" in tables:
             value = self._meta(conn, "schema_version")
             if value is not None:
+                if not value.isdigit():
+                    raise _BadRow(f"the schema version in meta is {value!r:.40}, not a number")
                 return int(value)
         return 1 if "sessions" in tables else 0
 
@@ -1033,9 +1149,9 @@ class SqliteIndex(IndexBackend):
     def _decode(
         self, conn: apsw.Connection, entry_json: bytes | str, refs_json: str | None, *, blobs: bool
     ) -> Entry:
-        entry: Entry = orjson.loads(entry_json)
+        entry = _load_entry(entry_json)
         if refs_json:
-            for field, digest in orjson.loads(refs_json).items():
+            for field, digest in _load_refs(refs_json).items():
                 entry[field] = (
                     orjson.loads(self._blob_json(conn, digest)) if blobs else BlobRef(digest)
                 )
@@ -1092,10 +1208,7 @@ class SqliteIndex(IndexBackend):
         """Number of entries (a counter kept by triggers, not a scan)."""
         with self._errors():
             conn = self._reader()
-            if conn is None:
-                return 0
-            rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-        return int(rows[0][0]) if rows else 0
+            return _row_count(conn) if conn is not None else 0
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """Rows matching ``query`` through the composite indexes, newest first."""
@@ -1153,6 +1266,8 @@ class SqliteIndex(IndexBackend):
         more = None
         if query.limit is not None and len(raw) > query.limit:
             raw = raw[: query.limit]
+            with self._errors():
+                _check_updated_at(raw[-1])
             more = (raw[-1][-1], raw[-1][0])
         return [self._row(r) for r in raw], more
 
@@ -1163,12 +1278,14 @@ class SqliteIndex(IndexBackend):
             f"SELECT {_LIST_COLUMNS}, entry_json FROM sessions WHERE vis = 1"
         ).fetchall()
         for row in sentinels:
-            entry = orjson.loads(row[-1])
+            entry = _load_entry(row[-1])
             if query.matches(row[0], entry, 1):
                 extra.append(row[:-1])
         if not extra:
             return raw
         merged = raw + extra
+        for r in merged:
+            _check_updated_at(r)
         merged.sort(key=lambda r: (r[-1], r[0]), reverse=True)
         return merged
 
@@ -1218,7 +1335,7 @@ class SqliteIndex(IndexBackend):
     def _delete_row(self, conn: apsw.Connection, key: str, refs_json: str | None) -> None:
         conn.execute("DELETE FROM sessions WHERE session_key = ?", (key,))
         if refs_json:
-            self._drop_blobs(conn, orjson.loads(refs_json))
+            self._drop_blobs(conn, _load_refs(refs_json))
 
     def modify(
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
@@ -1270,7 +1387,7 @@ class SqliteIndex(IndexBackend):
         enc = _encode(key, entry, now=now_ms())
         old_refs: dict[str, str] = {}
         if own is not None:
-            old_refs = orjson.loads(own[3]) if own[3] else {}
+            old_refs = _load_refs(own[3])
             if len(rows) == 1 and len(own) > 5:
                 changed = _changed_columns(own[5:], enc.params)
                 if not changed:
@@ -1325,7 +1442,7 @@ class SqliteIndex(IndexBackend):
                 if old is None:
                     self._upsert(conn, enc, {})
                     continue
-                old_refs = orjson.loads(old[1]) if old[1] else {}
+                old_refs = _load_refs(old[1])
                 if bytes(old[0]) != enc.entry_json or old_refs != enc.refs:
                     self._upsert(conn, enc, old_refs)
             return result
@@ -1408,7 +1525,10 @@ class SqliteIndex(IndexBackend):
             if conn is None:
                 return None
             value = self._meta(conn, "migration")
-            return orjson.loads(value) if value else None
+            record = orjson.loads(value) if value else None
+            if record is not None and not isinstance(record, dict):
+                raise _BadRow(f"the migration record in meta is not an object: {value!r:.80}")
+        return record
 
     def import_entries(
         self,
@@ -1501,10 +1621,10 @@ class SqliteIndex(IndexBackend):
 
     def close(self) -> None:
         """Close every connection this store opened in this process."""
-        self._closed = True
-        self._blob_cache.clear()
         with self._conns_guard:
-            conns, self._conns = self._conns, []
+            self._closed = True
+            conns, self._conns, self._idle = self._conns, [], []
+        self._blob_cache.clear()
         for conn in conns:
             with contextlib.suppress(apsw.Error):
                 conn.close()

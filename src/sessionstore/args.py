@@ -1,0 +1,137 @@
+"""Checks of what callers pass: each wrong argument is an ``InvalidArgumentError``.
+
+The message names the argument, what it must be and the value given (shortened, so that a
+huge or self-containing value cannot make the message itself fail or flood a log).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import reprlib
+from typing import Final
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "check_bool",
+    "check_callable",
+    "check_limit",
+    "check_minutes",
+    "check_optional_path",
+    "check_optional_str",
+    "check_timeout_ms",
+    "show",
+]
+
+# JavaScript's Number.MAX_SAFE_INTEGER: OpenClaw, a JS program, cannot tell larger counts,
+# sizes or millisecond times apart, and SQLite's 64-bit integers hold every product we take.
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+# SQLite's busy timeout is a C int of milliseconds.
+MAX_TIMEOUT_MS: Final = 2**31 - 1
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlong = 40
+
+
+def show(value: object) -> str:
+    """A short ``repr`` of ``value`` for an error message."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # a caller's object whose __repr__ fails
+        return f"<{type(value).__name__} object>"
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` when it is a bool (a truthy string such as ``"false"`` is refused)."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(
+            f"{name} must be True or False, got {show(value)} ({_type_name(value)})"
+        )
+    return value
+
+
+def check_optional_str(name: str, value: object) -> str | None:
+    """``value`` when it is a string or None."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{name} must be a string or None, got {show(value)} ({_type_name(value)})"
+        )
+    return value
+
+
+def check_callable(name: str, value: object) -> None:
+    """Refuse ``value`` unless it can be called."""
+    if not callable(value):
+        raise InvalidArgumentError(
+            f"{name} must be a function, got {show(value)} ({_type_name(value)})"
+        )
+
+
+def _finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def check_limit(value: object) -> int | None:
+    """A ``list`` page size: None, or a number of rows from 1 (a fraction is rounded down)."""
+    if value is None:
+        return None
+    if _finite_number(value):
+        assert isinstance(value, (int, float))
+        size = math.floor(value)
+        if 1 <= size <= MAX_SAFE_INTEGER:
+            return size
+    raise InvalidArgumentError(
+        f"limit must be a whole number of rows from 1 to {MAX_SAFE_INTEGER}, or None;"
+        f" got {show(value)}"
+    )
+
+
+def check_minutes(name: str, value: object) -> int | float | None:
+    """A positive number of minutes (up to what a millisecond clock can count), or None."""
+    if value is None:
+        return None
+    if _finite_number(value):
+        assert isinstance(value, (int, float))
+        if 0 < value <= MAX_SAFE_INTEGER // 60_000:
+            return value
+    raise InvalidArgumentError(
+        f"{name} must be a positive number of minutes (at most {MAX_SAFE_INTEGER // 60_000}),"
+        f" or None; got {show(value)}"
+    )
+
+
+def check_timeout_ms(name: str, value: object) -> int:
+    """A whole number of milliseconds from 0 to ``2**31 - 1``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIMEOUT_MS:
+        return value
+    raise InvalidArgumentError(
+        f"{name} must be a whole number of milliseconds from 0 to {MAX_TIMEOUT_MS}, got"
+        f" {show(value)}"
+    )
+
+
+def check_optional_path(name: str, value: object) -> str | None:
+    """A non-blank path (``str`` or ``os.PathLike[str]``) as a string, or None."""
+    if value is None:
+        return None
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise InvalidArgumentError(
+            f"{name} must be a path (str or os.PathLike), got {show(value)} ({_type_name(value)})"
+        )
+    if not text.strip() or "\0" in text:
+        raise InvalidArgumentError(
+            f"{name} must be a non-empty path without NUL characters, got {show(value)}"
+        )
+    return text
