@@ -851,6 +851,14 @@ class TestKeys:
         store.put("hook:ABC", e("h", 1))
         assert list(store.load_all()) == ["global", "unknown", "hook:abc"]
 
+    def test_keys_are_trimmed_like_javascript(self, store: SessionStore) -> None:
+        # spec 3.4: trim() removes U+FEFF (a BOM pasted into a key), Python's strip() does not
+        store.put("\ufeffAgent:Main:X\ufeff", e("x", 1))
+        assert list(store.load_all()) == ["agent:main:x"]
+        assert_same(store.get("agent:main:x"), e("x", 1))
+        with pytest.raises(InvalidKeyError):
+            store.put("\ufeff", e("y", 1))
+
 
 class TestLegacyVariants:
     def _variants(self, store: SessionStore) -> None:
