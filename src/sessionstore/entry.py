@@ -344,22 +344,30 @@ def normalize_entry(entry: Entry) -> Entry:
 def settle_entry(entry: Entry) -> Entry:
     """What a write leaves behind as every later load sees it (the entry to store).
 
-    Upstream normalises an entry when it saves it (spec 5.2) and migrates the legacy
+    Upstream normalises an entry when it saves it (spec 5.2), migrates the legacy
     ``provider``/``lastProvider``/``room`` fields and normalises again when it next loads
-    it (spec 5.1, 7.1), and so on at every save and load until nothing changes. One
-    normalisation pass is not idempotent either: a blank ``lastChannel`` is used (``??``)
-    and dropped, and only the next pass falls back to ``channel``; blank thread ids and
-    ``origin.threadId`` behave alike. Settling at the write and load boundaries stores the
-    converged entry at once, so an entry reads back exactly as it was stored, on every
-    backend and after every reload.
+    it (spec 5.1, 7.1), and so on at every save and load until nothing changes: one round
+    is not idempotent (a blank ``lastChannel`` is used by ``??`` and dropped, and only the
+    next save falls back to ``channel`` or the next load migrates ``lastProvider``; blank
+    thread ids and ``origin.threadId`` behave alike). Settling at the write and load
+    boundaries stores the converged entry at once, so an entry reads back exactly as it was
+    stored, on every backend and after every reload.
     """
-    out = normalize_entry(normalize_entry(entry))
-    for _ in range(len(_LEGACY_FIELDS)):  # each round migrates at least one legacy field
-        migrated = apply_legacy_migrations(out)
-        if migrated is out:
+    return _converge(normalize_entry(entry))
+
+
+def _converge(saved: Entry) -> Entry:
+    """Load, save, load, ... from an entry as saved (normalised) until nothing changes."""
+    entry = saved
+    for _ in range(8):  # each changing round drops a blank field or migrates a legacy one
+        migrated = apply_legacy_migrations(entry)
+        loaded = normalize_entry(migrated)
+        if loaded is migrated and migrated is entry:
+            break  # the load changed nothing, so neither will the next save and load
+        entry = normalize_entry(loaded)  # the next save
+        if entry is loaded and apply_legacy_migrations(entry) is entry:
             break
-        out = normalize_entry(normalize_entry(migrated))
-    return out
+    return entry
 
 
 def apply_legacy_migrations(entry: Entry) -> Entry:
@@ -390,8 +398,13 @@ def apply_legacy_migrations(entry: Entry) -> Entry:
 
 
 def load_normalize(entry: Entry) -> Entry:
-    """What OpenClaw does to each entry on load: legacy migrations, then normalisation."""
-    return settle_entry(apply_legacy_migrations(entry))
+    """An entry of an OpenClaw-written store as a load returns it.
+
+    Legacy migrations, then normalisation, converged like :func:`settle_entry`.
+    """
+    migrated = apply_legacy_migrations(entry)
+    loaded = normalize_entry(migrated)
+    return loaded if loaded is migrated else _converge(normalize_entry(loaded))
 
 
 # --- merges --------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ DESIGN's API details), never from ``sessionstore``'s own merge or normalisation 
 - A state machine drives the real store and the model side by side through every operation
   and compares them after every step.
 
-The default profile keeps these under a minute on 2 cores; ``-m slow`` (or
-``SESSIONSTORE_SLOW=1``) runs a longer one.
+The default profile keeps these under a minute on 2 cores; each test has a ``_long`` twin
+with ten times the examples, run with ``-m slow`` (or ``SESSIONSTORE_SLOW=1``).
 """
 
 from __future__ import annotations
@@ -47,17 +47,23 @@ from sessionstore import InvalidKeyError, SessionNotFoundError, SessionStore
 AGENT = "main"
 # Later than any "now" in a test run, so explicit updatedAt values win max(old, patch, now).
 FUTURE = 4_000_000_000_000
-SLOW = bool(os.environ.get("SESSIONSTORE_SLOW"))
-
-
-def examples(n: int) -> int:
-    """``n`` examples by default, ten times more in the slow tier."""
-    return n * 10 if SLOW else n
 
 
 def slow_selected(config: pytest.Config) -> bool:
     expr = config.getoption("markexpr") or ""
-    return SLOW or ("slow" in expr and "not slow" not in expr)
+    slow = bool(os.environ.get("SESSIONSTORE_SLOW"))
+    return slow or ("slow" in expr and "not slow" not in expr)
+
+
+def profile(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True)
+def _slow_tier(request: pytest.FixtureRequest) -> None:
+    """Each test marked ``slow`` is the long tier of a property test: skipped unless chosen."""
+    if request.node.get_closest_marker("slow") and not slow_selected(request.config):
+        pytest.skip("slow tier: select with -m slow (or SESSIONSTORE_SLOW=1)")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -158,11 +164,25 @@ key_text = st.text(
 )
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
-@given(keys=st.lists(key_text, min_size=1, max_size=6))
+key_lists = st.lists(key_text, min_size=1, max_size=6)
+
+
+@profile(150)
+@given(keys=key_lists)
 @example(keys=["\ufeffAgent:Main:A\ufeff", " \u3000agent:main:a"])
 @example(keys=["\ufeff", "\u2028", "a\x85"])
 def test_keys_are_canonicalised_as_openclaw_does(backend: str, keys: list[str]) -> None:
+    check_keys(backend, keys)
+
+
+@pytest.mark.slow
+@profile(1500)
+@given(keys=key_lists)
+def test_keys_are_canonicalised_as_openclaw_does_long(backend: str, keys: list[str]) -> None:
+    check_keys(backend, keys)
+
+
+def check_keys(backend: str, keys: list[str]) -> None:
     with tempfile.TemporaryDirectory() as d, open_in(d, backend) as store:
         model = rules.ModelStore(AGENT)
         for i, key in enumerate(keys):
@@ -248,8 +268,11 @@ store_keys = st.text(min_size=1, max_size=24).filter(valid_key) | st.sampled_fro
 MB_STRING = "\u00e9\U0001f600ab" * (1_000_000 // 10)  # ~1 MB of UTF-8, multi-byte included
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
-@given(items=st.lists(st.tuples(store_keys, put_entries()), min_size=1, max_size=5))
+item_lists = st.lists(st.tuples(store_keys, put_entries()), min_size=1, max_size=5)
+
+
+@profile(60)
+@given(items=item_lists)
 @example(items=[("agent:main:big", {"sessionId": "s", "updatedAt": 1, "text": MB_STRING})])
 @example(
     items=[
@@ -261,6 +284,19 @@ MB_STRING = "\u00e9\U0001f600ab" * (1_000_000 // 10)  # ~1 MB of UTF-8, multi-by
     ]
 )
 def test_put_get_load_all_round_trip(backend: str, items: list[tuple[str, dict[str, Any]]]) -> None:
+    check_round_trip(backend, items)
+
+
+@pytest.mark.slow
+@profile(600)
+@given(items=item_lists)
+def test_put_get_load_all_round_trip_long(
+    backend: str, items: list[tuple[str, dict[str, Any]]]
+) -> None:
+    check_round_trip(backend, items)
+
+
+def check_round_trip(backend: str, items: list[tuple[str, dict[str, Any]]]) -> None:
     with tempfile.TemporaryDirectory() as d:
         model = rules.ModelStore(AGENT)
         with open_in(d, backend) as store:
@@ -388,9 +424,22 @@ def seed_stores(draw: st.DrawFn) -> dict[str, Any]:
     return raw
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
+@profile(60)
 @given(raw=seed_stores())
 def test_openclaw_written_store_loads_as_the_spec_says(backend: str, raw: dict[str, Any]) -> None:
+    check_openclaw_written_store(backend, raw)
+
+
+@pytest.mark.slow
+@profile(600)
+@given(raw=seed_stores())
+def test_openclaw_written_store_loads_as_the_spec_says_long(
+    backend: str, raw: dict[str, Any]
+) -> None:
+    check_openclaw_written_store(backend, raw)
+
+
+def check_openclaw_written_store(backend: str, raw: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         seed_sessions_json(d, raw)
         with open_in(d, backend) as store:
@@ -723,7 +772,5 @@ def test_store_matches_the_model(backend: str) -> None:
 
 
 @pytest.mark.slow
-def test_store_matches_the_model_long(backend: str, request: pytest.FixtureRequest) -> None:
-    if not slow_selected(request.config):
-        pytest.skip("slow tier: select with -m slow (or SESSIONSTORE_SLOW=1)")
+def test_store_matches_the_model_long(backend: str) -> None:
     run_machine(backend, LONG)

@@ -398,16 +398,26 @@ def migrate_legacy_fields(entry: Entry) -> Entry:
     return out
 
 
+def save_entry(entry: Entry) -> Entry:
+    """What a save writes: ``normalizeSessionStore`` once (spec 5.2 step 1)."""
+    return normalize_entry(entry)
+
+
+def load_once(entry: Entry) -> Entry:
+    """What one load returns: migrations, then normalisation (spec 5.1 step 4, 7.1)."""
+    return normalize_entry(migrate_legacy_fields(entry))
+
+
 def converge(entry: Entry) -> Entry:
-    """Load after load (migrate, normalise) until nothing changes.
+    """Save after save and load after load until nothing changes.
 
     One round is not always enough: a blank ``lastChannel`` is used (``??``) and dropped,
-    and only the next round falls back to ``channel`` or migrates ``lastProvider``.
-    OpenClaw reaches the same entry over its next saves and loads; the store keeps the
-    converged entry at once, and a read returns it.
+    and only the next save falls back to ``channel`` (or the next load migrates
+    ``lastProvider``). OpenClaw reaches the same entry over its next saves and loads;
+    DESIGN: the store keeps the converged entry at once, and every read returns it.
     """
     for _ in range(10):
-        nxt = normalize_entry(migrate_legacy_fields(entry))
+        nxt = load_once(save_entry(entry))
         if json_same(nxt, entry):
             return entry
         entry = nxt
@@ -415,14 +425,13 @@ def converge(entry: Entry) -> Entry:
 
 
 def load_entry(entry: Entry) -> Entry:
-    """An entry as a load returns it: migrations, then normalisation (spec 5.1 step 4)."""
-    return converge(normalize_entry(migrate_legacy_fields(entry)))
+    """An entry of an OpenClaw-written sessions.json as the store reads it."""
+    return converge(load_once(entry))
 
 
 def settle(entry: Entry) -> Entry:
-    """What a write leaves behind as every later read sees it: normalised before the save
-    (spec 5.2), then migrated and normalised by the next load (spec 5.1, 7.1)."""
-    return converge(normalize_entry(entry))
+    """What a write leaves behind as every later read sees it: saved, then loaded."""
+    return converge(load_once(save_entry(entry)))
 
 
 def load_store(raw: Mapping[str, Any]) -> Store:

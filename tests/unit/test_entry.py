@@ -17,6 +17,7 @@ from sessionstore.entry import (
     normalize_channel,
     normalize_entry,
     replace_entry,
+    settle_entry,
     sort_time,
 )
 
@@ -606,6 +607,16 @@ def test_entry_without_legacy_fields_is_returned_as_is() -> None:
     assert apply_legacy_migrations(entry) is entry
 
 
+def test_load_keeps_last_provider_when_the_file_has_a_string_last_channel() -> None:
+    # Read from a file, the load migrates first: a blank but string lastChannel keeps
+    # lastProvider; the load drops the blank, and the next save fills it from channel.
+    raw = {"sessionId": "s", "updatedAt": 1, "channel": "slack", "lastChannel": ""}
+    out = load_normalize({**raw, "lastProvider": "discord"})
+    assert out["lastProvider"] == "discord"
+    assert (out["lastChannel"], out["deliveryContext"]) == ("slack", {"channel": "slack"})
+    assert settle_entry(out) == out
+
+
 def test_load_normalize_migrates_then_normalises() -> None:
     out = load_normalize({"sessionId": "s", "updatedAt": 1, "lastProvider": "Teams"})
     assert out["lastChannel"] == "msteams"
@@ -643,6 +654,15 @@ def test_load_normalize_migrates_then_normalises() -> None:
         (
             {"lastChannel": "  ", "lastProvider": "Lark"},
             {"lastChannel": "feishu", "deliveryContext": {"channel": "feishu"}},
+        ),
+        # ... before a later save could fill lastChannel from channel
+        (
+            {"channel": "slack", "lastChannel": "  ", "lastProvider": "discord"},
+            {
+                "channel": "slack",
+                "lastChannel": "discord",
+                "deliveryContext": {"channel": "discord"},
+            },
         ),
     ],
 )
