@@ -87,9 +87,9 @@ def seed_sessions_json(directory: str | Path, raw: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-def seeded_model(directory: str | Path, raw: dict[str, Any], store: SessionStore) -> Any:
-    """The model of ``store`` opened over ``raw`` written as OpenClaw writes it: read in
-    place by the json backend, imported (variants folded) by a database backend."""
+def seeded_model(directory: str | Path, store: SessionStore) -> rules.ModelStore:
+    """The model of ``store`` opened over a seeded sessions.json: read in place by the json
+    backend, imported (variants folded) by a database backend."""
     written = json.loads((sessions_dir(directory) / "sessions.json").read_text("utf-8"))
     if store.store_type == "json":
         return rules.ModelStore(AGENT, written)
@@ -137,8 +137,7 @@ class Clock:
 def timed(call: Callable[[], Any]) -> tuple[Any, int, int]:
     before = now_bounds()
     result = call()
-    # +1: the store's clock may round a float where this one floors nanoseconds.
-    return result, before, now_bounds() + 1
+    return result, before, now_bounds()
 
 
 def sorted_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -443,7 +442,7 @@ def check_openclaw_written_store(backend: str, raw: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         seed_sessions_json(d, raw)
         with open_in(d, backend) as store:
-            model = seeded_model(d, raw, store)
+            model = seeded_model(d, store)
             assert_same_store(store, store.load_all(), model.load_all())
             assert store.count() == model.count()
             for key in [*SEED_KEYS, "agent:main:A "]:
@@ -524,7 +523,7 @@ class StoreMachine(RuleBasedStateMachine):
             seed_sessions_json(self.dir, raw)
         self.store = open_in(self.dir, self.backend)
         if raw is not None:
-            self.model = seeded_model(self.dir, raw, self.store)
+            self.model = seeded_model(self.dir, self.store)
 
     # --- writes -----------------------------------------------------------------------------
 
