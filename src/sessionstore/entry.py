@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from .args import show
 from .errors import InvalidEntryError
+from .keys import js_trim
 
 __all__ = [
     "CHANNEL_ALIASES",
@@ -100,9 +101,15 @@ CHANNEL_ALIASES: dict[str, str] = {
 _VALID_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _INVALID_ACCOUNT_CHARS = re.compile(r"[^a-z0-9_-]+")
 _DELIVERY_FIELDS = ("deliveryContext", "lastChannel", "lastTo", "lastAccountId", "lastThreadId")
-# The fields normalize_entry reads: a patch touching none of them leaves a settled entry
+_LEGACY_FIELDS = ("provider", "lastProvider", "room")
+# The fields settle_entry reads: a patch touching none of them leaves a settled entry
 # settled, so merging it skips the normalisation passes (the hot path of update()).
-_NORMALIZED_FIELDS = frozenset({*_DELIVERY_FIELDS, "channel", "origin", "model", "modelProvider"})
+_NORMALIZED_FIELDS = frozenset(
+    {*_DELIVERY_FIELDS, *_LEGACY_FIELDS, "channel", "origin", "model", "modelProvider"}
+)
+# The fields a merge assigns after applying the patch (`{...existing, ...patch, sessionId,
+# updatedAt}`): a None for them in the patch falls through (`??`) and the key keeps its place.
+_ASSIGNED_FIELDS = frozenset({"sessionId", "updatedAt"})
 
 
 def now_ms() -> int:
@@ -149,7 +156,7 @@ def normalize_channel(value: object) -> str | None:
     """Trim, lowercase and de-alias a channel id; None when blank or not a string."""
     if not isinstance(value, str):
         return None
-    channel = value.strip().lower()
+    channel = js_trim(value).lower()
     if not channel:
         return None
     return CHANNEL_ALIASES.get(channel, channel)
@@ -159,7 +166,7 @@ def normalize_account_id(value: object) -> str | None:
     """Normalise an account id like OpenClaw's ``normalizeAccountId``; None when empty."""
     if not isinstance(value, str):
         return None
-    account = value.strip().lower()
+    account = js_trim(value).lower()
     if not account:
         return None
     if _VALID_ACCOUNT.match(account):
@@ -179,7 +186,7 @@ def _normalize_thread_id(value: object) -> str | int | float | None:
             return int(value)  # Math.trunc
         return value
     if isinstance(value, str):
-        trimmed = value.strip()
+        trimmed = js_trim(value)
         return trimmed or None
     return None
 
@@ -187,7 +194,7 @@ def _normalize_thread_id(value: object) -> str | int | float | None:
 def _normalize_trimmed(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    return value.strip() or None
+    return js_trim(value) or None
 
 
 def _normalize_delivery_context(ctx: Mapping[str, Any] | None) -> Entry | None:
@@ -296,13 +303,14 @@ def json_equal(a: object, b: object) -> bool:
 
 def _normalize_runtime_model(entry: Entry) -> Entry:
     """``normalizeSessionRuntimeModelFields``: trim model fields, drop blank ones."""
+    if "model" not in entry and "modelProvider" not in entry:
+        return entry
     model = entry.get("model")
     provider = entry.get("modelProvider")
-    if model is None and provider is None:
-        return entry
     out = entry
     if "model" in entry:
-        trimmed = model.strip() if isinstance(model, str) else model
+        # A null model is blank like an empty one: both it and the provider go.
+        trimmed = js_trim(model) if isinstance(model, str) else model
         if trimmed == "" or trimmed is None:
             out = dict(entry)
             out.pop("model", None)
@@ -317,7 +325,7 @@ def _normalize_runtime_model(entry: Entry) -> Entry:
         out.pop("modelProvider", None)
         return out
     if "modelProvider" in out:
-        trimmed_p = provider.strip() if isinstance(provider, str) else provider
+        trimmed_p = js_trim(provider) if isinstance(provider, str) else provider
         if trimmed_p == "" or trimmed_p is None:
             out = dict(out) if out is entry else out
             out.pop("modelProvider", None)
@@ -336,15 +344,32 @@ def normalize_entry(entry: Entry) -> Entry:
 
 
 def settle_entry(entry: Entry) -> Entry:
-    """Apply :func:`normalize_entry` until it changes nothing (two passes suffice).
+    """What a write leaves behind as every later load sees it (the entry to store).
 
-    One pass of upstream's rules is not idempotent: a blank ``lastChannel`` is used (``??``)
-    and dropped, and only the next pass falls back to ``channel``; blank thread ids and
-    ``origin.threadId`` behave alike. OpenClaw converges on its next load; settling at the
-    write and load boundaries stores the converged entry at once, so an entry reads back
-    exactly as it was stored, on every backend and after every reload.
+    Upstream normalises an entry when it saves it (spec 5.2), migrates the legacy
+    ``provider``/``lastProvider``/``room`` fields and normalises again when it next loads
+    it (spec 5.1, 7.1), and so on at every save and load until nothing changes: one round
+    is not idempotent (a blank ``lastChannel`` is used by ``??`` and dropped, and only the
+    next save falls back to ``channel`` or the next load migrates ``lastProvider``; blank
+    thread ids and ``origin.threadId`` behave alike). Settling at the write and load
+    boundaries stores the converged entry at once, so an entry reads back exactly as it was
+    stored, on every backend and after every reload.
     """
-    return normalize_entry(normalize_entry(entry))
+    return _converge(normalize_entry(entry))
+
+
+def _converge(saved: Entry) -> Entry:
+    """Load, save, load, ... from an entry as saved (normalised) until nothing changes."""
+    entry = saved
+    for _ in range(8):  # each changing round drops a blank field or migrates a legacy one
+        migrated = apply_legacy_migrations(entry)
+        loaded = normalize_entry(migrated)
+        if loaded is migrated and migrated is entry:
+            break  # the load changed nothing, so neither will the next save and load
+        entry = normalize_entry(loaded)  # the next save
+        if entry is loaded and apply_legacy_migrations(entry) is entry:
+            break
+    return entry
 
 
 def apply_legacy_migrations(entry: Entry) -> Entry:
@@ -352,14 +377,18 @@ def apply_legacy_migrations(entry: Entry) -> Entry:
 
     Returns the same object when nothing changes, else a new dict.
     """
-    if "provider" not in entry and "lastProvider" not in entry and "room" not in entry:
+    provider = entry.get("provider")
+    last_provider = entry.get("lastProvider")
+    if not (
+        "room" in entry
+        or (isinstance(provider, str) and not isinstance(entry.get("channel"), str))
+        or (isinstance(last_provider, str) and not isinstance(entry.get("lastChannel"), str))
+    ):
         return entry
     out = dict(entry)
-    provider = out.get("provider")
     if isinstance(provider, str) and not isinstance(out.get("channel"), str):
         out["channel"] = provider
         del out["provider"]
-    last_provider = out.get("lastProvider")
     if isinstance(last_provider, str) and not isinstance(out.get("lastChannel"), str):
         out["lastChannel"] = last_provider
         del out["lastProvider"]
@@ -371,8 +400,13 @@ def apply_legacy_migrations(entry: Entry) -> Entry:
 
 
 def load_normalize(entry: Entry) -> Entry:
-    """What OpenClaw does to each entry on load: legacy migrations, then normalisation."""
-    return settle_entry(apply_legacy_migrations(entry))
+    """An entry of an OpenClaw-written store as a load returns it.
+
+    Legacy migrations, then normalisation, converged like :func:`settle_entry`.
+    """
+    migrated = apply_legacy_migrations(entry)
+    loaded = normalize_entry(migrated)
+    return loaded if loaded is migrated else _converge(normalize_entry(loaded))
 
 
 # --- merges --------------------------------------------------------------------------------
@@ -382,7 +416,10 @@ def _apply_patch(base: Entry, patch: Mapping[str, Any]) -> Entry:
     out = dict(base)
     for field, value in patch.items():
         if value is None:
-            out.pop(field, None)  # JSON has no `undefined`: None deletes the field
+            if field in _ASSIGNED_FIELDS:
+                out.setdefault(field, None)  # assigned next: the key keeps its place
+            else:
+                out.pop(field, None)  # JSON has no `undefined`: None deletes the field
         else:
             out[field] = value
     return out

@@ -25,6 +25,7 @@ __all__ = [
     "channel_from_key",
     "is_cron_run_key",
     "is_sentinel_key",
+    "js_trim",
     "normalize_agent_id",
     "parse_agent_session_key",
     "session_kind",
@@ -35,6 +36,13 @@ GLOBAL_KEY = "global"
 UNKNOWN_KEY = "unknown"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What JavaScript's String.prototype.trim removes (spec 3.4 "trim()"): WhiteSpace (TAB, VT,
+# FF, U+FEFF and every Zs space) and LineTerminator (LF, CR, U+2028, U+2029). Python's
+# str.strip differs: it keeps U+FEFF and removes U+001C-U+001F and U+0085.
+_JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 _VALID_AGENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _INVALID_AGENT_CHARS = re.compile(r"[^a-z0-9_-]+")
 _CRON_RUN = re.compile(r"^cron:[^:]+:run:[^:]+$")
@@ -57,7 +65,7 @@ def canonical_key(key: object) -> str:
         raise InvalidKeyError(
             f"session key must be a string, got {show(key)} ({type(key).__name__})"
         )
-    trimmed = key.strip()
+    trimmed = js_trim(key)
     if not trimmed:
         raise InvalidKeyError(
             "session key is empty; pass a non-blank key such as 'agent:main:main'"
@@ -69,9 +77,14 @@ def canonical_key(key: object) -> str:
     return trimmed.lower()
 
 
+def js_trim(text: str) -> str:
+    """Trim ``text`` exactly as JavaScript's ``String.prototype.trim`` does."""
+    return text.strip(_JS_WHITESPACE)
+
+
 def fold_key(key: str) -> str:
     """Case-fold a stored key without validating it (for matching legacy variants)."""
-    return key.strip().lower()
+    return js_trim(key).lower()
 
 
 def normalize_agent_id(agent_id: object) -> str:
@@ -83,7 +96,7 @@ def normalize_agent_id(agent_id: object) -> str:
     """
     if not isinstance(agent_id, str):
         return DEFAULT_AGENT_ID
-    value = agent_id.strip().lower()
+    value = js_trim(agent_id).lower()
     if not value:
         return DEFAULT_AGENT_ID
     if _VALID_AGENT.match(value):
@@ -103,7 +116,7 @@ class ParsedKey:
 @functools.lru_cache(maxsize=4096)
 def parse_agent_session_key(key: str) -> ParsedKey | None:
     """Parse ``agent:<agentId>:<rest>`` (``parseAgentSessionKey``); None if not of that shape."""
-    parts = [p for p in key.strip().lower().split(":") if p]
+    parts = [p for p in js_trim(key).lower().split(":") if p]
     if len(parts) < 3 or parts[0] != "agent" or not parts[1]:
         return None
     return ParsedKey(agent_id=parts[1], rest=":".join(parts[2:]))
@@ -124,7 +137,7 @@ def is_cron_run_key(key: str) -> bool:
 def channel_from_key(key: str) -> str | None:
     """The channel named by a key of shape ``<channel>:<group|channel|direct>:<id>``."""
     parsed = parse_agent_session_key(key)
-    rest = parsed.rest if parsed else key.strip().lower()
+    rest = parsed.rest if parsed else js_trim(key).lower()
     parts = rest.split(":")
     if len(parts) >= 3 and parts[1] in ("group", "channel", "direct"):
         return parts[0]

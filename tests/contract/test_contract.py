@@ -717,6 +717,29 @@ class TestRoundTrip:
         with reopen(store) as again:
             assert list(again.get("agent:main:a")) == [*entry.keys(), "newField"]  # type: ignore[arg-type]
 
+    def test_legacy_fields_read_back_as_written_after_reopening(self, store: SessionStore) -> None:
+        # OpenClaw migrates provider/lastProvider/room on every load (spec 7.1), so what a
+        # write returns must already be migrated: the same entry before and after a reload,
+        # and on every backend.
+        given = e("a", 1, provider="Teams", lastProvider="slack", room="#g", label="x")
+        expected = e(
+            "a",
+            1,
+            label="x",
+            channel="Teams",
+            lastChannel="slack",
+            groupChannel="#g",
+            deliveryContext={"channel": "slack"},
+        )
+        assert_same(store.put("agent:main:a", given), expected)
+        store.put("agent:main:b", e("a", 1, label="x"))
+        legacy = {"provider": "Teams", "lastProvider": "slack", "room": "#g"}
+        patched = store.update("agent:main:b", legacy, preserve_activity=True)
+        assert_same(patched, expected)
+        with reopen(store) as again:
+            assert_same(again.get("agent:main:a"), expected)
+            assert_same(again.get("agent:main:b"), expected)
+
     def test_new_session_id_is_appended(self, store: SessionStore) -> None:
         out = store.put("agent:main:a", {"b": 1, "updatedAt": 3, "a": 2})
         assert list(out) == ["b", "updatedAt", "a", "sessionId"]
@@ -850,6 +873,14 @@ class TestKeys:
         store.put("Unknown", e("u", 1))
         store.put("hook:ABC", e("h", 1))
         assert list(store.load_all()) == ["global", "unknown", "hook:abc"]
+
+    def test_keys_are_trimmed_like_javascript(self, store: SessionStore) -> None:
+        # spec 3.4: trim() removes U+FEFF (a BOM pasted into a key), Python's strip() does not
+        store.put("\ufeffAgent:Main:X\ufeff", e("x", 1))
+        assert list(store.load_all()) == ["agent:main:x"]
+        assert_same(store.get("agent:main:x"), e("x", 1))
+        with pytest.raises(InvalidKeyError):
+            store.put("\ufeff", e("y", 1))
 
 
 class TestLegacyVariants:

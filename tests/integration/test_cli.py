@@ -24,8 +24,9 @@ from typer.testing import CliRunner, Result
 
 import sessionstore
 from hermetic import clean_env
+from model.openclaw_rules import load_entry
 from sessionstore.cli.app import app
-from sessionstore.entry import json_equal, load_normalize, now_ms
+from sessionstore.entry import json_equal, now_ms
 from sessionstore.files import dumps_pretty
 from sessionstore.generate import GeneratedState, generate_state_dir, mixed_case_variant
 
@@ -125,7 +126,7 @@ def expected_entries(state: GeneratedState, agent: str = "main") -> dict[str, En
         canonical = key.lower()
         if canonical not in best or entry["updatedAt"] > best[canonical]["updatedAt"]:
             best[canonical] = entry
-    return {k: load_normalize(copy.deepcopy(e)) for k, e in best.items()}
+    return {k: load_entry(copy.deepcopy(e)) for k, e in best.items()}
 
 
 _CRON_RUN = re.compile(r":cron:[^:]+:run:[^:]+$")

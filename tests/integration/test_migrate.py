@@ -2,8 +2,9 @@
 
 The state dirs come from ``sessionstore.generate`` (several agents, typical and ~40 KB
 entries, legacy fields, mixed-case duplicate keys, numeric thread ids). What a migration
-must produce is computed here independently of ``migrate.py``: for each canonical key,
-``load_normalize`` of the freshest raw variant.
+must produce is computed here independently of ``migrate.py`` and ``entry.py``: for each
+canonical key, the freshest raw variant as the model of OpenClaw's rules loads it
+(``tests/model/openclaw_rules.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import pytest
 
 import sessionstore
 from hermetic import clean_env
-from sessionstore.entry import json_equal, load_normalize
+from model.openclaw_rules import load_entry
+from sessionstore.entry import json_equal
 from sessionstore.errors import MigrationError, SessionStoreError
 from sessionstore.files import dumps_pretty
 from sessionstore.generate import (
@@ -65,7 +67,7 @@ def tree_state(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def expected_entries(agent: GeneratedAgent) -> dict[str, Entry]:
-    """Canonical key -> load_normalize(freshest raw variant), computed without migrate.py."""
+    """Canonical key -> the freshest raw variant as OpenClaw loads it (the rules' model)."""
     best: dict[str, Entry] = {}
     for key, entry in agent.entries.items():
         canonical = key.strip().lower()
@@ -74,7 +76,7 @@ def expected_entries(agent: GeneratedAgent) -> dict[str, Entry]:
             assert current["updatedAt"] != entry["updatedAt"], "generator made a tie"
         if current is None or entry["updatedAt"] > current["updatedAt"]:
             best[canonical] = entry
-    return {k: load_normalize(copy.deepcopy(e)) for k, e in best.items()}
+    return {k: load_entry(copy.deepcopy(e)) for k, e in best.items()}
 
 
 def paths_of(root: Path, agent: str = "main") -> Any:
@@ -220,7 +222,7 @@ def test_generator_entries_are_realistic(realistic: GeneratedState) -> None:
 
     # entries without legacy fields are already as OpenClaw saves them (normalised)
     plain = [e for e in entries.values() if e not in legacy]
-    assert all(json_equal(load_normalize(e), e) for e in plain)
+    assert all(json_equal(load_entry(e), e) for e in plain)
 
 
 def test_generator_transcripts_are_pi_v3(tmp_path: Path) -> None:
@@ -267,14 +269,14 @@ def test_entry_helpers() -> None:
     assert key.startswith("agent:ops-team:")
     assert 400 <= len(dumps_pretty({key: entry})) <= 2_500
     assert "skillsSnapshot" not in entry
-    assert json_equal(load_normalize(entry), entry)
+    assert json_equal(load_entry(entry), entry)
     assert NOW - 43 * 86_400_000 <= entry["updatedAt"] <= NOW
     catalog = skill_catalogs(rng, count=1)[0]
     key, entry = bloated_entry(rng, now_ms=NOW, catalog=catalog)
     assert entry["skillsSnapshot"] is catalog.snapshot
     assert entry["systemPromptReport"]["sessionKey"] == key
     assert 40_000 <= len(dumps_pretty({key: entry})) <= 70_000
-    assert json_equal(load_normalize(entry), entry)
+    assert json_equal(load_entry(entry), entry)
 
 
 def test_generator_rejects_bad_arguments(tmp_path: Path) -> None:

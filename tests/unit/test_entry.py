@@ -17,6 +17,7 @@ from sessionstore.entry import (
     normalize_channel,
     normalize_entry,
     replace_entry,
+    settle_entry,
     sort_time,
 )
 
@@ -119,6 +120,17 @@ def test_merge_replaces_nested_objects_whole() -> None:
     assert out["origin"] == {"from": "v"}
 
 
+def test_merge_none_session_id_or_updated_at_keeps_their_place() -> None:
+    # `{...existing, ...patch, sessionId, updatedAt}` (spec 2.3): an undefined sessionId or
+    # updatedAt in the patch falls through (`??`) and the key keeps its position.
+    existing = {"label": "a", "sessionId": "s1", "updatedAt": 1, "status": "done"}
+    out = merge_entry(existing, {"sessionId": None, "updatedAt": None}, now=NOW)
+    assert list(out) == ["label", "sessionId", "updatedAt", "status"]
+    assert (out["sessionId"], out["updatedAt"]) == ("s1", NOW)
+    new = merge_entry(None, {"updatedAt": None, "label": "x"}, now=NOW)
+    assert list(new) == ["updatedAt", "label", "sessionId"]
+
+
 def test_merge_keeps_unknown_fields_and_their_order() -> None:
     existing = {"sessionId": "s", "updatedAt": 1, "zzz": [1, {"a": None}], "custom": True}
     out = merge_entry(existing, {"label": "x"}, now=NOW)
@@ -188,6 +200,7 @@ def test_new_entry_keeps_model_and_provider() -> None:
         ({"model": "gpt-5", "modelProvider": "  "}, {"model": "gpt-5"}),
         ({"model": "gpt-5", "modelProvider": None}, {"model": "gpt-5"}),
         ({"model": "gpt-5"}, {"model": "gpt-5"}),
+        ({"model": None}, {}),  # null is blank with or without a provider (spec 7.1)
     ],
 )
 def test_normalize_runtime_model_fields(fields: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -480,6 +493,7 @@ def test_normalize_entry_is_idempotent_on_messy_input() -> None:
         ("webchat", "webchat"),
         ("Telegram", "telegram"),
         ("SomeNewChannel", "somenewchannel"),
+        ("\ufeffTeams\u3000", "msteams"),  # JavaScript's trim() removes U+FEFF (spec 7.1)
         ("   ", None),
         ("", None),
         (None, None),
@@ -593,11 +607,74 @@ def test_entry_without_legacy_fields_is_returned_as_is() -> None:
     assert apply_legacy_migrations(entry) is entry
 
 
+def test_load_keeps_last_provider_when_the_file_has_a_string_last_channel() -> None:
+    # Read from a file, the load migrates first: a blank but string lastChannel keeps
+    # lastProvider; the load drops the blank, and the next save fills it from channel.
+    raw = {"sessionId": "s", "updatedAt": 1, "channel": "slack", "lastChannel": ""}
+    out = load_normalize({**raw, "lastProvider": "discord"})
+    assert out["lastProvider"] == "discord"
+    assert (out["lastChannel"], out["deliveryContext"]) == ("slack", {"channel": "slack"})
+    assert settle_entry(out) == out
+
+
 def test_load_normalize_migrates_then_normalises() -> None:
     out = load_normalize({"sessionId": "s", "updatedAt": 1, "lastProvider": "Teams"})
     assert out["lastChannel"] == "msteams"
     assert out["deliveryContext"] == {"channel": "msteams"}
     assert "lastProvider" not in out
+
+
+# --- legacy fields at the write boundary -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            {"provider": "Teams", "room": "#g"},
+            {
+                "groupChannel": "#g",
+                "channel": "Teams",
+                "deliveryContext": {"channel": "msteams"},
+                "lastChannel": "msteams",
+            },
+        ),
+        # upstream saves first (the route comes from channel), then the next load migrates:
+        # lastChannel is then a string, so lastProvider stays (spec 5.2, 5.1, 7.1)
+        (
+            {"channel": "slack", "lastProvider": "discord"},
+            {
+                "channel": "slack",
+                "lastProvider": "discord",
+                "deliveryContext": {"channel": "slack"},
+                "lastChannel": "slack",
+            },
+        ),
+        # a blank lastChannel is dropped by the save, so the next load migrates lastProvider
+        (
+            {"lastChannel": "  ", "lastProvider": "Lark"},
+            {"lastChannel": "feishu", "deliveryContext": {"channel": "feishu"}},
+        ),
+        # ... before a later save could fill lastChannel from channel
+        (
+            {"channel": "slack", "lastChannel": "  ", "lastProvider": "discord"},
+            {
+                "channel": "slack",
+                "lastChannel": "discord",
+                "deliveryContext": {"channel": "discord"},
+            },
+        ),
+    ],
+)
+def test_written_entries_hold_what_the_next_load_would_make_of_them(
+    given: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    base = {"sessionId": "s", "updatedAt": 1}
+    put = replace_entry(None, {**base, **given})
+    merged = merge_entry(dict(base), given, now=1, assume_settled=True)
+    for out in (put, merged):
+        assert {k: v for k, v in out.items() if k not in base} == expected
+        assert load_normalize(out) == out
 
 
 # --- replace_entry ---------------------------------------------------------------------------

@@ -36,6 +36,32 @@ def test_canonical_key_trims_and_lowercases(raw: str, expected: str) -> None:
     assert canonical_key(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("\ufeffAgent:Main:A\ufeff", "agent:main:a"),  # U+FEFF is JavaScript whitespace
+        ("\u3000agent:main:a\u2029", "agent:main:a"),
+    ],
+)
+def test_canonical_key_trims_like_javascript(raw: str, expected: str) -> None:
+    # spec 3.4: normalizeStoreSessionKey is JavaScript's trim().toLowerCase()
+    assert canonical_key(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["\ufeff", "\ufeff \u3000"])
+def test_canonical_key_rejects_javascript_whitespace_only(raw: str) -> None:
+    with pytest.raises(InvalidKeyError, match="empty"):
+        canonical_key(raw)
+
+
+@pytest.mark.parametrize("raw", ["agent:main:a\x85", "\x1cagent:main:a"])
+def test_canonical_key_keeps_what_javascript_does_not_trim(raw: str) -> None:
+    # Python's str.strip removes U+0085 and U+001C; trim() does not, so they stay and,
+    # being control characters, make the key invalid.
+    with pytest.raises(InvalidKeyError, match="control characters"):
+        canonical_key(raw)
+
+
 def test_canonical_key_is_idempotent() -> None:
     once = canonical_key("  Agent:Main:WhatsApp:Group:1203@G.US ")
     assert canonical_key(once) == once
