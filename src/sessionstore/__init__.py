@@ -7,6 +7,7 @@ from .entry import SessionEntry
 from .errors import (
     BackendUnavailableError,
     ConfigError,
+    CorruptSourceError,
     CorruptStoreError,
     InvalidArgumentError,
     InvalidEntryError,
@@ -19,6 +20,8 @@ from .errors import (
     SessionStoreError,
     StorageFullError,
     StoreClosedError,
+    TranscriptConflictError,
+    UnsupportedSourceError,
 )
 from .index.base import SessionPage, SessionRow
 from .store import SessionStore, StoreInfo, open_store
@@ -29,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "ConfigError",
+    "CorruptSourceError",
     "CorruptStoreError",
     "InvalidArgumentError",
     "InvalidEntryError",
@@ -47,6 +51,8 @@ __all__ = [
     "StoreClosedError",
     "StoreInfo",
     "Transcript",
+    "TranscriptConflictError",
+    "UnsupportedSourceError",
     "__version__",
     "open_store",
 ]

@@ -1369,13 +1369,18 @@ class SqliteIndex(IndexBackend):
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
         return {"bytesBefore": before, "bytesAfter": total(), "checkpointed": busy == 0}
 
-    def migration_record(self) -> dict[str, Any] | None:
-        """The record of the last import from ``sessions.json``, if any."""
+    def migration_record(self, record_key: str = "migration") -> dict[str, Any] | None:
+        """The record of the last import from ``sessions.json``, if any.
+
+        Args:
+            record_key: The ``meta`` key of the record (``migration`` for sessions.json,
+                ``openclaw_db_import`` for OpenClaw's database).
+        """
         with self._errors():
             conn = self._reader()
             if conn is None:
                 return None
-            value = self._meta(conn, "migration")
+            value = self._meta(conn, record_key)
             return orjson.loads(value) if value else None
 
     def import_entries(
@@ -1386,6 +1391,7 @@ class SqliteIndex(IndexBackend):
         keep_fresher: bool = False,
         only_if_new: bool = False,
         progress: Callable[[int], None] | None = None,
+        record_key: str = "migration",
     ) -> int | None:
         """Write ``entries`` in one transaction, verify each, and store ``record``.
 
@@ -1402,6 +1408,7 @@ class SqliteIndex(IndexBackend):
                 migration record, judged inside the write transaction (so a concurrent
                 writer's sessions are never imported over); None is returned otherwise.
             progress: Called with the number of entries handled so far.
+            record_key: The ``meta`` key the record is kept under (one per kind of source).
 
         Returns:
             The number of entries written, or None when ``only_if_new`` found data.
@@ -1409,10 +1416,15 @@ class SqliteIndex(IndexBackend):
         with self._errors(), self._write_txn() as conn:
             if only_if_new:
                 rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-                if (rows and rows[0][0]) or self._meta(conn, "migration") is not None:
+                if (rows and rows[0][0]) or self._meta(conn, record_key) is not None:
                     return None
             return self.import_into(
-                conn, entries, record=record, keep_fresher=keep_fresher, progress=progress
+                conn,
+                entries,
+                record=record,
+                keep_fresher=keep_fresher,
+                progress=progress,
+                record_key=record_key,
             )
 
     def import_into(
@@ -1423,6 +1435,7 @@ class SqliteIndex(IndexBackend):
         record: dict[str, Any] | None,
         keep_fresher: bool = False,
         progress: Callable[[int], None] | None = None,
+        record_key: str = "migration",
     ) -> int:
         """:meth:`import_entries` inside a write transaction the caller holds on ``conn``.
 
@@ -1464,7 +1477,7 @@ class SqliteIndex(IndexBackend):
             "indexCount": count,
             "indexLatestUpdate": latest,
         }
-        self._set_meta(conn, "migration", dumps_compact(done).decode())
+        self._set_meta(conn, record_key, dumps_compact(done).decode())
         return written
 
     def close(self) -> None:
