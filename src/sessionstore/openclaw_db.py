@@ -41,6 +41,7 @@ from .errors import (
 )
 from .files import sqlite_uri
 from .keys import normalize_agent_id
+from .layout import OPENCLAW_DB, openclaw_db_path
 from .transcripts.jsonl import validate_session_id
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
     "openclaw_db_path",
 ]
 
-OPENCLAW_DB_NAME: Final = "openclaw-agent.sqlite"
+OPENCLAW_DB_NAME: Final = OPENCLAW_DB
 MIN_SCHEMA: Final = 14
 MAX_SCHEMA: Final = 25
 MAX_EVENT_BYTES: Final = 4 * 1024 * 1024
@@ -76,11 +77,6 @@ Kind = Literal["live", "reset", "deleted"]
 
 _readers_guard = threading.Lock()
 _open_readers: dict[str, int] = {}
-
-
-def openclaw_db_path(state_dir: Path, agent_id: str) -> Path:
-    """``<stateDir>/agents/<agentId>/agent/openclaw-agent.sqlite``."""
-    return state_dir / "agents" / normalize_agent_id(agent_id) / "agent" / OPENCLAW_DB_NAME
 
 
 def cold_dir_for(db_path: Path) -> Path:

@@ -479,6 +479,24 @@ def _stage(
     return counts, files
 
 
+def _with_session_files(entries: dict[str, Entry], files: dict[str, Path]) -> dict[str, Entry]:
+    """Entries whose ``sessionFile`` names the transcript the import wrote for them.
+
+    An entry the database holds no transcript for loses its ``sessionFile``: from 2026.8
+    the transcript lives in the database, so a path left in the entry names a file that
+    was archived or never existed (and would read as a missing transcript, which
+    ``cleanup --fix-missing`` prunes).
+    """
+    out: dict[str, Entry] = {}
+    for key, entry in entries.items():
+        final = files.get(key)
+        if final is not None:
+            out[key] = {**entry, "sessionFile": str(final)}
+        else:
+            out[key] = {k: v for k, v in entry.items() if k != "sessionFile"}
+    return out
+
+
 def _link_and_import(
     paths: StorePaths,
     snap: DbSnapshot,
@@ -523,11 +541,7 @@ def _link_and_import_locked(
     for plan in snap.transcripts:
         staging.link(plan.file_name)
     fsync_dir(paths.sessions_dir)
-    raw: dict[str, Any] = {}
-    for key, entry in snap.entries.items():
-        final = files.get(key)
-        raw[key] = {**entry, "sessionFile": str(final)} if final is not None else entry
-    entries, _, _ = fold_entries(raw)
+    entries, _, _ = fold_entries(_with_session_files(snap.entries, files))
 
     from .index.sqlite import SqliteIndex
 

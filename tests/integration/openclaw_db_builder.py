@@ -165,7 +165,12 @@ def _tables(version: int) -> list[str]:
 def archive_bytes(gen: Generation, generation_number: int) -> tuple[bytes, bytes]:
     """(decoded JSON lines, zstd bytes) of the cold archive of ``gen``'s first events."""
     records: list[Entry] = [
-        {"kind": "header", "version": 1, "sessionId": gen.session_id, "generation": generation_number},
+        {
+            "kind": "header",
+            "version": 1,
+            "sessionId": gen.session_id,
+            "generation": generation_number,
+        },
         {"kind": "identity", "sessionKey": "x", "agentId": "main"},
     ]
     for seq in range(1, gen.cold_count + 1):
@@ -251,7 +256,9 @@ def _insert_node(conn: apsw.Connection, version: int, node: Node) -> None:
         if version >= 24:
             snapshots = {f: stored.pop(f) for f in SNAPSHOT_FIELDS if f in stored}
         entry_json = orjson.dumps(stored).decode()
-        current = node.generations[-1].session_id if node.generations else node.entry.get("sessionId")
+        current = (
+            node.generations[-1].session_id if node.generations else node.entry.get("sessionId")
+        )
         updated = int(node.entry.get("updatedAt", 0))
         for name, value in snapshots.items():
             conn.execute(
