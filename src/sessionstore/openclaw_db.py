@@ -41,7 +41,7 @@ from .errors import (
 )
 from .files import sqlite_uri
 from .keys import normalize_agent_id
-from .layout import OPENCLAW_DB, openclaw_db_path
+from .layout import OPENCLAW_DB, openclaw_db_path, resolve_home
 from .transcripts.jsonl import validate_session_id
 
 __all__ = [
@@ -270,7 +270,8 @@ class OpenClawDb:
         path: The database file.
         cold_dir: Where ``file`` cold archives are (default: ``cold_dir_for(path)``).
         busy_timeout_ms: How long a read waits for the gateway (WAL recovery, checkpoints).
-        home: The ``cwd`` of written headers when an entry names no workspace.
+        home: The ``cwd`` of written headers when an entry names no workspace (default:
+            the home dir, by OpenClaw's rules).
 
     Raises:
         UnsupportedSourceError: The file is not an OpenClaw agent database of schema 14-25.
@@ -288,7 +289,7 @@ class OpenClawDb:
         self.path = path
         self.cold_dir = cold_dir if cold_dir is not None else cold_dir_for(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._home = str(home) if home is not None else os.path.expanduser("~")
+        self._home = str(home if home is not None else resolve_home())
         self._conn: Any = None
         self._key = os.path.realpath(path)
         self._had: dict[str, bool] = {}

@@ -447,6 +447,23 @@ def test_damaged_archive_file_fails(state: Path) -> None:
     assert_nothing_written(state, paths, before)
 
 
+def test_event_that_is_not_json_fails_and_leaves_no_directory(state: Path) -> None:
+    built = make_db(state, 14)
+    sid = built.nodes[0].generations[0].session_id  # the old generation of the main key
+    damage(
+        built.path,
+        "UPDATE transcript_events SET event_json = '{\"type\":' WHERE session_id = ? AND seq = 2",
+        (sid,),
+    )
+    paths = resolve_store_paths(state, "main")
+    assert not paths.sessions_dir.exists()  # schema 14: no cold archives, no sessions dir
+    before = {str(p) for p in state.rglob("*")}
+    with pytest.raises(CorruptSourceError, match="event 2 is not JSON") as caught:
+        migrate_openclaw_db(paths, built.path)
+    assert caught.value.session_id == sid
+    assert {str(p) for p in state.rglob("*")} == before
+
+
 @pytest.mark.parametrize("version", [13, 26, 8])
 def test_unknown_version_is_refused(state: Path, version: int) -> None:
     nodes, orphans = scenario(14)
@@ -462,8 +479,8 @@ def test_unknown_version_is_refused(state: Path, version: int) -> None:
 
     result = cli("migrate", "--from", "openclaw-db", "--state-dir", state)
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") or "FAILED" in result.stdout
+    failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and f"schema version {version}" in failed[0]
     doc = cli_json("migrate", "--from", "openclaw-db", "--state-dir", state, code=1)
     assert doc["success"] is False
     row = doc["results"][0]

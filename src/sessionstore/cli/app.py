@@ -220,6 +220,10 @@ def migrate(
         print_json({"success": not failed, "results": [r.to_dict() for r in results]})
     else:
         _print_migration(results, dry_run)
+        if not targets:
+            out.print(
+                f"No agent directory under {selection.state_dir} holds an openclaw-agent.sqlite."
+            )
     if failed:
         raise typer.Exit(1)
 
