@@ -622,11 +622,14 @@ class SessionStore:
 
     def openclaw_db_status(self) -> dict[str, Any] | None:
         """Whether the agent's ``openclaw-agent.sqlite`` (OpenClaw 2026.8+) was imported."""
-        from .index.sqlite import SqliteIndex
         from .openclaw_import import RECORD_KEY, openclaw_db_status
 
-        index = self._index
-        record = index.migration_record(RECORD_KEY) if isinstance(index, SqliteIndex) else None
+        record = None
+        if self.store_type == "sqlite":  # only then is the driver there to import
+            from .index.sqlite import SqliteIndex
+
+            if isinstance(self._index, SqliteIndex):
+                record = self._index.migration_record(RECORD_KEY)
         return openclaw_db_status(self.state_dir, self.agent_id, record)
 
 
