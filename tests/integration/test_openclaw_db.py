@@ -754,6 +754,9 @@ def test_cli_openclaw_db_path_and_usage_errors(state: Path, tmp_path: Path) -> N
 
 def test_cli_agent_with_only_a_database_is_known(state: Path) -> None:
     make_db(state, 20, agent="solo")
+    doc = cli_json("migrate", "--agent", "solo", "--state-dir", state)  # --from json
+    assert doc["results"][0]["status"] == "no_data"
+    assert "migrate --from openclaw-db" in doc["results"][0]["message"]
     doc = cli_json("migrate", "--from", "openclaw-db", "--agent", "solo", "--state-dir", state)
     assert doc["results"][0]["status"] == "migrated"
 

@@ -203,6 +203,11 @@ def migrate(
                         durability=selection.config.durability,
                         progress=progress,
                     )
+                    if result.status == "no_data" and db_path.is_file():
+                        result.message += (
+                            f"; {db_path} holds this agent's sessions (OpenClaw 2026.8+):"
+                            " run `sessionstore migrate --from openclaw-db`"
+                        )
         except SessionStoreError as exc:
             failed_row = MigrationResult if source == "json" else OpenClawImportResult
             result = failed_row(
