@@ -7,6 +7,7 @@ from .entry import SessionEntry
 from .errors import (
     BackendUnavailableError,
     ConfigError,
+    CorruptSourceError,
     CorruptStoreError,
     InvalidArgumentError,
     InvalidEntryError,
@@ -20,6 +21,8 @@ from .errors import (
     SessionStoreError,
     StorageFullError,
     StoreClosedError,
+    TranscriptConflictError,
+    UnsupportedSourceError,
 )
 from .index.base import SessionPage, SessionRow
 from .store import SessionStore, StoreInfo, open_store
@@ -30,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "ConfigError",
+    "CorruptSourceError",
     "CorruptStoreError",
     "InvalidArgumentError",
     "InvalidEntryError",
@@ -49,6 +53,8 @@ __all__ = [
     "StoreClosedError",
     "StoreInfo",
     "Transcript",
+    "TranscriptConflictError",
+    "UnsupportedSourceError",
     "__version__",
     "open_store",
 ]

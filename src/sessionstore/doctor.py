@@ -48,6 +48,7 @@ FINDING_KINDS: Final = (
     "torn-tail",
     "message-count-drift",
     "split-store",
+    "openclaw-db-not-imported",
     "stale-temp-file",
     "stale-lock",
     "wal-size",
@@ -271,6 +272,14 @@ class _Doctor:
                 else self.store.paths.sqlite_path
             )
             self.add("split-store", subject, warning)
+
+    def openclaw_db(self) -> None:
+        from .openclaw_import import openclaw_db_warning
+
+        status = self.store.openclaw_db_status()
+        warning = openclaw_db_warning(status)
+        if status is not None and warning:
+            self.add("openclaw-db-not-imported", status["path"], warning)
 
     # --- transcripts ------------------------------------------------------------------
 
@@ -524,6 +533,7 @@ def run_checks(store: SessionStore, *, fix: bool = False) -> list[Finding]:
     doctor.files()
     if doctor.index_trusted:  # the checks below read (and their repairs write) the index
         doctor.split()
+        doctor.openclaw_db()
         doctor.transcripts()
     doctor.filesystem()
     return doctor.findings

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "ConfigError",
+    "CorruptSourceError",
     "CorruptStoreError",
     "InvalidArgumentError",
     "InvalidEntryError",
@@ -22,6 +23,8 @@ __all__ = [
     "SessionStoreError",
     "StorageFullError",
     "StoreClosedError",
+    "TranscriptConflictError",
+    "UnsupportedSourceError",
 ]
 
 
@@ -97,6 +100,53 @@ class StorageFullError(SessionStoreError):
 
 class MigrationError(SessionStoreError):
     """A migration could not complete; the target was left unchanged."""
+
+
+class UnsupportedSourceError(MigrationError):
+    """A migration source in a format this version does not read (e.g. an unknown schema).
+
+    Attributes:
+        path: The source file.
+        version: Its schema version, when it has one.
+    """
+
+    def __init__(self, message: str, *, path: str, version: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.version = version
+
+
+class CorruptSourceError(MigrationError):
+    """A migration source holds a record that cannot be read as it claims to be.
+
+    For example a compressed transcript row that does not decode, or a transcript archive
+    whose checksum does not match. Nothing was written.
+
+    Attributes:
+        path: The source file (or the archive file concerned).
+        session_id: The session whose transcript is damaged, when it is one.
+        key: The session key whose entry is damaged, when it is one.
+    """
+
+    def __init__(
+        self, message: str, *, path: str, session_id: str | None = None, key: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.session_id = session_id
+        self.key = key
+
+
+class TranscriptConflictError(MigrationError):
+    """A transcript file to be written already exists with other contents; it was kept.
+
+    Attributes:
+        path: The existing file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ReadOnlyStoreError(SessionStoreError):

@@ -13,6 +13,7 @@ __all__ = [
     "StorePaths",
     "config_path",
     "discover_agent_ids",
+    "openclaw_db_path",
     "resolve_home",
     "resolve_state_dir",
     "resolve_store_paths",
@@ -20,6 +21,7 @@ __all__ = [
 
 SESSIONS_JSON = "sessions.json"
 SESSIONS_SQLITE = "sessions.sqlite"
+OPENCLAW_DB = "openclaw-agent.sqlite"  # OpenClaw 2026.8+: sessions and transcripts, per agent
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str | None:
@@ -141,14 +143,23 @@ def resolve_store_paths(
     )
 
 
+def openclaw_db_path(state_dir: Path, agent_id: str) -> Path:
+    """OpenClaw 2026.8+'s database: ``<stateDir>/agents/<agentId>/agent/openclaw-agent.sqlite``."""
+    return state_dir / "agents" / normalize_agent_id(agent_id) / "agent" / OPENCLAW_DB
+
+
 def discover_agent_ids(state_dir: Path, configured: list[str] | None = None) -> list[str]:
-    """Configured agents plus every ``agents/*/sessions/`` found on disk, in a stable order."""
+    """Configured agents plus every agent dir found on disk, in a stable order.
+
+    An agent dir is ``agents/<id>/`` with a ``sessions/`` dir or OpenClaw 2026.8+'s
+    ``agent/openclaw-agent.sqlite``.
+    """
     seen: dict[str, None] = {}
     for agent in configured or []:
         seen[normalize_agent_id(agent)] = None
     agents_dir = state_dir / "agents"
     if agents_dir.is_dir():
         for child in sorted(agents_dir.iterdir()):
-            if (child / "sessions").is_dir():
+            if (child / "sessions").is_dir() or (child / "agent" / OPENCLAW_DB).is_file():
                 seen[normalize_agent_id(child.name)] = None
     return list(seen)

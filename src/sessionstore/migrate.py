@@ -301,10 +301,16 @@ def _read_database(path: Path) -> Iterator[Any]:
         conn.close()
 
 
-def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
+def peek_database(
+    path: Path, record_key: str = "migration"
+) -> tuple[int, dict[str, Any] | None] | None:
     """(entry count, migration record) of an existing database; None when there is none.
 
     Reads without writing anything (no ``-wal``/``-shm`` files are created).
+
+    Args:
+        path: The ``sessions.sqlite``.
+        record_key: The ``meta`` key of the record to return.
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
@@ -319,7 +325,7 @@ def peek_database(path: Path) -> tuple[int, dict[str, Any] | None] | None:
         record = None
         if "meta" in tables:
             rows: list[Any] = conn.execute(
-                "SELECT value FROM meta WHERE key = 'migration'"
+                "SELECT value FROM meta WHERE key = ?", (record_key,)
             ).fetchall()
             record = orjson.loads(rows[0][0]) if rows else None
         return int(count), record

@@ -110,6 +110,8 @@ class StoreInfo:
         splitWarning: When the file this store does not use holds sessions it cannot see
             (a sessions.json changed or never imported, a newer sessions.sqlite beside a
             json store): what is wrong and the command that merges them; else None.
+        openclawDb: When the agent dir holds OpenClaw 2026.8+'s ``openclaw-agent.sqlite``:
+            ``{"path", "imported", "importedAt", "changedSinceImport"}``; else None.
     """
 
     storeType: str
@@ -127,6 +129,7 @@ class StoreInfo:
     jsonBytes: int | None = None
     backend: dict[str, Any] = field(default_factory=dict)
     splitWarning: str | None = None
+    openclawDb: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The info as a JSON-ready dict."""
@@ -659,7 +662,20 @@ class SessionStore:
             jsonBytes=json_bytes,
             backend=self._index.describe(),
             splitWarning=self._find_split(),
+            openclawDb=self.openclaw_db_status(),
         )
+
+    def openclaw_db_status(self) -> dict[str, Any] | None:
+        """Whether the agent's ``openclaw-agent.sqlite`` (OpenClaw 2026.8+) was imported."""
+        from .openclaw_import import RECORD_KEY, openclaw_db_status
+
+        record = None
+        if self.store_type == "sqlite":  # only then is the driver there to import
+            from .index.sqlite import SqliteIndex
+
+            if isinstance(self._index, SqliteIndex):
+                record = self._index.migration_record(RECORD_KEY)
+        return openclaw_db_status(self.state_dir, self.agent_id, record)
 
 
 def open_store(

@@ -162,6 +162,7 @@ def test_finding_kinds_are_the_documented_ones() -> None:
         "torn-tail",
         "message-count-drift",
         "split-store",
+        "openclaw-db-not-imported",
         "stale-temp-file",
         "stale-lock",
         "wal-size",

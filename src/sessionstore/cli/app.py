@@ -22,6 +22,8 @@ from rich.table import Table
 from .. import __version__
 from ..errors import SessionStoreError
 from ..migrate import MigrationResult, export_entries, migrate_agent
+from ..openclaw_db import openclaw_db_path
+from ..openclaw_import import OpenClawImportResult, migrate_openclaw_db, openclaw_db_status
 from ..store import SessionStore, open_store, sqlite_driver
 from .render import format_age, format_bytes, format_tokens, print_json, short_key
 from .targets import Selection, Target, TargetError, select_targets
@@ -132,45 +134,109 @@ def migrate(
         bool,
         typer.Option("--force", help="Re-import even if migrated before or the database has data."),
     ] = False,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="json: sessions.json; openclaw-db: OpenClaw 2026.8+'s"
+            " agents/<agentId>/agent/openclaw-agent.sqlite (sessions and transcripts).",
+        ),
+    ] = "json",
+    destination: Annotated[
+        str, typer.Option("--to", help="The backend to migrate into (sqlite).")
+    ] = "sqlite",
+    openclaw_db: Annotated[
+        Path | None,
+        typer.Option("--openclaw-db", help="With --from openclaw-db: the database file to import."),
+    ] = None,
     state_dir: StateDirOpt = None,
     agent: AgentOpt = None,
     all_agents: AllAgentsOpt = False,
     store: StoreOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Migrate sessions.json to the SQLite hot index (the source is never modified)."""
+    """Migrate sessions.json (or OpenClaw's database) to the SQLite hot index.
+
+    The source is never modified.
+    """
+    if source not in ("json", "openclaw-db"):
+        raise TargetError(f"--from must be json or openclaw-db, not {source!r}")
+    if destination == "postgres":
+        raise TargetError(
+            "--to postgres is not available in this version of sessionstore (there is no"
+            " PostgreSQL backend yet); use --to sqlite"
+        )
+    if destination != "sqlite":
+        raise TargetError(f"--to must be sqlite, not {destination!r}")
+    if openclaw_db is not None and source != "openclaw-db":
+        raise TargetError("--openclaw-db goes with --from openclaw-db")
+    if openclaw_db is not None and all_agents:
+        raise TargetError("--openclaw-db names one database: use --agent, not --all-agents")
     available, _ = sqlite_driver()
     if not available:
         raise CliError("SQLite is not available: the apsw driver cannot be imported; install apsw")
     selection = select_targets(state_dir, agent, all_agents, store)
+    targets = selection.targets
+    if source == "openclaw-db" and selection.all_agents:
+        # every agent directory holding an openclaw-agent.sqlite
+        targets = [t for t in targets if _openclaw_db_of(selection, t, None).is_file()]
     results: list[MigrationResult] = []
     show_progress = not json_output and err.is_terminal
-    for target in selection.targets:
+    for target in targets:
+        db_path = _openclaw_db_of(selection, target, openclaw_db)
         try:
             with _progress(show_progress, target.agent_id) as progress:
-                result = migrate_agent(
-                    target.paths,
-                    dry_run=dry_run,
-                    force=force,
-                    durability=selection.config.durability,
-                    progress=progress,
-                )
+                if source == "openclaw-db":
+                    result: MigrationResult = migrate_openclaw_db(
+                        target.paths,
+                        db_path,
+                        dry_run=dry_run,
+                        force=force,
+                        durability=selection.config.durability,
+                        progress=progress,
+                    )
+                else:
+                    result = migrate_agent(
+                        target.paths,
+                        dry_run=dry_run,
+                        force=force,
+                        durability=selection.config.durability,
+                        progress=progress,
+                    )
+                    if result.status == "no_data" and db_path.is_file():
+                        result.message += (
+                            f"; {db_path} holds this agent's sessions (OpenClaw 2026.8+):"
+                            " run `sessionstore migrate --from openclaw-db`"
+                        )
         except SessionStoreError as exc:
-            result = MigrationResult(
+            failed_row = MigrationResult if source == "json" else OpenClawImportResult
+            result = failed_row(
                 agentId=target.agent_id,
                 jsonPath=str(target.paths.json_path),
                 sqlitePath=str(target.paths.sqlite_path),
                 status="failed",
                 message=_one_line(str(exc)),
             )
+            if isinstance(result, OpenClawImportResult):
+                result.openclawDbPath = str(db_path)
         results.append(result)
     failed = [r for r in results if r.status == "failed"]
     if json_output:
         print_json({"success": not failed, "results": [r.to_dict() for r in results]})
     else:
         _print_migration(results, dry_run)
+        if not targets:
+            out.print(
+                f"No agent directory under {selection.state_dir} holds an openclaw-agent.sqlite."
+            )
     if failed:
         raise typer.Exit(1)
+
+
+def _openclaw_db_of(selection: Selection, target: Target, explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit.expanduser().absolute()
+    return openclaw_db_path(selection.state_dir, target.agent_id)
 
 
 @contextmanager
@@ -201,12 +267,15 @@ def _print_migration(results: list[MigrationResult], dry_run: bool) -> None:
             r.status, "yellow"
         )
         out.print(f"  [{style}]{r.status.upper():<13}[/] {r.agentId}  {r.message}", markup=True)
+        if isinstance(r, OpenClawImportResult):
+            out.print(f"                From: {r.openclawDbPath}", markup=False)
         if r.status in ("migrated", "would_migrate"):
             out.print(f"                SQLite: {r.sqlitePath}", markup=False)
     migrated = [r for r in results if r.status == "migrated"]
     if migrated:
         total = sum(r.migratedCount for r in migrated)
         out.print(f"Migrated {total} sessions across {len(migrated)} agent(s).")
+    if any(not isinstance(r, OpenClawImportResult) for r in migrated):
         out.print(
             'Tip: with session.storeType "auto" (the default) or "sqlite" in openclaw.json,'
             " the SQLite store is used from now on; sessions.json is left in place."
@@ -242,6 +311,7 @@ def _info(selection: Selection, target: Target) -> dict[str, Any]:
             "migration": None,
             "sourceChangedSinceMigration": None,
             "agentId": target.agent_id,
+            "openclawDb": openclaw_db_status(selection.state_dir, target.agent_id, None),
             "exists": False,
         }
     with _opened(selection, target) as store:
@@ -310,9 +380,22 @@ def _print_info(info: dict[str, Any]) -> None:
                 "yes - run `sessionstore migrate --force` to re-import" if changed else "no",
             )
         )
+    openclaw = info.get("openclawDb")
+    if openclaw:
+        rows.append(("OpenClaw DB", str(openclaw["path"])))
+        rows.append(("OpenClaw DB Imported", _openclaw_state(openclaw)))
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
+
+
+def _openclaw_state(status: dict[str, Any]) -> str:
+    if not status["imported"]:
+        return "no - run `sessionstore migrate --from openclaw-db`"
+    when = format_age(status.get("importedAt"))
+    if status.get("changedSinceImport"):
+        return f"at {when}; changed since - run `sessionstore migrate --from openclaw-db --force`"
+    return f"at {when}, unchanged since"
 
 
 # --- list / show -----------------------------------------------------------------------------

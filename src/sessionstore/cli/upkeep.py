@@ -15,6 +15,7 @@ from rich.text import Text
 from ..doctor import Finding
 from ..errors import CorruptStoreError, InvalidKeyError
 from ..keys import canonical_key
+from ..layout import openclaw_db_path
 from ..maintenance import MaintenanceReport
 from ..store import SessionStore
 from .app import (
@@ -213,7 +214,12 @@ def doctor(
     docs = []
     unresolved = 0
     for target in selection.targets:
-        if not target.exists():
+        # An OpenClaw 2026.8+ agent dir may hold only openclaw-agent.sqlite: opening the
+        # store creates nothing, and the doctor says it was never imported.
+        if (
+            not target.exists()
+            and not openclaw_db_path(selection.state_dir, target.agent_id).is_file()
+        ):
             continue
         try:
             with _opened(selection, target) as opened:

@@ -1518,16 +1518,21 @@ class SqliteIndex(IndexBackend):
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
         return {"bytesBefore": before, "bytesAfter": total(), "checkpointed": busy == 0}
 
-    def migration_record(self) -> dict[str, Any] | None:
-        """The record of the last import from ``sessions.json``, if any."""
+    def migration_record(self, record_key: str = "migration") -> dict[str, Any] | None:
+        """The record of the last import from ``sessions.json``, if any.
+
+        Args:
+            record_key: The ``meta`` key of the record (``migration`` for sessions.json,
+                ``openclaw_db_import`` for OpenClaw's database).
+        """
         with self._errors():
             conn = self._reader()
             if conn is None:
                 return None
-            value = self._meta(conn, "migration")
+            value = self._meta(conn, record_key)
             record = orjson.loads(value) if value else None
             if record is not None and not isinstance(record, dict):
-                raise _BadRow(f"the migration record in meta is not an object: {value!r:.80}")
+                raise _BadRow(f"the {record_key} record in meta is not an object: {value!r:.80}")
         return record
 
     def import_entries(
@@ -1538,6 +1543,7 @@ class SqliteIndex(IndexBackend):
         keep_fresher: bool = False,
         only_if_new: bool = False,
         progress: Callable[[int], None] | None = None,
+        record_key: str = "migration",
     ) -> int | None:
         """Write ``entries`` in one transaction, verify each, and store ``record``.
 
@@ -1554,6 +1560,7 @@ class SqliteIndex(IndexBackend):
                 migration record, judged inside the write transaction (so a concurrent
                 writer's sessions are never imported over); None is returned otherwise.
             progress: Called with the number of entries handled so far.
+            record_key: The ``meta`` key the record is kept under (one per kind of source).
 
         Returns:
             The number of entries written, or None when ``only_if_new`` found data.
@@ -1561,10 +1568,15 @@ class SqliteIndex(IndexBackend):
         with self._errors(), self._write_txn() as conn:
             if only_if_new:
                 rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
-                if (rows and rows[0][0]) or self._meta(conn, "migration") is not None:
+                if (rows and rows[0][0]) or self._meta(conn, record_key) is not None:
                     return None
             return self.import_into(
-                conn, entries, record=record, keep_fresher=keep_fresher, progress=progress
+                conn,
+                entries,
+                record=record,
+                keep_fresher=keep_fresher,
+                progress=progress,
+                record_key=record_key,
             )
 
     def import_into(
@@ -1575,6 +1587,7 @@ class SqliteIndex(IndexBackend):
         record: dict[str, Any] | None,
         keep_fresher: bool = False,
         progress: Callable[[int], None] | None = None,
+        record_key: str = "migration",
     ) -> int:
         """:meth:`import_entries` inside a write transaction the caller holds on ``conn``.
 
@@ -1616,7 +1629,7 @@ class SqliteIndex(IndexBackend):
             "indexCount": count,
             "indexLatestUpdate": latest,
         }
-        self._set_meta(conn, "migration", dumps_compact(done).decode())
+        self._set_meta(conn, record_key, dumps_compact(done).decode())
         return written
 
     def close(self) -> None:
