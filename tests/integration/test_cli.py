@@ -24,10 +24,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import sessionstore
+from sessionstore.bench.generate import GeneratedState, generate_state_dir, mixed_case_variant
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal, load_normalize, now_ms
 from sessionstore.files import dumps_pretty
-from sessionstore.generate import GeneratedState, generate_state_dir, mixed_case_variant
 
 Entry = dict[str, Any]
 SCRIPT = Path(sys.executable).parent / "sessionstore"

@@ -25,9 +25,9 @@ from typing import Any, Final
 
 import orjson
 
-from .entry import now_ms as current_ms
-from .files import atomic_write, dumps_pretty, write_all
-from .keys import normalize_agent_id
+from ..entry import now_ms as current_ms
+from ..files import atomic_write, dumps_pretty, write_all
+from ..keys import normalize_agent_id
 
 __all__ = [
     "GeneratedAgent",
