@@ -1,8 +1,8 @@
 """Measurement: settings, results, timing, memory, and the run of one dataset.
 
-One dataset (:func:`run_size`) is generated (:mod:`sessionstore.bench.generate`), migrated,
-and every operation is timed on every backend side by side, then memory is measured in fresh
-processes. Backends:
+One dataset (:func:`run_size`) is generated (:mod:`sessionstore.bench.generate`) and
+migrated, the CLI is timed on it as whole processes (:mod:`.responsiveness`), every operation
+is timed on every backend side by side, then memory is measured in fresh processes. Backends:
 
 - ``legacy``: OpenClaw's ``sessions.json`` design (:class:`~.models.LegacyJsonStore`);
 - ``json``: ``sessions.json`` through ``open_store(store_type="json")``, the legacy

@@ -11,7 +11,6 @@ import statement.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -134,7 +133,9 @@ def measure_commands(state_dir: Path, key: str, *, runs: int) -> list[CommandTim
     Returns:
         One timing per command, the baseline first.
     """
-    import subprocess  # here, not at the top: the whole-store memory probe imports this module
+    # here, not at the top: the whole-store memory probe imports this module
+    import statistics
+    import subprocess
 
     base = cli_argv()
     argvs = {
@@ -224,7 +225,9 @@ def measure_import(
     Returns:
         The totals; n/a with the reason when the statement fails.
     """
-    import subprocess  # here, not at the top: the whole-store memory probe imports this module
+    # here, not at the top: the whole-store memory probe imports this module
+    import statistics
+    import subprocess
 
     result = ImportTime(statement)
     code = f"import sys; sys.stderr.write({_MARK!r} + '\\n'); sys.stderr.flush(); {statement}"
