@@ -25,6 +25,7 @@ import orjson
 
 from sessionstore import bench
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
