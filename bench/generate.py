@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a realistic OpenClaw state dir (a thin CLI over ``sessionstore.generate``).
+"""Write a realistic OpenClaw state dir (a thin CLI over ``sessionstore.bench.generate``).
 
     python bench/generate.py /tmp/state --sessions 1000 --bloated-ratio 1.0 --transcripts
     python bench/generate.py /tmp/state --sessions 100000 --bloated-ratio 0 --agents main,ops
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from sessionstore.generate import generate_state_dir
+from sessionstore.bench.generate import generate_state_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Run the benchmark and write docs/benchmarks.md, docs/benchmarks.json and docs/img/*.png.
+"""Run the benchmark and write benchmarks.md, benchmarks.json and img/*.png into a folder.
 
-A thin wrapper over ``sessionstore.bench`` (``sessionstore bench`` is the same run):
+A thin wrapper over ``sessionstore.bench`` (``sessionstore bench`` is the same run). The
+results go to a new folder ``sessionstore-bench-<UTC time>`` in the current directory; the
+published ones in docs/ are rewritten only when asked with ``--out docs``:
 
     pip install -e '.[bench]'
     python bench/run.py                    # 1000b, 10000b, 1000t, 100000t (+ peers)
+    python bench/run.py --out docs         # the same, published into docs/
     python bench/run.py --million          # adds 1,000,000 typical sessions
-    python bench/run.py --quick --out /tmp/bench   # a tiny smoke run
-    python bench/run.py --from-json docs/benchmarks.json   # re-render without re-running
+    python bench/run.py --quick            # a tiny smoke run
+    python bench/run.py --from-json docs/benchmarks.json --out docs  # re-render, no re-run
 
 Run it on a quiet machine: the numbers are only as steady as the machine.
 """
@@ -22,8 +25,6 @@ import orjson
 
 from sessionstore import bench
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,7 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--million", action="store_true", help="add 1,000,000 typical sessions")
     p.add_argument("--quick", action="store_true", help="tiny datasets and budgets (seconds)")
-    p.add_argument("--out", type=Path, default=DOCS, help=f"output dir (default: {DOCS})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output dir, e.g. docs (default: a new folder sessionstore-bench-<UTC time> here)",
+    )
     p.add_argument("--no-charts", action="store_true", help="draw no PNG charts")
     p.add_argument(
         "--peers",
@@ -50,6 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pg-dsn", help=f"run the postgres hook (default: ${bench.PG_DSN_ENV})")
     p.add_argument("--from-json", type=Path, help="re-render a benchmarks.json instead of running")
     return p.parse_args(argv)
+
+
+def out_dir(args: argparse.Namespace) -> Path:
+    if args.out is None:
+        return bench.new_out_dir()
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args.out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.postgres_dsn = args.pg_dsn
         print("sizes: " + ", ".join(s.label for s in settings.sizes), file=sys.stderr)
         report = bench.run_benchmark(settings, log=lambda line: print(line, file=sys.stderr))
-    for path in bench.write_report(report, args.out, charts=not args.no_charts):
+    for path in bench.write_report(report, out_dir(args), charts=not args.no_charts):
         print(path)
     width = max((len(t.target) for t in report.targets), default=0)
     for t in report.targets:

@@ -2,7 +2,7 @@
 """Writers contending for one sessions.json: every update acknowledged, none lost.
 
 N processes each run M read-modify-write updates (``store.update(key, fn)``) on random
-sessions of a realistic store (``sessionstore.generate``: ~30% bloated entries with shared
+sessions of a realistic store (``sessionstore.bench.generate``: ~30% bloated entries with shared
 skill snapshots, about 5 MB at 300 sessions), all at the default lock timeout. Each worker
 reports every update over a pipe after the call returns (acknowledged, or the error it
 raised). The checker then compares the store with what was acknowledged: per session, the
@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 import sessionstore
-from sessionstore.generate import generate_state_dir
+from sessionstore.bench.generate import generate_state_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

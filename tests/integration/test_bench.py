@@ -6,22 +6,30 @@ tiny budget, and the checks are on the structure of what it reports and writes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
 import sessionstore
 from sessionstore import bench
+from sessionstore.bench.generate import generate_state_dir
 from sessionstore.cli import demo as demo_module
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal
-from sessionstore.generate import generate_state_dir
 from sessionstore.layout import resolve_store_paths
 from sessionstore.migrate import migrate_agent
 
 TINY = bench.Budget(seconds=0.01, min_iterations=3, max_iterations=5, warmup=1, op_limit_s=60)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +47,7 @@ def cli(*args: str | Path) -> Result:
 # --- the engine --------------------------------------------------------------------------------
 
 
-def test_engine_smoke_run_and_report(tmp_path: Path) -> None:
+def test_engine_smoke_run_and_report(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = bench.BenchSettings(
         sizes=[bench.Size(30, "bloated")],
         budget=TINY,
@@ -48,9 +56,13 @@ def test_engine_smoke_run_and_report(tmp_path: Path) -> None:
         peers=False,
         sample_keys=8,
         work_dir=tmp_path / "work",
+        cli_runs=1,
     )
-    report = bench.run_benchmark(settings)
+    with caplog.at_level(logging.WARNING, logger="sessionstore"):
+        report = bench.run_benchmark(settings)
 
+    # sqlite is timed beside the sessions.json it was migrated from, never on a split store
+    assert not [r.getMessage() for r in caplog.records if "sessionstore" in r.name]
     assert [s.size.label for s in report.sizes] == ["30b"]
     size = report.sizes[0]
     for backend in ("legacy", "json", "sqlite", "whole-store"):
@@ -79,8 +91,16 @@ def test_engine_smoke_run_and_report(tmp_path: Path) -> None:
         for mem in size.memory:
             assert mem.total_kib is not None and mem.imports_kib is not None, mem.note
             assert mem.gets == 20 and mem.lists == 21
+    assert [t.command for t in size.cli] == ["baseline", "list", "show"]
+    for timing in size.cli:
+        assert timing.ok and timing.runs == 1, timing
+        assert timing.min_ns == timing.median_ns == timing.max_ns
+    assert [t.statement for t in report.imports] == list(bench.IMPORT_STATEMENTS)
+    for imported in report.imports:
+        assert imported.median_us is not None and imported.median_us > 0, imported.note
+        assert imported.modules > 0 and imported.runs == 1
     assert report.peers == []
-    assert len(report.targets) == 23
+    assert len(report.targets) == 25
     assert {t.status for t in report.targets} == {"not measured"}  # no 1000b/100000t here
     assert not (tmp_path / "work" / "30b").exists()  # datasets are removed
 
@@ -92,9 +112,14 @@ def test_engine_smoke_run_and_report(tmp_path: Path) -> None:
     for backend in ("legacy", "json", "sqlite", "whole-store", "bare-apsw"):
         assert bench.BACKENDS[backend] in md
     assert "## Targets" in md and "## Reproduce" in md and "## 30 bloated sessions" in md
+    assert "## Import time" in md and "| `import sessionstore.cli.app` |" in md
+    for command in bench.CLI_COMMANDS.values():
+        assert f"| `{command}`" in md
 
     data = json.loads((tmp_path / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
     assert data["sizes"][0]["size"]["label"] == "30b"
+    assert [t["command"] for t in data["sizes"][0]["cli"]] == ["baseline", "list", "show"]
+    assert [t["statement"] for t in data["imports"]] == list(bench.IMPORT_STATEMENTS)
     again = bench.BenchReport.from_dict(data)
     assert bench.render_markdown(again) == bench.render_markdown(report)
 
@@ -138,8 +163,14 @@ def test_adk_peer_at_tiny_n(tmp_path: Path) -> None:
     pytest.importorskip("google.adk.sessions")
     pytest.importorskip("sqlalchemy.ext.asyncio")
     settings = bench.BenchSettings(budget=TINY, peer_sessions=12, seed=5, work_dir=tmp_path)
-    peers = {p.name.split()[0]: p for p in bench._run_peers(settings, tmp_path, lambda _: None)}
-    assert peers["OpenAI"].status == "skipped" and "does not exist yet" in peers["OpenAI"].note
+    lines: list[str] = []
+    peers = {p.name.split()[0]: p for p in bench.run_peers(settings, tmp_path, lines.append)}
+    assert peers["OpenAI"].outcome == "not measured"
+    assert peers["OpenAI"].note == "no adapter in this version"
+    assert (
+        "[peers] OpenAI Agents SDK SQLiteSession: not measured (no adapter in this version)"
+        in lines
+    )
     adk = peers["Google"]
     assert adk.status == "ok", adk.note
     assert [(m.backend, m.op) for m in adk.measurements] == [
@@ -202,6 +233,106 @@ def test_targets_are_computed_from_the_data() -> None:
     )
 
 
+def _cli_report(baseline_ns: float, list_ns: float, show_ns: float) -> bench.BenchReport:
+    size = bench.SizeResult(bench.Size(100_000, "typical"))
+    size.cli = [
+        bench.CommandTiming("baseline", baseline_ns, baseline_ns, baseline_ns, 5),
+        bench.CommandTiming("list", list_ns, list_ns, list_ns, 5),
+        bench.CommandTiming("show", show_ns, show_ns, show_ns, 5),
+    ]
+    return bench.BenchReport(machine={}, settings={}, sizes=[size])
+
+
+def test_cli_targets_are_computed_from_the_data() -> None:
+    list_target = (
+        "100,000 typical: `sessionstore list --limit 20`, whole process, within 1.5x of"
+        ' `python -c "import typer, rich"`'
+    )
+    show_target = list_target.replace("list --limit 20", "show KEY")
+    checks = {t.target: t for t in bench.evaluate_targets(_cli_report(80e6, 100e6, 130e6))}
+    assert checks[list_target].status == "met"
+    assert checks[list_target].measured == "1.25x (100 ms vs 80.0 ms)"
+    assert checks[show_target].status == "missed"
+    assert checks[show_target].measured.startswith("1.62x")
+
+    failed = _cli_report(80e6, 100e6, 130e6)
+    failed.sizes[0].cli[2] = bench.CommandTiming("show", note="exit code 1: error: no session")
+    checks = {t.target: t for t in bench.evaluate_targets(failed)}
+    assert checks[show_target].status == "not measured"
+    assert checks[show_target].measured == "exit code 1: error: no session"
+
+    checks = {t.target: t for t in bench.evaluate_targets(_fake_report(40_000, 80_000_000))}
+    assert checks[list_target].measured == "size 100000t not run"
+
+
+def test_importtime_total_sums_the_top_level_entries() -> None:
+    mark = bench.responsiveness._MARK
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       300 |        900 | site",
+            mark,
+            "import time:        50 |         50 |     orjson.orjson",
+            "import time:        20 |         70 |   orjson",
+            "import time:       100 |        400 | sessionstore",
+            "import time:        30 |         30 | json",
+        ]
+    )
+    assert bench.responsiveness.importtime_total(stderr) == (430, 4)
+    with pytest.raises(ValueError):
+        bench.responsiveness.importtime_total("import time:  1 |  1 | site")
+
+
+def test_peers_say_what_is_measured_and_what_is_not(tmp_path: Path) -> None:
+    settings = bench.BenchSettings(budget=TINY, peer_sessions=12, seed=5, work_dir=tmp_path)
+    lines: list[str] = []
+    peers = bench.run_peers(settings, tmp_path, lines.append)
+    openai = peers[0]
+    assert openai.status == "skipped" and openai.outcome == "not measured"
+    assert openai.note == "no adapter in this version"
+    assert (
+        "[peers] OpenAI Agents SDK SQLiteSession: not measured (no adapter in this version)"
+        in lines
+    )
+    adk = peers[1]
+    expected = f"[peers] {adk.name}: {adk.outcome}"
+    if adk.status != "ok":
+        expected += f" ({adk.note})"
+    assert expected in lines
+    assert not any("does not exist" in line or "yet" in line for line in lines)
+    md = bench.render_markdown(bench.BenchReport(machine={}, settings={}, peers=peers))
+    assert "### OpenAI Agents SDK SQLiteSession\n\nNot measured: no adapter in this version." in md
+
+
+# --- what loads the benchmark ------------------------------------------------------------------
+
+
+def test_only_demo_and_bench_import_the_benchmark_package(tmp_path: Path) -> None:
+    """`import sessionstore`, the CLI app and a `list` run leave sessionstore.bench unloaded."""
+    probe = (
+        "import sys\n"
+        "{statement}\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('sessionstore.bench'))))\n"
+    )
+    run_list = (
+        "from sessionstore.cli import main\n"
+        f"sys.argv = ['sessionstore', 'list', '--state-dir', {str(tmp_path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code"
+    )
+    generate_state_dir(tmp_path, sessions=3)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for statement in ("import sessionstore", "import sessionstore.cli.app", run_list):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe.format(statement=statement)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1] == "", (statement, proc.stdout)
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -255,3 +386,77 @@ def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "invalid size" in result.stderr
     assert not (tmp_path / "benchmarks.md").exists()
+
+
+def _tiny_quick_settings(**overrides: Any) -> bench.BenchSettings:
+    """`--quick` shrunk further: the test is about where the results go, not the numbers."""
+    settings = bench.BenchSettings(
+        sizes=[bench.Size(12, "typical")],
+        budget=TINY,
+        memory=False,
+        peers=False,
+        sample_keys=4,
+        quick=True,
+        cli=False,
+    )
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    return settings
+
+
+def _docs_bytes() -> dict[str, bytes]:
+    docs = REPO / "docs"
+    return {str(p.relative_to(docs)): p.read_bytes() for p in docs.rglob("*") if p.is_file()}
+
+
+def _bench_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run_script", REPO / "bench" / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _only_new_folder(cwd: Path) -> Path:
+    made = list(cwd.iterdir())
+    assert len(made) == 1 and made[0].is_dir(), made
+    assert made[0].name.startswith("sessionstore-bench-")
+    assert {p.name for p in made[0].iterdir()} == {"benchmarks.md", "benchmarks.json"}
+    return made[0]
+
+
+def test_bench_quick_writes_a_new_folder_here_and_never_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "quick_settings", _tiny_quick_settings)
+    before = _docs_bytes()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    result = cli("bench", "--quick", "--no-charts")
+    assert result.exit_code == 0, result.output
+    folder = _only_new_folder(cwd)
+    assert f"  {folder}" in result.stdout
+    again = cli("bench", "--quick", "--no-charts")  # a second run: another new folder
+    assert again.exit_code == 0, again.output
+    assert len(list(cwd.iterdir())) == 2
+
+    for path in cwd.iterdir():
+        path.rename(tmp_path / path.name)
+    assert _bench_script().main(["--quick", "--no-charts"]) == 0
+    _only_new_folder(cwd)
+    assert _docs_bytes() == before
+
+
+def test_bench_removes_its_new_folder_when_the_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "quick_settings", _tiny_quick_settings)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (cwd / "file").write_text("not a directory")
+    result = CliRunner().invoke(app, ["bench", "--quick", "--work-dir", "file"])
+    assert result.exit_code != 0
+    assert sorted(p.name for p in cwd.iterdir()) == ["file"]

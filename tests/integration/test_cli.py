@@ -25,10 +25,10 @@ from typer.testing import CliRunner, Result
 import sessionstore
 from hermetic import clean_env
 from model.openclaw_rules import load_entry
+from sessionstore.bench.generate import GeneratedState, generate_state_dir, mixed_case_variant
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal, now_ms
 from sessionstore.files import dumps_pretty
-from sessionstore.generate import GeneratedState, generate_state_dir, mixed_case_variant
 
 Entry = dict[str, Any]
 SCRIPT = Path(sys.executable).parent / "sessionstore"

@@ -22,8 +22,8 @@ from typer.testing import CliRunner, Result
 
 import sessionstore
 from hermetic import clean_env
+from sessionstore.bench.generate import generate_state_dir
 from sessionstore.cli.app import app
-from sessionstore.generate import generate_state_dir
 from sessionstore.lockfile import process_start_time
 
 SCRIPT = Path(sys.executable).parent / "sessionstore"

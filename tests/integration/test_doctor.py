@@ -25,9 +25,9 @@ import pytest
 
 import sessionstore
 from sessionstore import SessionStore, doctor
+from sessionstore.bench.generate import generate_state_dir
 from sessionstore.doctor import FINDING_KINDS, Finding
 from sessionstore.errors import CorruptStoreError, InvalidArgumentError, SessionStoreError
-from sessionstore.generate import generate_state_dir
 from sessionstore.lockfile import process_start_time
 from sessionstore.transcripts.jsonl import Transcript
 

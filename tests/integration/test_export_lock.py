@@ -17,8 +17,8 @@ import pytest
 
 import sessionstore
 from sessionstore import LockTimeoutError
+from sessionstore.bench.generate import generate_state_dir
 from sessionstore.files import dumps_pretty
-from sessionstore.generate import generate_state_dir
 from sessionstore.migrate import export_entries
 
 SCRIPT = Path(sys.executable).parent / "sessionstore"

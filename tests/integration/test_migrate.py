@@ -1,6 +1,6 @@
 """Integration tests: sessions.json -> SQLite migration, export, auto-migration, kill -9.
 
-The state dirs come from ``sessionstore.generate`` (several agents, typical and ~40 KB
+The state dirs come from ``sessionstore.bench.generate`` (several agents, typical and ~40 KB
 entries, legacy fields, mixed-case duplicate keys, numeric thread ids). What a migration
 must produce is computed here independently of ``migrate.py`` and ``entry.py``: for each
 canonical key, the freshest raw variant as the model of OpenClaw's rules loads it
@@ -28,10 +28,7 @@ import pytest
 import sessionstore
 from hermetic import clean_env
 from model.openclaw_rules import load_entry
-from sessionstore.entry import json_equal
-from sessionstore.errors import MigrationError, SessionStoreError
-from sessionstore.files import dumps_pretty
-from sessionstore.generate import (
+from sessionstore.bench.generate import (
     GeneratedAgent,
     GeneratedState,
     bloated_entry,
@@ -40,6 +37,9 @@ from sessionstore.generate import (
     skill_catalogs,
     typical_entry,
 )
+from sessionstore.entry import json_equal
+from sessionstore.errors import MigrationError, SessionStoreError
+from sessionstore.files import dumps_pretty
 from sessionstore.index.sqlite import SqliteIndex
 from sessionstore.layout import resolve_store_paths
 from sessionstore.migrate import export_entries, migrate_agent, peek_database

@@ -26,6 +26,7 @@ from openclaw_db_builder import SNAPSHOT_FIELDS, Generation, Node, build
 from typer.testing import CliRunner, Result
 
 import sessionstore
+from sessionstore.bench.generate import bloated_entry, typical_entry
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal, load_normalize
 from sessionstore.errors import (
@@ -34,7 +35,6 @@ from sessionstore.errors import (
     TranscriptConflictError,
     UnsupportedSourceError,
 )
-from sessionstore.generate import bloated_entry, typical_entry
 from sessionstore.layout import openclaw_db_path, resolve_store_paths
 from sessionstore.openclaw_import import RECORD_KEY, migrate_openclaw_db
 

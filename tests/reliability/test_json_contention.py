@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import sessionstore
-from sessionstore.generate import generate_state_dir
+from sessionstore.bench.generate import generate_state_dir
 
 pytestmark = pytest.mark.skipif(
     "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"

@@ -2,8 +2,9 @@
 
 ``demo`` generates a realistic state dir, migrates it with a progress bar, shows the store
 (info, recent sessions, one history) and times ``sessions.json`` against ``sessions.sqlite``
-right there. ``bench`` runs :mod:`sessionstore.bench` and writes ``benchmarks.md``. Both are
-registered on the app by ``cli/app.py``.
+right there. ``bench`` runs :mod:`sessionstore.bench` and writes ``benchmarks.md`` into a
+folder of its own. Both are registered on the app by ``cli/app.py``; the benchmark package is
+imported inside the commands, so no other command loads it.
 """
 
 from __future__ import annotations
@@ -15,27 +16,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from .. import bench as engine
-from ..bench import (
-    Budget,
-    format_duration,
-    format_ratio,
-    measure_legacy_ops,
-    measure_store_ops,
-)
-from ..generate import generate_state_dir
 from ..layout import resolve_store_paths
 from ..migrate import migrate_agent
 from ..store import open_store
 from .app import CliError, JsonOpt, _print_info, _text_of, err, handle_errors, out
 from .render import format_age, format_bytes, format_tokens, print_json
+
+if TYPE_CHECKING:
+    from ..bench import BenchReport
 
 __all__ = ["bench", "demo"]
 
@@ -105,6 +100,8 @@ def demo(
     json_output: JsonOpt = False,
 ) -> None:
     """Generate a realistic store, migrate it, show it, and time json against sqlite."""
+    from ..bench import generate_state_dir
+
     show = not json_output
     started = time.perf_counter()
     with _demo_root(state_dir) as (root, kept):
@@ -198,6 +195,8 @@ def demo(
 
 def _compare(root: Path, keys: list[str], seed: int) -> list[dict[str, Any]]:
     """Time the demo's operations on a copy of sessions.json and on the migrated store."""
+    from ..bench import Budget, measure_legacy_ops, measure_store_ops
+
     sample = random.Random(seed).sample(keys, min(64, len(keys)))
     budget = Budget(seconds=DEMO_BUDGET_S, min_iterations=3, max_iterations=2_000, warmup=3)
     source = resolve_store_paths(root, DEMO_AGENT).json_path
@@ -238,6 +237,8 @@ _OP_TITLES = {
 
 
 def _print_timings(rows: list[dict[str, Any]]) -> None:
+    from ..bench import format_duration, format_ratio
+
     table = Table(box=None, pad_edge=False)
     table.add_column("  Operation", no_wrap=True)
     table.add_column("sessions.json (OpenClaw)", justify="right", no_wrap=True)
@@ -307,9 +308,13 @@ def bench(
         bool, typer.Option("--million", help="Add 1,000,000 typical sessions (long).")
     ] = False,
     out_dir: Annotated[
-        Path,
-        typer.Option("--out", help="Where benchmarks.md, benchmarks.json and img/ are written."),
-    ] = Path("docs"),
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where benchmarks.md, benchmarks.json and img/ are written; default: a new"
+            " folder sessionstore-bench-<UTC time> in the current directory.",
+        ),
+    ] = None,
     no_charts: Annotated[bool, typer.Option("--no-charts", help="Draw no PNG charts.")] = False,
     peers: Annotated[
         bool,
@@ -322,6 +327,8 @@ def bench(
     json_output: JsonOpt = False,
 ) -> None:
     """Benchmark json, sqlite and PR #58550's whole-store SQLite; write benchmarks.md."""
+    from .. import bench as engine
+
     try:
         chosen = engine.parse_sizes(sizes) if sizes else None
     except ValueError as exc:
@@ -333,13 +340,40 @@ def bench(
         settings.sizes.append(engine.Size(1_000_000, "typical"))
     settings.peers = peers
     settings.work_dir = work_dir
+    # the folder is made first: a run of half an hour must not fail at its last step
+    target = out_dir
+    try:
+        if target is None:
+            target = engine.new_out_dir()
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = target if target is not None else Path.cwd()
+        raise CliError(
+            f"cannot create the output folder in {where}: {exc.strerror or exc};"
+            " choose another with --out"
+        ) from None
     labels = ", ".join(s.label for s in settings.sizes)
     err.print(f"sessionstore bench: sizes {labels}" + (" (quick)" if quick else ""), markup=False)
-    report = engine.run_benchmark(settings, log=lambda line: err.print(line, markup=False))
-    written = engine.write_report(report, out_dir, charts=not no_charts)
+    err.print(f"results go to {target}", markup=False)
+    try:
+        report = engine.run_benchmark(settings, log=lambda line: err.print(line, markup=False))
+    except BaseException:
+        if out_dir is None:  # the folder made for this run, still empty
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
+    written = engine.write_report(report, target, charts=not no_charts)
     if json_output:
         print_json(report.to_dict())
         return
+    _print_targets(report)
+    out.print(f"Done in {report.seconds / 60:.1f} min. Wrote:", markup=False)
+    for path in written:
+        out.print(f"  {path}", markup=False)
+
+
+def _print_targets(report: BenchReport) -> None:
     table = Table(title="Targets", box=None, pad_edge=False)
     for name in ("Target", "Measured", ""):
         table.add_column(name)
@@ -347,6 +381,3 @@ def bench(
     for t in report.targets:
         table.add_row(Text(t.target), Text(t.measured), Text(t.status, style=styles[t.status]))
     out.print(table)
-    out.print(f"Done in {report.seconds / 60:.1f} min. Wrote:", markup=False)
-    for path in written:
-        out.print(f"  {path}", markup=False)

@@ -25,10 +25,10 @@ from typing import Any, Final
 
 import orjson
 
-from .entry import now_ms as current_ms
-from .files import atomic_write, dumps_pretty, write_all
-from .keys import normalize_agent_id
-from .transcripts.naming import transcript_path
+from ..entry import now_ms as current_ms
+from ..files import atomic_write, dumps_pretty, write_all
+from ..keys import normalize_agent_id
+from ..transcripts.naming import transcript_path
 
 __all__ = [
     "GeneratedAgent",

@@ -1,0 +1,1250 @@
+"""Measurement: settings, results, timing, memory, and the run of one dataset.
+
+One dataset (:func:`run_size`) is generated (:mod:`sessionstore.bench.generate`) and
+migrated, the CLI is timed on it as whole processes (:mod:`.responsiveness`), every operation
+is timed on every backend side by side, then memory is measured in fresh processes. Backends:
+
+- ``legacy``: OpenClaw's ``sessions.json`` design (:class:`~.models.LegacyJsonStore`);
+- ``json``: ``sessions.json`` through ``open_store(store_type="json")``, the legacy
+  format (every write re-serialises and atomically replaces the whole file; reads are served
+  from an in-process copy validated by ``stat``, so "open + first get" is the cold read);
+- ``sqlite``: the hot index (``store_type="sqlite"``);
+- ``postgres``: run only when a DSN is given (this version has no postgres backend, so it is
+  reported as n/a with the reason);
+- ``whole-store``: :class:`~.models.WholeStoreSqlite`, PR #58550's table wired as the PR
+  wired it (every operation loads every row, every write deletes and re-inserts every row);
+- ``bare-apsw``: :class:`~.models.BareApsw`, the floor for ``get`` and ``update``: the same
+  row I/O with no library around it.
+
+Timing: ``time.perf_counter_ns`` around each call, a warm-up first, the garbage collector
+paused while sampling, then as many iterations as fit a time budget (at least
+``min_iterations``, at most ``max_iterations``); medians and nearest-rank p99. An operation
+whose ``min_iterations`` runs would exceed ``op_limit_s``, or that fails, is reported as
+n/a with the reason, never with an estimate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import apsw
+import orjson
+
+from ..errors import SessionStoreError
+from ..layout import StorePaths, resolve_store_paths
+from ..migrate import migrate_agent
+from ..store import SessionStore, open_store
+from .generate import generate_state_dir
+from .models import AGENT, BareApsw, Entry, LegacyJsonStore, WholeStoreSqlite
+from .responsiveness import CLI_COMMANDS, CommandTiming, ImportTime, child_env, measure_commands
+from .units import format_duration, kib_mb
+
+__all__ = [
+    "BACKENDS",
+    "BARE_OPS",
+    "INSTALL_HINT",
+    "OPS",
+    "PG_DSN_ENV",
+    "BenchReport",
+    "BenchSettings",
+    "Budget",
+    "Measurement",
+    "MemoryResult",
+    "PeerResult",
+    "Size",
+    "SizeResult",
+    "TargetCheck",
+    "default_sizes",
+    "discard",
+    "log_command",
+    "log_measurement",
+    "measure",
+    "measure_legacy_ops",
+    "measure_memory",
+    "measure_store_ops",
+    "parse_sizes",
+    "quick_settings",
+    "quiet",
+    "run_size",
+]
+
+Timed = Callable[[int], Callable[[], None] | None]
+"""One timed call: gets the iteration number, may return an untimed cleanup."""
+
+Kind = Literal["bloated", "typical"]
+
+OPS: Final[dict[str, str]] = {
+    "open_get": "open + first get",
+    "get": "get (full entry)",
+    "update": "update (durability normal)",
+    "update_power": "update (durability power)",
+    "list50": "list top-50",
+    "list_filtered": "filtered list (channel, top-50)",
+    "list_all": "list all rows (metadata)",
+    "count": "count",
+    "append": "transcript append",
+    "tail": "transcript tail(20)",
+    "migrate": "migration of the whole store",
+}
+BACKENDS: Final[dict[str, str]] = {
+    "legacy": "legacy sessions.json (OpenClaw's design)",
+    "json": "json backend (this library)",
+    "sqlite": "sqlite",
+    "postgres": "postgres",
+    "whole-store": "whole-store SQLite (PR #58550)",
+    "bare-apsw": "bare apsw",
+}
+STORE_OPS: Final = tuple(OPS)
+# Reads before writes: a write by one store object makes the json backend's other objects
+# re-read the file, and moves rows to the top of the lists.
+MEASURE_ORDER: Final = (
+    "open_get",
+    "get",
+    "list50",
+    "list_filtered",
+    "list_all",
+    "count",
+    "tail",
+    "update",
+    "update_power",
+    "append",
+)
+BARE_OPS: Final = ("get", "update", "update_power")
+LIST_CHANNEL: Final = "telegram"
+INSTALL_HINT: Final = "pip install 'sessionstore[bench]'"
+PG_DSN_ENV: Final = "SESSIONSTORE_BENCH_PG_DSN"
+
+
+def quiet(_message: str) -> None:
+    """A ``log`` that drops its lines."""
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Size:
+    """One dataset: ``sessions`` entries in one agent's store, all bloated or all typical.
+
+    Attributes:
+        sessions: Number of sessions.
+        kind: ``bloated`` (every entry carries a ~35-40 KB ``skillsSnapshot`` and a
+            ``systemPromptReport``) or ``typical`` (~1.5 KB entries).
+    """
+
+    sessions: int
+    kind: Kind
+
+    @property
+    def label(self) -> str:
+        """``1000b`` or ``100000t``."""
+        return f"{self.sessions}{self.kind[0]}"
+
+    @property
+    def title(self) -> str:
+        """``1,000 bloated``."""
+        return f"{self.sessions:,} {self.kind}"
+
+    @property
+    def bloated_ratio(self) -> float:
+        """The generator's ``bloated_ratio`` for this kind."""
+        return 1.0 if self.kind == "bloated" else 0.0
+
+
+def parse_sizes(text: str) -> list[Size]:
+    """Parse ``1000b,10000b,100000t`` (``b`` bloated, ``t`` typical; ``_`` allowed in numbers).
+
+    Raises:
+        ValueError: An item is not a positive number followed by ``b`` or ``t``.
+    """
+    sizes: list[Size] = []
+    for raw in text.split(","):
+        item = raw.strip().lower().replace("_", "")
+        if not item:
+            continue
+        number, suffix = item[:-1], item[-1:]
+        if suffix not in ("b", "t") or not number.isdigit() or int(number) < 1:
+            raise ValueError(
+                f"invalid size {raw.strip()!r}: use a session count followed by b (bloated)"
+                " or t (typical), e.g. 1000b,100000t"
+            )
+        size = Size(int(number), "bloated" if suffix == "b" else "typical")
+        if size not in sizes:
+            sizes.append(size)
+    if not sizes:
+        raise ValueError("no sizes given: use e.g. 1000b,10000b,100000t")
+    return sizes
+
+
+def default_sizes(*, million: bool = False) -> list[Size]:
+    """The issue's tiers, plus 1,000 typical as the reference the 100,000 tier scales from."""
+    sizes = [
+        Size(1_000, "bloated"),
+        Size(10_000, "bloated"),
+        Size(1_000, "typical"),
+        Size(100_000, "typical"),
+    ]
+    if million:
+        sizes.append(Size(1_000_000, "typical"))
+    return sizes
+
+
+@dataclass
+class Budget:
+    """How long each operation is sampled.
+
+    Attributes:
+        seconds: Wall-clock budget for the measured iterations of one operation on one
+            backend (warm-up not included).
+        min_iterations: Measured iterations whatever the budget.
+        max_iterations: Measured iterations at most.
+        warmup: Warm-up iterations at most (fewer when they use up a fifth of the budget).
+        op_limit_s: An operation whose ``min_iterations`` runs would take longer than this
+            (judged from its first run) is reported as n/a.
+    """
+
+    seconds: float = 2.0
+    min_iterations: int = 3
+    max_iterations: int = 5_000
+    warmup: int = 10
+    op_limit_s: float = 300.0
+
+
+@dataclass
+class BenchSettings:
+    """What one benchmark run does.
+
+    Attributes:
+        sizes: The datasets.
+        seed: Seed of the data generator and of the key samples.
+        budget: Sampling budget per operation.
+        memory: Measure memory in fresh processes.
+        memory_gets: ``get`` calls in the memory probe.
+        memory_budget_s: Time limit of the probe's gets and lists (slow backends do fewer).
+        peers: Run the peer comparisons whose packages are installed.
+        peer_sessions: Sessions in the peer comparisons.
+        sample_keys: Keys the single-entry operations rotate through.
+        work_dir: Where datasets are written (default: a new temporary dir).
+        keep_data: Keep the datasets after the run.
+        postgres_dsn: Run the postgres hook against this DSN (default: the
+            ``SESSIONSTORE_BENCH_PG_DSN`` environment variable).
+        quick: A tiny run for development and smoke tests.
+        cli: Time whole ``sessionstore`` commands on every dataset, and the import times.
+        cli_runs: Timed runs of each command and import statement (the median is reported).
+    """
+
+    sizes: list[Size] = field(default_factory=default_sizes)
+    seed: int = 7
+    budget: Budget = field(default_factory=Budget)
+    memory: bool = True
+    memory_gets: int = 1_000
+    memory_budget_s: float = 60.0
+    peers: bool = True
+    peer_sessions: int = 10_000
+    sample_keys: int = 256
+    work_dir: Path | None = None
+    keep_data: bool = False
+    postgres_dsn: str | None = None
+    quick: bool = False
+    cli: bool = True
+    cli_runs: int = 7
+
+
+def quick_settings(**overrides: Any) -> BenchSettings:
+    """Settings of a tiny run (seconds, not minutes): N = 200 bloated and 500 typical."""
+    settings = BenchSettings(
+        sizes=[Size(200, "bloated"), Size(500, "typical")],
+        budget=Budget(seconds=0.25, max_iterations=500, warmup=3, op_limit_s=60.0),
+        memory_gets=200,
+        memory_budget_s=10.0,
+        peer_sessions=300,
+        quick=True,
+        cli_runs=3,
+    )
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    return settings
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """Timings of one operation on one backend.
+
+    Attributes:
+        backend: A key of :data:`BACKENDS` (or a peer's name).
+        op: A key of :data:`OPS` (or a peer operation).
+        median_ns: Median time per call; None when not measured.
+        p99_ns: 99th percentile (nearest rank) per call.
+        min_ns: Fastest call.
+        iterations: Measured calls.
+        warmup: Warm-up calls before them.
+        note: Why it is n/a, or what to know about it.
+    """
+
+    backend: str
+    op: str
+    median_ns: float | None = None
+    p99_ns: float | None = None
+    min_ns: float | None = None
+    iterations: int = 0
+    warmup: int = 0
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is a number."""
+        return self.median_ns is not None
+
+
+@dataclass
+class MemoryResult:
+    """Resident memory of a fresh process using one backend (``/proc/self/status``).
+
+    All sizes are KiB above ``bare_kib``, the RSS of the interpreter before it imported
+    anything (``python -c``, site initialisation only).
+
+    Attributes:
+        backend: A key of :data:`BACKENDS`.
+        bare_kib: RSS of the bare interpreter.
+        imports_kib: After importing the library (and apsw, orjson).
+        total_kib: After opening the store, ``gets`` gets and ``lists`` lists.
+        peak_kib: Peak RSS (``VmHWM``) over the whole process.
+        gets: ``get`` calls made (fewer than asked when the time limit was reached).
+        lists: ``list`` calls made.
+        seconds: Time the probe took.
+        note: Why it is n/a.
+    """
+
+    backend: str
+    bare_kib: int | None = None
+    imports_kib: int | None = None
+    total_kib: int | None = None
+    peak_kib: int | None = None
+    gets: int = 0
+    lists: int = 0
+    seconds: float = 0.0
+    note: str | None = None
+
+    @property
+    def data_kib(self) -> int | None:
+        """What the open store holds beyond its code: ``total_kib - imports_kib``."""
+        if self.total_kib is None or self.imports_kib is None:
+            return None
+        return self.total_kib - self.imports_kib
+
+
+@dataclass
+class SizeResult:
+    """Everything measured on one dataset.
+
+    Attributes:
+        size: The dataset.
+        generate_s: Time to generate it (with transcripts).
+        json_bytes: Size of ``sessions.json``.
+        sqlite_bytes: Size of ``sessions.sqlite`` (with its WAL) right after migration.
+        whole_store_bytes: Size of the whole-store baseline's database.
+        transcripts: Transcript files written.
+        seconds: Time the whole dataset took (generation, timings, memory).
+        measurements: Timings.
+        memory: Memory probes.
+        notes: Backends or checks that were skipped, and why.
+        cli: Whole ``sessionstore`` commands on this dataset's sqlite store, and the
+            baseline (``python -c "import typer, rich"``) timed in the same rounds.
+    """
+
+    size: Size
+    generate_s: float = 0.0
+    json_bytes: int | None = None
+    sqlite_bytes: int | None = None
+    whole_store_bytes: int | None = None
+    transcripts: int = 0
+    seconds: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)
+    memory: list[MemoryResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cli: list[CommandTiming] = field(default_factory=list)
+
+    def get(self, backend: str, op: str) -> Measurement | None:
+        """The measurement of ``op`` on ``backend``, if any."""
+        for m in self.measurements:
+            if m.backend == backend and m.op == op:
+                return m
+        return None
+
+    def memory_of(self, backend: str) -> MemoryResult | None:
+        """The memory probe of ``backend``, if any."""
+        for r in self.memory:
+            if r.backend == backend:
+                return r
+        return None
+
+    def command(self, name: str) -> CommandTiming | None:
+        """The whole-process timing of the command ``name`` (``list``, ``baseline``), if any."""
+        for t in self.cli:
+            if t.command == name:
+                return t
+        return None
+
+
+@dataclass
+class PeerResult:
+    """A comparison with another project's session store.
+
+    Attributes:
+        name: What was compared.
+        status: ``ok`` (measured), ``skipped`` (not measured) or ``failed``.
+        note: Why it was not measured or failed, or what to know.
+        sessions: Sessions in the comparison.
+        measurements: Timings (``backend`` is the peer's short name or ``sqlite``).
+        details: Extra facts (setup times).
+    """
+
+    name: str
+    status: Literal["ok", "skipped", "failed"]
+    note: str = ""
+    sessions: int = 0
+    measurements: list[Measurement] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        """``measured``, ``not measured`` or ``failed``: what the report says of this peer."""
+        return {"ok": "measured", "skipped": "not measured"}.get(self.status, self.status)
+
+
+@dataclass
+class TargetCheck:
+    """One target of the issue against what was measured.
+
+    Attributes:
+        target: The target, as a sentence.
+        measured: The measured value (or why there is none).
+        status: ``met``, ``missed`` or ``not measured``.
+    """
+
+    target: str
+    measured: str
+    status: Literal["met", "missed", "not measured"]
+
+
+@dataclass
+class BenchReport:
+    """A whole run: machine, settings, import times, results per dataset, peers, targets.
+
+    Attributes:
+        machine: :func:`~.runner.machine_facts`.
+        settings: The settings used (JSON form).
+        sizes: Per-dataset results.
+        peers: Peer comparisons.
+        targets: The issue's targets, checked against the results.
+        started_at: When the run started (UTC, ISO 8601).
+        seconds: How long it took.
+        imports: ``python -X importtime`` totals of the package and of the CLI.
+    """
+
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    sizes: list[SizeResult] = field(default_factory=list)
+    peers: list[PeerResult] = field(default_factory=list)
+    targets: list[TargetCheck] = field(default_factory=list)
+    started_at: str = ""
+    seconds: float = 0.0
+    imports: list[ImportTime] = field(default_factory=list)
+
+    def size(self, label: str) -> SizeResult | None:
+        """The results of the dataset labelled ``label`` (``1000b``), if it was run."""
+        for s in self.sizes:
+            if s.size.label == label:
+                return s
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``benchmarks.json``)."""
+        data = asdict(self)
+        for s, raw in zip(self.sizes, data["sizes"], strict=True):
+            raw["size"]["label"] = s.size.label
+            for m, m_raw in zip(s.memory, raw["memory"], strict=True):
+                m_raw["data_kib"] = m.data_kib
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        """Rebuild a report from :meth:`to_dict` output (to re-render it)."""
+
+        def build(kind: type[Any], raw: dict[str, Any]) -> Any:
+            names = {f.name for f in fields(kind)}
+            return kind(**{k: v for k, v in raw.items() if k in names})
+
+        sizes = []
+        for raw in data.get("sizes", []):
+            result = build(SizeResult, raw)
+            result.size = Size(raw["size"]["sessions"], raw["size"]["kind"])
+            result.measurements = [build(Measurement, m) for m in raw.get("measurements", [])]
+            result.memory = [build(MemoryResult, m) for m in raw.get("memory", [])]
+            result.cli = [build(CommandTiming, t) for t in raw.get("cli", [])]
+            sizes.append(result)
+        peers = []
+        for raw in data.get("peers", []):
+            peer = build(PeerResult, raw)
+            peer.measurements = [build(Measurement, m) for m in raw.get("measurements", [])]
+            peers.append(peer)
+        return cls(
+            machine=data.get("machine", {}),
+            settings=data.get("settings", {}),
+            sizes=sizes,
+            peers=peers,
+            targets=[build(TargetCheck, t) for t in data.get("targets", [])],
+            started_at=data.get("started_at", ""),
+            seconds=data.get("seconds", 0.0),
+            imports=[build(ImportTime, t) for t in data.get("imports", [])],
+        )
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+def _percentile(sorted_ns: Sequence[int], fraction: float) -> float:
+    """Nearest-rank percentile of sorted samples."""
+    rank = max(1, math.ceil(fraction * len(sorted_ns)))
+    return float(sorted_ns[rank - 1])
+
+
+def _median(sorted_ns: Sequence[int]) -> float:
+    n = len(sorted_ns)
+    mid = n // 2
+    return float(sorted_ns[mid]) if n % 2 else (sorted_ns[mid - 1] + sorted_ns[mid]) / 2
+
+
+def measure(backend: str, op: str, fn: Timed, budget: Budget) -> Measurement:
+    """Time ``fn`` as described in the module docstring.
+
+    Args:
+        backend: Recorded in the result.
+        op: Recorded in the result.
+        fn: Called with the iteration number (warm-up included); may return a cleanup
+            callable, which runs outside the timed region.
+        budget: The sampling budget.
+
+    Returns:
+        The measurement; n/a (with the reason) when the operation failed or would take
+        longer than the budget's ``op_limit_s``.
+    """
+    clock = time.perf_counter_ns
+    result = Measurement(backend, op)
+    i = 0
+    try:
+        gc.collect()
+        warm_deadline = time.perf_counter() + budget.seconds * 0.2
+        while result.warmup < budget.warmup:
+            t0 = clock()
+            cleanup = fn(i)
+            elapsed = clock() - t0
+            if cleanup is not None:
+                cleanup()
+            i += 1
+            result.warmup += 1
+            if elapsed * budget.min_iterations > budget.op_limit_s * 1e9:
+                result.note = (
+                    f"one run took {format_duration(elapsed)}; {budget.min_iterations} runs would"
+                    f" exceed the limit of {budget.op_limit_s:.0f} s per operation"
+                )
+                return result
+            if time.perf_counter() > warm_deadline:
+                break
+        samples: list[int] = []
+        deadline = time.perf_counter() + budget.seconds
+        gc.disable()
+        try:
+            while len(samples) < budget.max_iterations and (
+                len(samples) < budget.min_iterations or time.perf_counter() < deadline
+            ):
+                t0 = clock()
+                cleanup = fn(i)
+                samples.append(clock() - t0)
+                if cleanup is not None:
+                    cleanup()
+                i += 1
+        finally:
+            gc.enable()
+    except Exception as exc:  # any failure is reported as n/a with its reason, never hidden
+        result.note = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+        return result
+    samples.sort()
+    result.iterations = len(samples)
+    result.median_ns = _median(samples)
+    result.p99_ns = _percentile(samples, 0.99)
+    result.min_ns = float(samples[0])
+    return result
+
+
+def _not_applicable(backend: str, op: str, reason: str) -> Measurement:
+    return Measurement(backend, op, note=reason)
+
+
+# --- one backend's operations ----------------------------------------------------------------
+
+
+def _patch(i: int) -> dict[str, Any]:
+    """A post-turn token update, different on every call (so every call writes)."""
+    return {"inputTokens": 2_000 + i, "outputTokens": 300 + i, "totalTokens": 2_300 + 2 * i}
+
+
+def discard(_value: object) -> None:
+    """Timed calls return nothing (a returned value would be taken for a cleanup)."""
+
+
+def _message(i: int) -> dict[str, Any]:
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": f"Benchmark turn {i}: what is on my calendar?"}],
+    }
+
+
+def _index_op(s: Any, op: str, keys: Sequence[str]) -> Timed:
+    """The timed call of an index operation on anything with get/update/list/count."""
+    n = len(keys)
+    calls: dict[str, Timed] = {
+        "get": lambda i: discard(s.get(keys[i % n])),
+        "update": lambda i: discard(s.update(keys[i % n], _patch(i))),
+        "update_power": lambda i: discard(s.update(keys[i % n], _patch(i))),
+        "list50": lambda i: discard(s.list(limit=50)),
+        "list_filtered": lambda i: discard(s.list(channel=LIST_CHANNEL, limit=50)),
+        "list_all": lambda i: discard(s.list()),
+        "count": lambda i: discard(s.count()),
+    }
+    return calls[op]
+
+
+def _remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _db_bytes(path: Path) -> int | None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        size += Path(f"{path}-wal").stat().st_size
+    return size
+
+
+class _StoreOps:
+    """The timed operations of one ``open_store`` backend (json, sqlite, postgres)."""
+
+    def __init__(
+        self,
+        backend: str,
+        state_dir: Path,
+        keys: Sequence[str],
+        transcript_keys: Sequence[str],
+        *,
+        scratch: Path,
+        dsn: str | None = None,
+        agent: str = AGENT,
+    ) -> None:
+        self.backend = backend
+        self.state_dir = state_dir
+        self.keys = list(keys)
+        self.transcript_keys = list(transcript_keys)
+        self.scratch = scratch
+        self.dsn = dsn
+        self.agent = agent
+        self._stores: dict[str, SessionStore] = {}
+
+    def open(self, durability: Literal["normal", "power"] = "normal") -> SessionStore:
+        return open_store(
+            agent=self.agent,
+            state_dir=self.state_dir,
+            store_type=self.backend,  # type: ignore[arg-type]
+            dsn=self.dsn,
+            durability=durability,
+        )
+
+    def store(self, durability: Literal["normal", "power"] = "normal") -> SessionStore:
+        if durability not in self._stores:
+            self._stores[durability] = self.open(durability)
+        return self._stores[durability]
+
+    def close(self) -> None:
+        for s in self._stores.values():
+            with contextlib.suppress(SessionStoreError):
+                s.close()
+        self._stores.clear()
+
+    def timed(self, op: str) -> Timed | str:
+        """The timed call of ``op``, or the reason it does not apply."""
+        keys, n = self.keys, len(self.keys)
+        if op == "open_get":
+
+            def open_get(i: int) -> Callable[[], None]:
+                s = self.open()
+                s.get(keys[i % n])
+                return s.close
+
+            return open_get
+        if op == "migrate":
+            if self.backend != "sqlite":
+                return (
+                    "the source format: nothing to migrate"
+                    if self.backend == "json"
+                    else "migration into this backend is not implemented yet"
+                )
+            source = resolve_store_paths(self.state_dir, self.agent, None)
+
+            def migrate(i: int) -> Callable[[], None]:
+                target = self.scratch / f"migrate-{i}.sqlite"
+                paths = StorePaths(source.agent_id, source.sessions_dir, source.json_path, target)
+                result = migrate_agent(paths)
+                if result.status != "migrated":
+                    raise SessionStoreError(f"migration returned {result.status}: {result.message}")
+                return lambda: _remove_db(target)
+
+            return migrate
+        if op in ("append", "tail"):
+            if not self.transcript_keys:
+                return "no transcript keys"
+            s = self.store()
+            handles = [s.transcript(k) for k in self.transcript_keys]
+            h = len(handles)
+            if op == "append":
+                return lambda i: discard(handles[i % h].append(_message(i)))
+            return lambda i: discard(handles[i % h].tail(20))
+        s = self.store("power" if op == "update_power" else "normal")
+        return _index_op(s, op, keys)
+
+
+class _LegacyOps:
+    """The timed operations of :class:`LegacyJsonStore`."""
+
+    backend = "legacy"
+
+    def __init__(self, json_path: Path, keys: Sequence[str]) -> None:
+        self.json_path = json_path
+        self.keys = list(keys)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def timed(self, op: str) -> Timed | str:
+        keys, n = self.keys, len(self.keys)
+        if op in ("append", "tail"):
+            return "the same .jsonl transcripts: see the json backend"
+        if op == "migrate":
+            return "the source format: nothing to migrate"
+        if op == "open_get":
+            return lambda i: discard(LegacyJsonStore(self.json_path).get(keys[i % n]))
+        s = LegacyJsonStore(self.json_path, durable=op == "update_power")
+        return _index_op(s, op, keys)
+
+
+class _WholeStoreOps:
+    """The timed operations of :class:`WholeStoreSqlite`."""
+
+    backend = "whole-store"
+
+    def __init__(self, db: Path, json_path: Path, keys: Sequence[str], *, scratch: Path) -> None:
+        self.db = db
+        self.json_path = json_path
+        self.keys = list(keys)
+        self.scratch = scratch
+        self._open: dict[str, WholeStoreSqlite] = {}
+
+    def store(self, synchronous: str = "NORMAL") -> WholeStoreSqlite:
+        if synchronous not in self._open:
+            self._open[synchronous] = WholeStoreSqlite(self.db, synchronous=synchronous)
+        return self._open[synchronous]
+
+    def close(self) -> None:
+        for s in self._open.values():
+            with contextlib.suppress(apsw.Error):
+                s.close()
+        self._open.clear()
+
+    def timed(self, op: str) -> Timed | str:
+        keys, n = self.keys, len(self.keys)
+        if op in ("append", "tail"):
+            return "index only, not modelled"
+        if op == "open_get":
+
+            def open_get(i: int) -> Callable[[], None]:
+                s = WholeStoreSqlite(self.db)
+                s.get(keys[i % n])
+                return s.close
+
+            return open_get
+        if op == "migrate":
+
+            def migrate(i: int) -> Callable[[], None]:
+                target = self.scratch / f"whole-store-{i}.sqlite"
+                s = WholeStoreSqlite(target)
+                try:
+                    s.import_json(self.json_path)
+                finally:
+                    s.close()
+                return lambda: _remove_db(target)
+
+            return migrate
+        s = self.store("FULL" if op == "update_power" else "NORMAL")
+        return _index_op(s, op, keys)
+
+
+def _run_ops(
+    subject: _StoreOps | _WholeStoreOps | _LegacyOps,
+    ops: Sequence[str],
+    budget: Budget,
+    log: Callable[[str], None],
+) -> list[Measurement]:
+    out = []
+    try:
+        for op in ops:
+            try:
+                fn = subject.timed(op)
+            except Exception as exc:  # a backend that cannot even set up reports why
+                fn = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+            m = (
+                _not_applicable(subject.backend, op, fn)
+                if isinstance(fn, str)
+                else measure(subject.backend, op, fn, budget)
+            )
+            log_measurement(log, m)
+            out.append(m)
+    finally:
+        subject.close()
+    return out
+
+
+def log_measurement(log: Callable[[str], None], m: Measurement) -> None:
+    """One progress line for a measurement."""
+    if m.ok:
+        log(
+            f"  {m.backend:<12} {OPS.get(m.op, m.op):<32} median {format_duration(m.median_ns):>9}"
+            f"  p99 {format_duration(m.p99_ns):>9}  n={m.iterations}"
+        )
+    else:
+        log(f"  {m.backend:<12} {OPS.get(m.op, m.op):<32} n/a: {m.note}")
+
+
+def log_command(log: Callable[[str], None], t: CommandTiming) -> None:
+    """One progress line for a whole-process timing."""
+    name = CLI_COMMANDS.get(t.command, t.command)
+    if t.ok:
+        log(
+            f"  {name:<45} median {format_duration(t.median_ns):>9}"
+            f"  min {format_duration(t.min_ns):>9}  n={t.runs}"
+        )
+    else:
+        log(f"  {name:<45} n/a: {t.note}")
+
+
+def measure_store_ops(
+    backend: Literal["json", "sqlite", "postgres"],
+    state_dir: Path,
+    keys: Sequence[str],
+    ops: Sequence[str],
+    budget: Budget,
+    *,
+    transcript_keys: Sequence[str] = (),
+    scratch: Path | None = None,
+    dsn: str | None = None,
+    agent: str = AGENT,
+    log: Callable[[str], None] = quiet,
+) -> list[Measurement]:
+    """Time ``ops`` (keys of :data:`OPS`) on one ``open_store`` backend of a state dir.
+
+    Args:
+        backend: ``json``, ``sqlite`` or ``postgres``.
+        state_dir: The state dir (the store must exist in it).
+        keys: Keys the single-entry operations rotate through.
+        ops: The operations, in order.
+        budget: Sampling budget.
+        transcript_keys: Keys whose transcripts ``append``/``tail`` use.
+        scratch: Where ``migrate`` writes its throw-away databases.
+        dsn: For ``postgres``.
+        agent: The agent id.
+        log: Progress lines.
+
+    Returns:
+        One measurement per operation.
+    """
+    with tempfile.TemporaryDirectory(prefix="sessionstore-bench-") as tmp:
+        subject = _StoreOps(
+            backend,
+            state_dir,
+            keys,
+            transcript_keys,
+            scratch=scratch or Path(tmp),
+            dsn=dsn,
+            agent=agent,
+        )
+        return _run_ops(subject, ops, budget, log)
+
+
+def _run_bare(
+    db: Path, keys: Sequence[str], budget: Budget, log: Callable[[str], None]
+) -> list[Measurement]:
+    out = [_bare_op(db, op, keys, budget) for op in BARE_OPS]
+    for m in out:
+        log_measurement(log, m)
+    return out
+
+
+def _bare_op(db: Path, op: str, keys: Sequence[str], budget: Budget) -> Measurement:
+    n = len(keys)
+    try:
+        bare = BareApsw(db, synchronous="FULL" if op == "update_power" else "NORMAL")
+    except apsw.Error as exc:
+        return _not_applicable("bare-apsw", op, f"failed: {exc}")
+    try:
+        if op == "get":
+            return measure("bare-apsw", op, lambda i: discard(bare.get(keys[i % n])), budget)
+        return measure("bare-apsw", op, lambda i: bare.update(keys[i % n], 2_300 + i), budget)
+    finally:
+        bare.close()
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+# Runs in a fresh interpreter: `python -c` with argv backend, state_dir, agent, keys_file,
+# gets, seconds. The first RSS reading comes before any import.
+_MEMORY_PROBE: Final = r"""
+def _rss():
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split()[:2]
+                out[name[:-1]] = int(value)
+    return out
+bare = _rss()
+import sys, time
+backend, state_dir, agent, keys_file, gets, seconds = sys.argv[1:7]
+import sessionstore
+if backend == "json":
+    import sessionstore.index.json
+elif backend == "sqlite":
+    import apsw, sessionstore.index.sqlite
+else:
+    import apsw
+    from sessionstore.bench import WholeStoreSqlite
+imported = _rss()
+with open(keys_file) as f:
+    keys = [k for k in f.read().split("\n") if k]
+start = time.perf_counter()
+deadline = start + float(seconds)
+if backend == "whole-store":
+    store = WholeStoreSqlite(__import__("pathlib").Path(state_dir))
+    lists = [lambda: store.list(limit=50), lambda: store.list(channel="telegram", limit=50),
+             lambda: store.list()]
+else:
+    store = sessionstore.open_store(agent, state_dir, backend)
+    lists = [lambda: store.list(limit=50), lambda: store.list(channel="telegram", limit=50),
+             lambda: store.list()]
+done = 0
+for i in range(int(gets)):
+    store.get(keys[i % len(keys)])
+    done += 1
+    if time.perf_counter() > deadline:
+        break
+listed = 0
+for fn, times in zip(lists, (10, 10, 1)):
+    for j in range(times):
+        fn()
+        listed += 1
+        if j and time.perf_counter() > deadline:
+            break
+after = _rss()
+import json
+print(json.dumps({"bare": bare["VmRSS"], "imported": imported["VmRSS"], "after": after["VmRSS"],
+                  "peak": after["VmHWM"], "gets": done, "lists": listed,
+                  "seconds": time.perf_counter() - start}))
+"""
+
+
+def measure_memory(
+    backend: str,
+    location: Path,
+    keys: Sequence[str],
+    *,
+    gets: int = 1_000,
+    seconds: float = 60.0,
+    agent: str = AGENT,
+) -> MemoryResult:
+    """RSS of a fresh interpreter that opens ``backend`` and makes ``gets`` gets and lists.
+
+    What is measured: ``VmRSS`` of ``python -c`` before any import (the bare interpreter),
+    after the imports (``sessionstore`` and the backend's module: ``index.json``,
+    ``index.sqlite`` with apsw, or :mod:`sessionstore.bench` with apsw for ``whole-store``,
+    whose class lives there), and after
+    opening the store, ``gets`` gets of ``keys`` in turn, 10 top-50 lists, 10 filtered
+    top-50 lists and one list of all rows; and the process's peak (``VmHWM``). Results
+    are KiB above the bare interpreter.
+
+    Args:
+        backend: ``json``, ``sqlite`` (``location`` is the state dir) or ``whole-store``
+            (``location`` is its database).
+        location: See ``backend``.
+        keys: Keys to get.
+        gets: Number of gets.
+        seconds: Stop the gets (and lists) after this long; the result says how many ran.
+        agent: The agent id.
+
+    Returns:
+        The result; n/a with the reason off Linux or when the probe fails.
+    """
+    import subprocess  # here, not at the top: the whole-store probe imports this module
+
+    result = MemoryResult(backend)
+    if not Path("/proc/self/status").exists():
+        result.note = "needs /proc/self/status (Linux)"
+        return result
+    with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as f:
+        f.write("\n".join(keys))
+        keys_file = f.name
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _MEMORY_PROBE,
+                backend,
+                str(location),
+                agent,
+                keys_file,
+                str(gets),
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=seconds * 10 + 600,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        result.note = "the probe timed out"
+        return result
+    finally:
+        os.unlink(keys_file)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        result.note = f"the probe failed: {last}"[:300]
+        return result
+    data = orjson.loads(proc.stdout.strip().splitlines()[-1])
+    bare = int(data["bare"])
+    result.bare_kib = bare
+    result.imports_kib = int(data["imported"]) - bare
+    result.total_kib = int(data["after"]) - bare
+    result.peak_kib = int(data["peak"]) - bare
+    result.gets = int(data["gets"])
+    result.lists = int(data["lists"])
+    result.seconds = float(data["seconds"])
+    if result.gets < gets:
+        result.note = f"{result.gets} of {gets} gets within the {seconds:.0f} s limit"
+    return result
+
+
+# --- one dataset -----------------------------------------------------------------------------
+
+
+def measure_legacy_ops(
+    json_path: Path,
+    keys: Sequence[str],
+    ops: Sequence[str],
+    budget: Budget,
+    *,
+    log: Callable[[str], None] = quiet,
+) -> list[Measurement]:
+    """Time ``ops`` on OpenClaw's legacy ``sessions.json`` design (:class:`LegacyJsonStore`).
+
+    Args:
+        json_path: The ``sessions.json`` (its writes go there).
+        keys: Keys the single-entry operations rotate through.
+        ops: The operations, in order.
+        budget: Sampling budget.
+        log: Progress lines.
+
+    Returns:
+        One measurement per operation.
+    """
+    return _run_ops(_LegacyOps(json_path, keys), ops, budget, log)
+
+
+def _sample(keys: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    return rng.sample(list(keys), min(count, len(keys)))
+
+
+def run_size(
+    size: Size, root: Path, settings: BenchSettings, log: Callable[[str], None]
+) -> SizeResult:
+    """Generate one dataset under ``root``, migrate it, and measure everything on it.
+
+    Args:
+        size: The dataset.
+        root: An empty directory for its state dir, scratch files and baseline database.
+        settings: What to measure and how long.
+        log: Progress lines.
+
+    Returns:
+        The dataset's results.
+    """
+    started = time.perf_counter()
+    result = SizeResult(size)
+    budget = settings.budget
+    state_dir = root / "state"
+    scratch = root / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    log(f"[{size.label}] generating {size.title} sessions with transcripts in {root}")
+    t0 = time.perf_counter()
+    generated = generate_state_dir(
+        state_dir,
+        sessions=size.sessions,
+        agents=(AGENT,),
+        bloated_ratio=size.bloated_ratio,
+        seed=settings.seed,
+        transcripts=True,
+    )
+    result.generate_s = time.perf_counter() - t0
+    agent = generated.agents[AGENT]
+    result.transcripts = len(agent.transcripts)
+    paths = resolve_store_paths(state_dir, AGENT, None)
+    result.json_bytes = paths.json_path.stat().st_size
+    log(
+        f"[{size.label}] generated in {result.generate_s:.1f} s; sessions.json"
+        f" {result.json_bytes / 1e6:.1f} MB"
+    )
+
+    rng = random.Random(settings.seed)
+    all_keys = sorted(agent.entries)
+    keys = _sample(all_keys, settings.sample_keys, rng)
+    # disjoint transcript keys per backend: appends of one must not change another's files
+    pool = _sample(all_keys, min(len(all_keys), 48), rng)
+    transcript_keys = {"json": pool[0::3], "sqlite": pool[1::3], "postgres": pool[2::3]}
+
+    # migrations first, from the untouched sessions.json
+    log(f"[{size.label}] migration")
+    for backend in ("json", "sqlite"):
+        subject = _StoreOps(backend, state_dir, keys, (), scratch=scratch)
+        result.measurements += _run_ops(subject, ["migrate"], budget, log)
+    result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ["migrate"], budget, log)
+    whole_db = root / "whole-store.sqlite"
+    whole_ops = _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch)
+    result.measurements += _run_ops(whole_ops, ["migrate"], budget, log)
+
+    migration = migrate_agent(paths)
+    if migration.status != "migrated":
+        raise SessionStoreError(
+            f"benchmark setup: migration {migration.status}: {migration.message}"
+        )
+    result.sqlite_bytes = _db_bytes(paths.sqlite_path)
+    baseline = WholeStoreSqlite(whole_db)
+    try:
+        baseline.import_json(paths.json_path)
+    finally:
+        baseline.close()
+    result.whole_store_bytes = _db_bytes(whole_db)
+    # The legacy and json timings rewrite sessions.json. sqlite is timed beside the
+    # sessions.json it was migrated from, as a migrated store is: beside a changed one it
+    # would be a split store, whose every open re-checks the file and logs a warning.
+    migrated_json = scratch / "sessions.json.migrated"
+    shutil.copy2(paths.json_path, migrated_json)
+
+    if settings.cli:
+        # on the store as a migration leaves it, before the timings write to it
+        log(f"[{size.label}] CLI, whole processes ({settings.cli_runs} runs each)")
+        result.cli = measure_commands(state_dir, keys[0], runs=settings.cli_runs)
+        for t in result.cli:
+            log_command(log, t)
+
+    ops = MEASURE_ORDER
+    log(f"[{size.label}] {BACKENDS['legacy']}")
+    result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ops, budget, log)
+    for backend in ("json", "sqlite"):
+        log(f"[{size.label}] {BACKENDS[backend]}")
+        if backend == "sqlite":
+            shutil.copy2(migrated_json, paths.json_path)  # bytes, mode and mtime
+        subject = _StoreOps(backend, state_dir, keys, transcript_keys[backend], scratch=scratch)
+        result.measurements += _run_ops(subject, ops, budget, log)
+    log(f"[{size.label}] {BACKENDS['whole-store']}")
+    result.measurements += _run_ops(
+        _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
+    )
+    log(f"[{size.label}] {BACKENDS['bare-apsw']}")
+    result.measurements += _run_bare(paths.sqlite_path, keys, budget, log)
+    result.measurements += _postgres_hook(
+        settings, generated.agents[AGENT].entries, keys, transcript_keys["postgres"], result, log
+    )
+
+    if settings.memory:
+        log(f"[{size.label}] memory (fresh processes)")
+        for backend, location in (
+            ("json", state_dir),
+            ("sqlite", state_dir),
+            ("whole-store", whole_db),
+        ):
+            mem = measure_memory(
+                backend,
+                location,
+                keys,
+                gets=settings.memory_gets,
+                seconds=settings.memory_budget_s,
+            )
+            result.memory.append(mem)
+            log(
+                f"  {backend:<12} {kib_mb(mem.total_kib)} above the interpreter"
+                f" (imports {kib_mb(mem.imports_kib)}, peak {kib_mb(mem.peak_kib)})"
+                + (f"; {mem.note}" if mem.note else "")
+            )
+    result.seconds = round(time.perf_counter() - started, 1)
+    log(f"[{size.label}] done in {result.seconds:.0f} s")
+    return result
+
+
+def _postgres_hook(
+    settings: BenchSettings,
+    entries: dict[str, Entry],
+    keys: Sequence[str],
+    transcript_keys: Sequence[str],
+    result: SizeResult,
+    log: Callable[[str], None],
+) -> list[Measurement]:
+    """The postgres backend, when a DSN is given (n/a with the reason when it cannot open)."""
+    dsn = settings.postgres_dsn or os.environ.get(PG_DSN_ENV)
+    if not dsn:
+        result.notes.append(f"postgres: not measured (no DSN given: set {PG_DSN_ENV} to run it)")
+        return []
+    log(f"[{result.size.label}] postgres")
+    with tempfile.TemporaryDirectory(prefix="sessionstore-bench-pg-") as tmp:
+        subject = _StoreOps(
+            "postgres", Path(tmp), keys, transcript_keys, scratch=Path(tmp), dsn=dsn
+        )
+        try:
+            store = subject.store()
+            store.mutate(lambda current: current.update(entries))
+        except SessionStoreError as exc:
+            subject.close()
+            reason = f"unavailable: {' '.join(str(exc).split())}"[:300]
+            log(f"  postgres     n/a: {reason}")
+            return [_not_applicable("postgres", op, reason) for op in STORE_OPS]
+        ops = MEASURE_ORDER
+        missing = "migration into postgres is not implemented yet"
+        return [
+            *_run_ops(subject, ops, settings.budget, log),
+            _not_applicable("postgres", "migrate", missing),
+        ]

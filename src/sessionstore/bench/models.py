@@ -1,0 +1,393 @@
+"""Reference models the benchmark measures this library against.
+
+- :class:`LegacyJsonStore`: OpenClaw's ``sessions.json`` design as upstream runs it (every
+  read clones the whole cached store, every write rewrites the whole file);
+- :class:`WholeStoreSqlite`: PR #58550's SQLite table wired as the PR wired it (every
+  operation loads every row, every write deletes and re-inserts every row);
+- :class:`BareApsw`: the floor for ``get`` and ``update``: the same row I/O as the store,
+  with no library around it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any, Final
+
+import apsw
+import orjson
+
+from ..entry import load_normalize, merge_entry, now_ms, sort_time
+from ..files import atomic_write, dumps_pretty
+from ..index.base import derive_row, row_channel
+from ..index.json import parse_store_bytes, resolve_key
+from ..index.sqlite import PAGE_CACHE_KIB
+from ..lockfile import LockFile
+
+__all__ = ["AGENT", "PR_SCHEMA", "BareApsw", "Entry", "LegacyJsonStore", "WholeStoreSqlite"]
+
+Entry = dict[str, Any]
+
+AGENT: Final = "main"
+"""The agent of every benchmark dataset."""
+
+# --- the whole-store baseline (PR #58550 as wired) -------------------------------------------
+
+PR_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS sessions (
+  session_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, updated_at INTEGER NOT NULL,
+  created_at INTEGER, channel TEXT, last_channel TEXT, last_to TEXT, last_account_id TEXT,
+  last_thread_id TEXT, label TEXT, display_name TEXT, status TEXT, model TEXT,
+  model_provider TEXT, total_tokens INTEGER, input_tokens INTEGER, output_tokens INTEGER,
+  message_count INTEGER, archived INTEGER DEFAULT 0, entry_json TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_sessions_updated_at   ON sessions(updated_at);
+CREATE INDEX IF NOT EXISTS idx_sessions_channel      ON sessions(channel);
+CREATE INDEX IF NOT EXISTS idx_sessions_status       ON sessions(status);
+CREATE INDEX IF NOT EXISTS idx_sessions_last_channel ON sessions(last_channel);
+CREATE INDEX IF NOT EXISTS idx_sessions_archived     ON sessions(archived);
+"""
+_PR_UPSERT: Final = (
+    "INSERT INTO sessions (session_key, session_id, updated_at, created_at, channel,"
+    " last_channel, last_to, last_account_id, last_thread_id, label, display_name, status,"
+    " model, model_provider, total_tokens, input_tokens, output_tokens, message_count,"
+    " archived, entry_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(session_key) DO UPDATE SET session_id = excluded.session_id,"
+    " updated_at = excluded.updated_at, created_at = excluded.created_at,"
+    " channel = excluded.channel, last_channel = excluded.last_channel,"
+    " last_to = excluded.last_to, last_account_id = excluded.last_account_id,"
+    " last_thread_id = excluded.last_thread_id, label = excluded.label,"
+    " display_name = excluded.display_name, status = excluded.status, model = excluded.model,"
+    " model_provider = excluded.model_provider, total_tokens = excluded.total_tokens,"
+    " input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,"
+    " message_count = excluded.message_count, archived = excluded.archived,"
+    " entry_json = excluded.entry_json"
+)
+# (entry field, column index in SELECT below) of the string columns the PR overlays
+_PR_STRING_COLUMNS: Final = (
+    ("channel", 2),
+    ("lastChannel", 3),
+    ("lastTo", 4),
+    ("lastAccountId", 5),
+    ("lastThreadId", 6),
+    ("label", 7),
+    ("displayName", 8),
+    ("status", 9),
+    ("model", 10),
+    ("modelProvider", 11),
+)
+_PR_NUMBER_COLUMNS: Final = (("totalTokens", 12), ("inputTokens", 13), ("outputTokens", 14))
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: object) -> int | float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _whole_store_rows(
+    store: dict[str, Any], agent_id: str, channel: str | None, limit: int | None
+) -> list[Any]:
+    """List rows computed from a whole store held in memory: filter, sort, slice."""
+    hits = [
+        (sort_time(e), k, e)
+        for k, e in store.items()
+        if isinstance(e, dict) and (channel is None or row_channel(k, e) == channel)
+    ]
+    hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+    if limit is not None:
+        hits = hits[:limit]
+    return [derive_row(k, e, agent_id) for _, k, e in hits]
+
+
+class WholeStoreSqlite:
+    """PR #58550's SQLite store as the PR wired it into the store layer.
+
+    The table, indexes and PRAGMAs of spec section 10.2 and the row mapping of 10.3; every
+    read loads every row (``loadSessionStoreSqlite``: ``JSON.parse`` of each
+    ``entry_json`` plus the column overlay, no cache) and every write saves the whole store
+    (``BEGIN IMMEDIATE; DELETE FROM sessions; upsert every entry; COMMIT``), as section
+    10.4 describes. Normalisation and maintenance, which the PR also ran on every save,
+    are left out, so this baseline is, if anything, faster than the PR.
+
+    Args:
+        path: The database file.
+        agent_id: The agent (for list rows of non-agent keys).
+        synchronous: ``NORMAL`` (the PR's setting) or ``FULL``.
+    """
+
+    def __init__(self, path: Path, *, agent_id: str = AGENT, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.agent_id = agent_id
+        self._conn = apsw.Connection(str(path))
+        self._conn.set_busy_timeout(5000)
+        self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        self._conn.execute(
+            f"PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+            " PRAGMA cache_size = -16000; PRAGMA temp_store = MEMORY;"
+        )
+        self._conn.execute(PR_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def load_all(self) -> dict[str, Entry]:
+        """Every entry by key, newest first (``loadSessionStoreSqlite``)."""
+        rows: list[tuple[Any, ...]] = self._conn.execute(
+            "SELECT session_key, session_id, channel, last_channel, last_to, last_account_id,"
+            " last_thread_id, label, display_name, status, model, model_provider, total_tokens,"
+            " input_tokens, output_tokens, updated_at, entry_json FROM sessions"
+            " ORDER BY updated_at DESC"
+        ).fetchall()
+        store: dict[str, Entry] = {}
+        for row in rows:
+            try:
+                entry = orjson.loads(row[16])
+            except orjson.JSONDecodeError:
+                entry = {}
+            if not isinstance(entry, dict):
+                entry = {}
+            entry["sessionId"] = row[1]
+            entry["updatedAt"] = row[15] if row[15] is not None else now_ms()
+            for name, index in _PR_STRING_COLUMNS:
+                if row[index]:
+                    entry[name] = row[index]
+            for name, index in _PR_NUMBER_COLUMNS:
+                if row[index] is not None:
+                    entry[name] = row[index]
+            store[row[0]] = entry
+        return store
+
+    @staticmethod
+    def _bind(key: str, entry: Entry) -> tuple[Any, ...]:
+        thread = entry.get("lastThreadId")
+        updated = _int_or_none(entry.get("updatedAt"))
+        return (
+            key,
+            _str_or_none(entry.get("sessionId")) or "",
+            updated if updated is not None else now_ms(),
+            _int_or_none(entry.get("startedAt")),
+            _str_or_none(entry.get("channel")),
+            _str_or_none(entry.get("lastChannel")),
+            _str_or_none(entry.get("lastTo")),
+            _str_or_none(entry.get("lastAccountId")),
+            str(thread) if thread is not None else None,
+            _str_or_none(entry.get("label")),
+            _str_or_none(entry.get("displayName")),
+            _str_or_none(entry.get("status")),
+            _str_or_none(entry.get("model")),
+            _str_or_none(entry.get("modelProvider")),
+            _int_or_none(entry.get("totalTokens")),
+            _int_or_none(entry.get("inputTokens")),
+            _int_or_none(entry.get("outputTokens")),
+            None,  # message_count: "reserved", always null in the PR
+            0,  # archived: always 0 in the PR
+            orjson.dumps(entry).decode(),
+        )
+
+    def _write(self, store: dict[str, Entry], *, clear: bool) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if clear:
+                conn.execute("DELETE FROM sessions")
+            conn.executemany(_PR_UPSERT, [self._bind(k, e) for k, e in store.items()])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def save_all(self, store: dict[str, Entry]) -> None:
+        """Replace the table's content with ``store`` (``saveSessionStoreSqlite``)."""
+        self._write(store, clear=True)
+
+    def import_json(self, json_path: Path) -> int:
+        """``migrateJsonToSqlite``: upsert every entry of ``sessions.json`` in one transaction.
+
+        Returns:
+            The number of entries written.
+        """
+        data = orjson.loads(json_path.read_bytes())
+        store = {k: v for k, v in data.items() if isinstance(v, dict)}
+        self._write(store, clear=False)
+        return len(store)
+
+    def get(self, key: str) -> Entry | None:
+        """One entry, found in the whole store loaded for it."""
+        return self.load_all().get(key)
+
+    def update(self, key: str, patch: dict[str, Any]) -> Entry | None:
+        """Load everything, merge ``patch`` into one entry, save everything."""
+        store = self.load_all()
+        entry = store.get(key)
+        if entry is None:
+            return None
+        entry.update(patch)
+        entry["updatedAt"] = max(sort_time(entry), now_ms())
+        self.save_all(store)
+        return entry
+
+    def list(self, *, channel: str | None = None, limit: int | None = None) -> list[Any]:
+        """Rows newest first, from the whole store loaded for them."""
+        return _whole_store_rows(self.load_all(), self.agent_id, channel, limit)
+
+    def count(self) -> int:
+        """Number of entries of the whole store loaded for it."""
+        return len(self.load_all())
+
+
+# --- the legacy design: OpenClaw's sessions.json ---------------------------------------------
+
+
+class LegacyJsonStore:
+    """OpenClaw's ``sessions.json`` store as upstream runs it (spec sections 5.1-5.4).
+
+    Reads go through the object cache (valid while the file's mtime and size are unchanged)
+    and return a deep clone of the whole store, as ``loadSessionStore`` does; a miss reads,
+    parses and normalises the whole file. Writes take ``sessions.json.lock``, re-read the
+    file without the cache (``updateSessionStore``), change one entry, and write the whole
+    store back atomically (skipped when the text is unchanged). Maintenance, which upstream
+    also runs on every save in enforce mode, is left out, so this is if anything faster than
+    upstream. This library's own json backend keeps the format and the lock but reads and
+    clones only the entry asked for.
+
+    Args:
+        path: The ``sessions.json`` file.
+        agent_id: The agent (for list rows of non-agent keys).
+        durable: fsync the temp file and the directory on each write.
+    """
+
+    def __init__(self, path: Path, *, agent_id: str = AGENT, durable: bool = False) -> None:
+        self.path = path
+        self.agent_id = agent_id
+        self.durable = durable
+        self._cache: tuple[tuple[int, int], dict[str, Any], bytes] | None = None
+        self._lock = LockFile(path)
+
+    def _read(self) -> tuple[tuple[int, int], dict[str, Any], bytes]:
+        st = self.path.stat()
+        raw = self.path.read_bytes()
+        store = parse_store_bytes(raw, self.path)
+        for key, value in store.items():
+            if isinstance(value, dict):
+                store[key] = load_normalize(value)
+        return (st.st_mtime_ns, st.st_size), store, raw
+
+    def load(self, *, skip_cache: bool = False) -> dict[str, Any]:
+        """The whole store, a deep clone (``loadSessionStore``)."""
+        st = self.path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if skip_cache or self._cache is None or self._cache[0] != stamp:
+            self._cache = self._read()
+        # structuredClone of the whole store on every read, as upstream
+        return orjson.loads(orjson.dumps(self._cache[1]))  # type: ignore[no-any-return]
+
+    def _save(self, store: dict[str, Any]) -> None:
+        data = dumps_pretty(store)
+        if self._cache is not None and data == self._cache[2]:
+            return
+        atomic_write(self.path, data, mode=0o600, durable=self.durable)
+        st = self.path.stat()
+        self._cache = ((st.st_mtime_ns, st.st_size), store, data)
+
+    def get(self, key: str) -> Entry | None:
+        """One entry, resolved case-insensitively in the whole store loaded for it."""
+        store = self.load()
+        winner, _ = resolve_key(store, key)
+        return None if winner is None else store[winner]
+
+    def update(self, key: str, patch: dict[str, Any]) -> Entry | None:
+        """``updateSessionStore``: lock, fresh load, merge one entry, save everything."""
+        with self._lock.hold():
+            store = self.load(skip_cache=True)
+            winner, _ = resolve_key(store, key)
+            if winner is None:
+                return None
+            store[winner] = merge_entry(store[winner], patch)
+            self._save(store)
+            return store[winner]  # type: ignore[no-any-return]
+
+    def list(self, *, channel: str | None = None, limit: int | None = None) -> list[Any]:
+        """``sessions.list``: rows for the whole store loaded for it, sorted, sliced."""
+        return _whole_store_rows(self.load(), self.agent_id, channel, limit)
+
+    def count(self) -> int:
+        """Entries of the whole store loaded for it."""
+        return len(self.load())
+
+
+# --- the floor: bare apsw --------------------------------------------------------------------
+
+
+class BareApsw:
+    """The same row I/O as ``SessionStore.get``/``update`` on sqlite, with nothing around it.
+
+    ``get``: the row by primary key, then each of its blob rows by digest (as the store
+    reads them, but with no cache), and ``orjson.loads`` of the same bytes the store parses
+    (zlib-compressed blobs are decompressed first, as the store does). ``update``: in a
+    ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set the token fields and
+    ``updatedAt`` in it, and write it back with the token and time columns: the
+    read-modify-write every update needs, without blob decoding for a returned entry. No key
+    folding, merging, normalisation or row derivation: the floor the library is compared
+    with. It mirrors the storage format and page cache of ``index/sqlite.py``.
+
+    Args:
+        path: A ``sessions.sqlite`` written by this library.
+        synchronous: ``NORMAL`` or ``FULL`` (as durability normal / power).
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self._conn = apsw.Connection(str(path))
+        self._conn.set_busy_timeout(10_000)
+        self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        self._conn.execute(
+            f"PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{PAGE_CACHE_KIB};"
+        )
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
+        codec = "codec" if "codec" in columns else "0"
+        self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def get(self, key: str) -> Entry | None:
+        """Read and parse one row and its blobs."""
+        conn = self._conn
+        row: tuple[Any, ...] | None = conn.execute(
+            "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        entry: Entry = orjson.loads(row[0])
+        if row[1]:
+            for name, digest in orjson.loads(row[1]).items():
+                blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
+                data, codec = blob
+                entry[name] = orjson.loads(zlib.decompress(data) if codec == 1 else data)
+        return entry
+
+    def update(self, key: str, tokens: int) -> None:
+        """Read, change and write back one row in a write transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
+                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+            ).fetchone()
+            entry = orjson.loads(found[0])
+            now = now_ms()
+            entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
+            conn.execute(
+                "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
+                " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
+                (tokens, tokens, now, now, orjson.dumps(entry), key),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

@@ -1,0 +1,503 @@
+"""The report: ``benchmarks.md``, ``benchmarks.json`` and PNG charts, in a folder of its own."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from .measure import (
+    BACKENDS,
+    INSTALL_HINT,
+    OPS,
+    BenchReport,
+    Measurement,
+    PeerResult,
+    SizeResult,
+)
+from .responsiveness import CLI_COMMANDS, ImportTime
+from .units import format_bytes, format_duration, format_ratio, kib_mb
+
+__all__ = ["OUT_PREFIX", "new_out_dir", "render_markdown", "write_charts", "write_report"]
+
+OUT_PREFIX: Final = "sessionstore-bench-"
+"""The name of a default results folder starts with this (then the run's UTC time)."""
+
+_TABLE_BACKENDS: Final = ("legacy", "json", "sqlite", "postgres", "whole-store", "bare-apsw")
+
+
+def _cell(m: Measurement | None, *, few: int = 30) -> str:
+    if m is None:
+        return "—"
+    if not m.ok:
+        return f"n/a ({m.note})" if m.note else "n/a"
+    text = f"{format_duration(m.median_ns)} / {format_duration(m.p99_ns)}"
+    if m.iterations < few:
+        text += f" (n={m.iterations})"
+    return text
+
+
+def _speedup(size: SizeResult, op: str, other: str) -> str:
+    ours, theirs = size.get("sqlite", op), size.get(other, op)
+    if ours is None or theirs is None or not ours.ok or not theirs.ok:
+        return "—"
+    assert ours.median_ns is not None and theirs.median_ns is not None
+    return format_ratio(theirs.median_ns / ours.median_ns)
+
+
+def _size_section(size: SizeResult) -> list[str]:
+    backends = [b for b in _TABLE_BACKENDS if any(m.backend == b for m in size.measurements)]
+    lines = [f"## {size.size.title} sessions", ""]
+    lines.append(
+        f"{size.size.sessions:,} sessions of one agent"
+        + (
+            " (every entry bloated: `skillsSnapshot` ~35-40 KB + `systemPromptReport`)"
+            if size.size.kind == "bloated"
+            else " (typical ~1.5 KB entries)"
+        )
+        + f", {size.transcripts:,} transcripts; generated in {size.generate_s:.1f} s"
+        f" (the whole dataset took {size.seconds:.0f} s)."
+        " Cells: median / p99 per call; `n=` when fewer than 30 calls fit the budget."
+    )
+    lines.append("")
+    header = ["Operation", *(BACKENDS[b] for b in backends), "sqlite vs legacy"]
+    if "whole-store" in backends:
+        header.append("sqlite vs whole-store")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for op, label in OPS.items():
+        cells = [label, *(_cell(size.get(b, op)) for b in backends), _speedup(size, op, "legacy")]
+        if "whole-store" in backends:
+            cells.append(_speedup(size, op, "whole-store"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "| Backend | File size | Memory above interpreter | of which imports | Peak | Probe |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    files = {
+        "json": size.json_bytes,
+        "sqlite": size.sqlite_bytes,
+        "whole-store": size.whole_store_bytes,
+    }
+    for backend, nbytes in files.items():
+        mem = size.memory_of(backend)
+        share = ""
+        if backend != "json" and nbytes and size.json_bytes:
+            share = f" ({nbytes / size.json_bytes:.0%} of json)"
+        if mem is None:
+            mem_cells = ["not measured"] * 3 + [""]
+        elif mem.total_kib is None:
+            mem_cells = [f"n/a ({mem.note})", "", "", ""]
+        else:
+            mem_cells = [
+                kib_mb(mem.total_kib),
+                kib_mb(mem.imports_kib),
+                kib_mb(mem.peak_kib),
+                f"{mem.gets} gets, {mem.lists} lists, {mem.seconds:.1f} s"
+                + (f"; {mem.note}" if mem.note else ""),
+            ]
+        lines.append(
+            f"| {BACKENDS[backend]} | {format_bytes(nbytes)}{share} | "
+            + " | ".join(mem_cells)
+            + " |"
+        )
+    cold, ours = size.get("json", "open_get"), size.get("sqlite", "get")
+    if cold and ours and cold.median_ns is not None and ours.median_ns is not None:
+        lines.append("")
+        lines.append(
+            "json serves a warm `get` from its in-process copy of the parsed file; a process"
+            " whose copy is stale (any other process wrote the file since) pays the cold read,"
+            f" *open + first get* ({format_duration(cold.median_ns)}): sqlite's `get` is"
+            f" {format_ratio(cold.median_ns / ours.median_ns)} faster than that."
+        )
+    lines += _cli_table(size)
+    for note in size.notes:
+        lines.append("")
+        lines.append(f"Note: {note}")
+    lines.append("")
+    return lines
+
+
+def _cli_table(size: SizeResult) -> list[str]:
+    if not size.cli:
+        return []
+    runs = max((t.runs for t in size.cli), default=0)
+    base = size.command("baseline")
+    lines = [
+        "",
+        f"The CLI on this store, whole processes (start to exit, `sessionstore` on the sqlite"
+        f" store as a migration leaves it): median of {runs} runs after a warm-up, each round"
+        " running the baseline and both commands.",
+        "",
+        f"| Command | Median | Min | Max | vs `{CLI_COMMANDS['baseline']}` |",
+        "|---|---|---|---|---|",
+    ]
+    for t in size.cli:
+        name = f"`{CLI_COMMANDS.get(t.command, t.command)}`"
+        if t.command == "baseline":
+            name += " (baseline)"
+        if t.median_ns is None:
+            lines.append(f"| {name} | n/a ({t.note}) | | | |")
+            continue
+        ratio = (
+            f"{t.median_ns / base.median_ns:.2f}x"
+            if base is not None and base.median_ns is not None
+            else "—"
+        )
+        lines.append(
+            f"| {name} | {format_duration(t.median_ns)} | {format_duration(t.min_ns)}"
+            f" | {format_duration(t.max_ns)} | {ratio} |"
+        )
+    return lines
+
+
+def _imports_section(imports: list[ImportTime]) -> list[str]:
+    lines = ["## Import time", ""]
+    if not imports:
+        return [*lines, "Not measured (the CLI timings were off).", ""]
+    runs = max((t.runs for t in imports), default=0)
+    lines += [
+        "`python -X importtime -c STATEMENT` in fresh interpreters: the sum of the cumulative"
+        " times of the top-level entries (the modules the statement itself imported, each with"
+        f" everything it imported), median of {runs} runs. The CLI's whole-process times are"
+        " in each dataset's section.",
+        "",
+        "| Statement | Import time | Min | Modules imported |",
+        "|---|---|---|---|",
+    ]
+    for t in imports:
+        if t.median_us is None:
+            lines.append(f"| `{t.statement}` | n/a ({t.note}) | | |")
+            continue
+        lines.append(
+            f"| `{t.statement}` | {format_duration(t.median_us * 1_000)}"
+            f" | {format_duration((t.min_us or 0) * 1_000)} | {t.modules} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _peers_section(peers: list[PeerResult]) -> list[str]:
+    lines = ["## Peers", ""]
+    if not peers:
+        return [*lines, "Not run (`--no-peers`).", ""]
+    for p in peers:
+        lines.append(f"### {p.name}")
+        lines.append("")
+        if p.status != "ok":
+            lines.append(f"{p.outcome.capitalize()}: {p.note}.")
+            lines.append("")
+            continue
+        lines.append(f"{p.sessions:,} sessions. {p.note}.")
+        if p.details:
+            lines.append("")
+            lines.append("Setup: " + ", ".join(f"{k} = {v}" for k, v in p.details.items()) + ".")
+        lines.append("")
+        lines.append("| Backend | Operation | Median / p99 |")
+        lines.append("|---|---|---|")
+        for m in p.measurements:
+            label = "list_sessions (all)" if m.backend == "google-adk" else OPS.get(m.op, m.op)
+            lines.append(f"| {m.backend} | {label} | {_cell(m)} |")
+        lines.append("")
+    return lines
+
+
+def render_markdown(
+    report: BenchReport, *, charts: Sequence[str] = (), chart_note: str = ""
+) -> str:
+    """``benchmarks.md``: machine, targets, one table per dataset, peers, method, how to rerun.
+
+    Args:
+        report: The results.
+        charts: Chart file names relative to the markdown file.
+        chart_note: Why there are no charts, if there are none.
+    """
+    m = report.machine
+    s = report.settings
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `sessionstore bench` (sessionstore {m.get('sessionstore')}) on"
+        f" {m.get('date')}; the run took {report.seconds / 60:.1f} min."
+        + (" **Quick run (tiny N): development numbers, not results.**" if s.get("quick") else ""),
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {m.get('cpu')} ({m.get('cores')} cores) |",
+        f"| Memory | {format_bytes(m.get('memoryBytes'))} |",
+        f"| OS | {m.get('os')} |",
+        f"| Python | {m.get('python')} |",
+        f"| SQLite / apsw | {m.get('sqlite')} / {m.get('apsw')} |",
+        f"| orjson | {m.get('orjson')} |",
+        f"| Load average at start | {', '.join(map(str, m.get('loadAverage') or [])) or '?'} |",
+        "",
+        "## Targets",
+        "",
+        "Each target from the issue, checked against the numbers below (medians).",
+        "",
+        "| Target | Measured | |",
+        "|---|---|---|",
+    ]
+    for t in report.targets:
+        lines.append(f"| {t.target} | {t.measured} | {t.status} |")
+    lines.append("")
+    lines += _imports_section(report.imports)
+    for size in report.sizes:
+        lines += _size_section(size)
+    lines += _peers_section(report.peers)
+    lines += ["## Charts", ""]
+    if charts:
+        lines += [f"![{Path(c).stem}]({c})" for c in charts]
+    else:
+        lines.append(chart_note or "No charts.")
+    budget = s.get("budget", {})
+    lines += [
+        "",
+        "## Method",
+        "",
+        '- **json** is `sessions.json` through `open_store(store_type="json")`: the legacy'
+        " design, byte-compatible with OpenClaw. Every write re-reads the file under"
+        " `sessions.json.lock`, re-serialises the whole store and replaces the file atomically"
+        " (with fsync). Reads are served from an in-process copy of the parsed file validated by"
+        " `stat` (like OpenClaw's 45 s cache), so a warm `get` is a lookup plus a copy of one"
+        " entry; *open + first get* is the cold read a process pays after any other process"
+        " wrote the file.",
+        '- **sqlite** is the hot index (`store_type="sqlite"`), migrated from the same'
+        ' `sessions.json`; `update (durability power)` opens it with `durability="power"`'
+        " (`synchronous=FULL`).",
+        "- **whole-store SQLite (PR #58550)** is `sessionstore.bench.WholeStoreSqlite`: the PR's"
+        " table, indexes and PRAGMAs, wired as the PR wired it: every operation loads and parses"
+        " every row (no cache), every write deletes and re-inserts every row in one transaction."
+        " Its migration is the PR's `migrateJsonToSqlite` (no normalisation, no verification);"
+        " its transcript operations are not modelled (the `.jsonl` files are the same for"
+        " every backend). Normalisation and maintenance, which the PR also ran on every save,"
+        " are left out, so it is if anything faster than the PR.",
+        "- **bare apsw** is the floor for `get` and `update`, with the store's page cache and"
+        " `synchronous` setting: `get` reads the same row by primary key, then its blob rows by"
+        " digest (no cache), and `orjson.loads` the same bytes; `update` reads the row's"
+        " `entry_json` in a `BEGIN IMMEDIATE` transaction, sets the tokens and `updatedAt` in"
+        " it and writes it back with the token and time columns (a read-modify-write, without"
+        " decoding blobs for a returned entry).",
+        f"- Timing: `time.perf_counter_ns` per call; up to {budget.get('warmup')} warm-up calls;"
+        f" the garbage collector paused while sampling; as many calls as fit"
+        f" {budget.get('seconds')} s, at least {budget.get('min_iterations')} and at most"
+        f" {budget.get('max_iterations')}; median and nearest-rank p99. An operation whose"
+        f" {budget.get('min_iterations')} runs would take over {budget.get('op_limit_s')} s is"
+        " n/a, as is one that failed; the reason is given.",
+        f"- Single-entry operations rotate through {s.get('sample_keys')} keys sampled with seed"
+        f" {s.get('seed')}; `update` writes a post-turn token patch (a different one each call);"
+        ' `filtered list` is `channel="telegram"`; `transcript append` appends one user'
+        " message (and updates the entry's `messageCount`); `tail(20)` reads the last 20"
+        " messages. Migration is `sessionstore.migrate.migrate_agent` into a new database"
+        " (read, normalise, write, read back and compare every entry, one transaction).",
+        "- Memory: a fresh `python -c` per backend reads `VmRSS` from `/proc/self/status` before"
+        " any import (the bare interpreter), after the imports (`sessionstore` and the"
+        " backend's module: `sessionstore.index.json`, or `sessionstore.index.sqlite` with"
+        " apsw; for the whole-store baseline the `sessionstore.bench` package, where its class"
+        " lives, which inflates its imports), and after opening the"
+        f" store, up to {s.get('memory_gets')} gets and the lists (10 top-50, 10 filtered, 1 of"
+        " all rows); the table shows RSS above the bare interpreter, the imports' share, and the"
+        " peak (`VmHWM`). The store-memory target is judged on the store's own memory: what"
+        " opening it and the work add to the interpreter with its libraries loaded (the total"
+        " minus the imports). MB = 10^6 bytes.",
+        "- Absolute times follow the machine's speed at the moment, and on a shared VM it"
+        " drifts, even within one run: the O(1) `count` is a gauge, so compare it across the"
+        " datasets. Ratios within one dataset are measured minutes apart and are the steadier"
+        " figures.",
+        "- CLI: `sessionstore list --limit 20` and `sessionstore show KEY` run as whole"
+        " processes (the console script beside the interpreter, start to exit, output to a"
+        " pipe) on each dataset's sqlite store right after its migration, in rounds with"
+        ' `python -c "import typer, rich"`, the least a typer and rich command costs; the'
+        f" first round is a warm-up; medians of {s.get('cli_runs')} rounds. Import times:"
+        " `python -X importtime`, see the section above.",
+        "- File sizes: `sessions.json` as generated; `sessions.sqlite` (plus its WAL) right after"
+        " migration; the whole-store database after the PR's import.",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[bench]'",
+        ".venv/bin/sessionstore bench             # writes ./sessionstore-bench-<UTC time>/",
+        ".venv/bin/python bench/run.py --out docs # the same run, published into docs/",
+        ".venv/bin/python bench/run.py --million --out docs  # adds 1,000,000 typical",
+        "```",
+        "",
+        f"This run: sizes {', '.join(s.get('sizes', []))}, seed {s.get('seed')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- charts ----------------------------------------------------------------------------------
+
+_COLORS: Final = {
+    "legacy": "#8c564b",
+    "json": "#d62728",
+    "sqlite": "#2ca02c",
+    "postgres": "#9467bd",
+    "whole-store": "#ff7f0e",
+    "bare-apsw": "#7f7f7f",
+}
+
+
+def write_charts(report: BenchReport, img_dir: Path) -> tuple[list[Path], str]:
+    """PNG charts: latency against N (log-log), memory and file sizes per backend.
+
+    Returns:
+        The files written, and why there are none (matplotlib missing, nothing to plot).
+    """
+    try:
+        matplotlib: Any = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return [], f"Charts skipped: matplotlib is not installed ({INSTALL_HINT})."
+    if not report.sizes:
+        return [], "No charts: no dataset was run."
+    img_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    for ax, op in zip(axes, ("get", "update", "list50"), strict=True):
+        for backend in ("legacy", "json", "sqlite", "postgres", "whole-store", "bare-apsw"):
+            for kind, style in (("bloated", "-o"), ("typical", "--s")):
+                points = sorted(
+                    (s.size.sessions, m.median_ns / 1e3)
+                    for s in report.sizes
+                    if s.size.kind == kind
+                    for m in [s.get(backend, op)]
+                    if m is not None and m.median_ns is not None
+                )
+                if points:
+                    ax.plot(
+                        [p[0] for p in points],
+                        [p[1] for p in points],
+                        style,
+                        color=_COLORS[backend],
+                        label=f"{backend} ({kind})",
+                    )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(OPS[op])
+        ax.set_xlabel("sessions (N)")
+        ax.set_ylabel("median latency (µs)")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize="small")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path = img_dir / "latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    labels = [s.size.label for s in report.sizes]
+
+    def mb(kib: int | None) -> float:
+        return kib * 1024 / 1e6 if kib is not None else 0.0
+
+    memory_backends = ("json", "sqlite", "whole-store")
+    totals = {
+        b: [mb(m.total_kib) if (m := s.memory_of(b)) else 0.0 for s in report.sizes]
+        for b in memory_backends
+    }
+    imports = {
+        b: [mb(m.imports_kib) if (m := s.memory_of(b)) else 0.0 for s in report.sizes]
+        for b in memory_backends
+    }
+    files = {
+        "json": [(s.json_bytes or 0) / 1e6 for s in report.sizes],
+        "sqlite": [(s.sqlite_bytes or 0) / 1e6 for s in report.sizes],
+        "whole-store": [(s.whole_store_bytes or 0) / 1e6 for s in report.sizes],
+    }
+    for name, title, series, overlay in (
+        (
+            "memory.png",
+            "RSS above the bare interpreter after open + gets + lists (hatched: imports)",
+            totals,
+            imports,
+        ),
+        (
+            "file_size.png",
+            "Index file size (sessions.json, sessions.sqlite, PR table)",
+            files,
+            None,
+        ),
+    ):
+        if not any(v for values in series.values() for v in values):
+            continue
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        width = 0.8 / len(series)
+        for j, (backend, values) in enumerate(series.items()):
+            xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(labels))]
+            ax.bar(xs, values, width, label=BACKENDS[backend], color=_COLORS[backend])
+            if overlay is not None:
+                ax.bar(xs, overlay[backend], width, fill=False, hatch="//", edgecolor="white")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yscale("log")
+        ax.set_ylabel("MB")
+        ax.set_title(title, fontsize="medium")
+        ax.legend(fontsize="small")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        fig.tight_layout()
+        path = img_dir / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written, ""
+
+
+def new_out_dir(parent: Path | None = None) -> Path:
+    """Create a new folder for one run's results and return it.
+
+    The folder is ``sessionstore-bench-<UTC time>`` (``-2``, ``-3`` when that exists) under
+    ``parent`` (default: the current directory): a run never writes into an existing folder
+    unless it is given one.
+
+    Raises:
+        OSError: The folder cannot be created.
+    """
+    parent = parent if parent is not None else Path.cwd()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    n = 1
+    while True:
+        path = parent / (f"{OUT_PREFIX}{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return path
+
+
+def write_report(report: BenchReport, out_dir: Path, *, charts: bool = True) -> list[Path]:
+    """Write ``benchmarks.md``, ``benchmarks.json`` and (optionally) ``img/*.png``.
+
+    Returns:
+        The files written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    chart_paths: list[Path] = []
+    chart_note = "Charts not drawn (`--no-charts`)."
+    if charts:
+        chart_paths, chart_note = write_charts(report, out_dir / "img")
+    json_path = out_dir / "benchmarks.json"
+    json_path.write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    md_path = out_dir / "benchmarks.md"
+    md_path.write_text(
+        render_markdown(
+            report,
+            charts=[p.relative_to(out_dir).as_posix() for p in chart_paths],
+            chart_note=chart_note,
+        ),
+        encoding="utf-8",
+    )
+    written += [md_path, json_path, *chart_paths]
+    return written
