@@ -155,9 +155,7 @@ def _blob_reader(store: SessionStore, mode: str, n: int) -> int:
 def test_four_processes_increment_exactly(state_dir: Path, backend: str) -> None:
     with _open(state_dir, backend) as store:
         store.put(KEY, {"sessionId": "s", "counter": 0})
-    started = time.monotonic()
     finals = _run_processes(state_dir, backend, [(_increments, (250,))] * 4)
-    assert time.monotonic() - started < 60
     with _open(state_dir, backend) as store:
         entry = store.get(KEY)
         assert entry is not None
@@ -211,14 +209,12 @@ def test_eight_threads_increment_exactly(store: SessionStore) -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(8)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=JOIN_TIMEOUT)
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
-    assert time.monotonic() - started < 60
     entry = store.get(KEY)
     assert entry is not None
     assert entry["counter"] == 8 * per_thread

@@ -213,3 +213,36 @@ def test_migration_waits_for_a_writer_no_longer_than_lock_timeout(tmp_path: Path
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_dead_creators_half_built_database_is_removed_by_the_next_creation(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import os
+
+    sessions = tmp_path / "state" / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    dead = sessions / "sessions.sqlite.0123abcd.tmp"  # its builder was killed
+    dead.write_bytes(b"x" * 4096)
+    Path(f"{dead}-wal").write_bytes(b"w")
+    live = sessions / "sessions.sqlite.4567cdef.tmp"  # a builder still at work
+    live.write_bytes(b"y")
+    fresh = sessions / "sessions.sqlite.89abcdef.tmp"  # too young to judge
+    fresh.write_bytes(b"z")
+    old = 1_000_000_000
+    for p in (dead, Path(f"{dead}-wal"), live):
+        os.utime(p, (old, old))
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with sessionstore.open_store(state_dir=tmp_path / "state") as store:
+            store.put("agent:main:x", {"sessionId": "x"})
+    finally:
+        os.close(holder)
+    names = sorted(p.name for p in sessions.iterdir())
+    assert names == [
+        "sessions.sqlite",
+        "sessions.sqlite.4567cdef.tmp",
+        "sessions.sqlite.89abcdef.tmp",
+    ]

@@ -19,6 +19,7 @@ import fcntl
 import functools
 import os
 import threading
+import time
 import uuid
 import weakref
 import zlib
@@ -88,6 +89,9 @@ DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
 PAGE_CACHE_KIB: Final = 2048
+# A half-built database (temporary name) older than this and unlocked was left by a dead
+# creator.
+STALE_BUILD_SECONDS: Final = 60
 # Connections of ended threads kept open for the next new thread (warm statement and page
 # caches); any more are closed.
 IDLE_CONNECTIONS: Final = 2
@@ -850,6 +854,7 @@ class SqliteIndex(IndexBackend):
             raise ReadOnlyStoreError(f"cannot create {self._path}: the store was opened read-only")
         directory = self._path.parent
         ensure_private_dir(directory)
+        self._remove_dead_builds()
         tmp = directory / f"{self._path.name}.{uuid.uuid4().hex}.tmp"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -879,6 +884,38 @@ class SqliteIndex(IndexBackend):
             for suffix in ("", "-journal", "-wal", "-shm"):
                 with contextlib.suppress(OSError):
                     os.unlink(f"{tmp}{suffix}")
+
+    def _remove_dead_builds(self) -> None:
+        """Remove databases left half-built by a creator that died (kill -9).
+
+        A builder holds an flock on its temporary file until it is done; one that is old
+        and not locked belongs to a dead process.
+        """
+        prefix = f"{self._path.name}."
+        cutoff = time.time() - STALE_BUILD_SECONDS
+        try:
+            names = [e.name for e in os.scandir(self._path.parent) if e.name.startswith(prefix)]
+        except OSError:
+            return
+        for name in names:
+            if not name.endswith(".tmp"):
+                continue
+            path = self._path.parent / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_mtime > cutoff:
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being built right now
+            finally:
+                os.close(fd)
+            for suffix in ("-journal", "-wal", "-shm", ""):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}{suffix}")
 
     def _build(self, tmp: Path) -> None:
         conn = apsw.Connection(str(tmp), flags=apsw.SQLITE_OPEN_READWRITE)
