@@ -432,10 +432,8 @@ def migrate_agent(
     if dry_run:
         result.status = "would_migrate"
         result.migratedCount = len(source.entries)
-        result.message = (
-            f"Would migrate {len(source.entries)} sessions from {paths.json_path} to"
-            f" {paths.sqlite_path}" + notes
-        )
+        count = len(source.entries)
+        result.message = f"Would migrate {count} session{'' if count == 1 else 's'}" + notes
         return result
 
     from .index.sqlite import SqliteIndex

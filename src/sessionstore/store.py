@@ -451,6 +451,7 @@ class SessionStore:
         include_unknown: bool = False,
         limit: int | None = None,
         cursor: str | None = None,
+        with_total: bool = False,
     ) -> SessionPage:
         """Sessions newest first, filtered like ``sessions.list``, without large blobs.
 
@@ -470,6 +471,8 @@ class SessionStore:
             include_unknown: Include the ``unknown`` sentinel entry.
             limit: Page size (at least 1); None for every row.
             cursor: ``next_cursor`` of the previous page.
+            with_total: Also count the rows matching the filters from the cursor on
+                (``page.total``; this page's rows included), e.g. to say how many remain.
 
         Returns:
             A page of rows and the cursor of the next page.
@@ -485,6 +488,7 @@ class SessionStore:
             check_optional_str(name, value)
         check_bool("include_global", include_global)
         check_bool("include_unknown", include_unknown)
+        check_bool("with_total", with_total)
         check_minutes("active_minutes", active_minutes)
         page_size = check_limit(limit)
         query = ListQuery(
@@ -500,7 +504,10 @@ class SessionStore:
             after=decode_cursor(cursor) if cursor is not None else None,
         )
         rows, more = self._index.list(query)
-        return SessionPage(rows=rows, next_cursor=encode_cursor(*more) if more else None)
+        total = self._index.count_matching(query) if with_total else None
+        return SessionPage(
+            rows=rows, next_cursor=encode_cursor(*more) if more else None, total=total
+        )
 
     def count(self) -> int:
         """Number of entries in the store."""

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -193,7 +194,7 @@ def test_migrate_dry_run_then_migrate_then_skip_then_force(state: GeneratedState
     text = cli("migrate", "--state-dir", root)
     assert text.exit_code == 0
     assert re.search(r"SKIPPED\s+main\s+Already migrated", text.stdout)
-    assert "Skipped 1 agent(s)." in text.stdout
+    assert "Skipped 1 agent." in text.stdout
     doc = cli_json("migrate", "--state-dir", root)
     [row] = doc["results"]
     assert row["status"] == "skipped"
@@ -220,8 +221,8 @@ def test_migrate_all_agents(state: GeneratedState) -> None:
     assert [r["status"] for r in doc["results"]] == ["would_migrate", "would_migrate", "no_data"]
     text = cli("migrate", "--state-dir", root, "--all-agents")
     assert text.exit_code == 0, text.stderr
-    assert "Migrated 80 sessions across 2 agent(s)." in text.stdout
-    assert "1 agent(s) had no sessions to migrate." in text.stdout
+    assert "Migrated 80 sessions across 2 agents." in text.stdout
+    assert "1 agent had no sessions to migrate." in text.stdout
     doc = cli_json("migrate", "--state-dir", root, "--all-agents")
     assert doc["success"] is True
     assert [(r["agentId"], r["status"]) for r in doc["results"]] == [
@@ -255,7 +256,7 @@ def test_migrate_corrupt_source_fails(state: GeneratedState) -> None:
     text = cli("migrate", "--state-dir", root)
     assert text.exit_code == 1
     assert "FAILED" in text.stdout
-    assert text.stderr.strip() == "1 agent(s) failed to migrate; nothing was written for them."
+    assert text.stderr.strip() == "1 agent failed to migrate; nothing was written for them."
     assert tree_state(root) == before
     assert not json_path.with_name("sessions.sqlite").exists()
     # with --all-agents the healthy agent is migrated and the run still fails
@@ -330,11 +331,11 @@ def test_store_info_all_agents_and_missing_store(state: GeneratedState) -> None:
         assert s.keys() >= INFO_KEYS
         assert s["sessionCount"] == SESSIONS
     empty = root.parent / "empty"
-    before_exists = empty.exists()
+    empty.mkdir()
     info = cli_json("store-info", "--state-dir", empty)
     assert info.keys() >= INFO_KEYS
     assert info["sessionCount"] == 0 and info["effectiveStoreType"] is None
-    assert empty.exists() == before_exists  # looking creates nothing
+    assert list(empty.iterdir()) == []  # looking creates nothing
 
 
 # --- list ---------------------------------------------------------------------------------------
@@ -418,40 +419,122 @@ def want_for(entries: dict[str, Entry], order: list[str], channel: str) -> list[
     return [k for k in order if row_channel(k, entries[k]) == channel]
 
 
-def test_list_text(listed: GeneratedState) -> None:
-    root = listed.root
-    order = listed_order(expected_entries(listed))
-    result = cli("list", "--state-dir", root)
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> GeneratedState:
+    """More sessions than a default page holds."""
+    return generate_state_dir(tmp_path_factory.mktemp("many") / "state", sessions=130, seed=12)
+
+
+def test_list_piped_prints_whole_keys_as_tab_separated_rows(many: GeneratedState) -> None:
+    root = many.root
+    entries = expected_entries(many)
+    order = listed_order(entries)
+    assert len(order) > 50
+    result = cli("list", "--state-dir", root)  # stdout is not a terminal here
     assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == f"Session store: {listed.agents['main'].sessions_dir}"
-    assert lines[1] == f"Sessions listed: {len(order)}"
-    assert lines[2].split() == [
-        "Agent",
-        "Kind",
-        "Key",
-        "Age",
-        "Model",
-        "Tokens",
-        "Channel",
-        "Label",
-    ]
-    assert len(lines) == 3 + len(order)
-    first = order[0]
-    assert lines[3].split()[2] == (first if len(first) <= 26 else f"{first[:16]}...{first[-6:]}")
-    result = cli("list", "--state-dir", root, "--active", "1440", "--limit", "1")
-    assert "Filtered to last 1440 minute(s)" in result.stdout
-    assert "Sessions listed: 1" in result.stdout
-    result = cli("list", "--state-dir", root, "--all-agents", "--limit", "3")
-    assert result.stdout.splitlines()[0] == "Session stores: 2 (main, ops)"
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == 50  # the default page
+    assert all(len(r) == 8 for r in rows)
+    assert [r[0] for r in rows] == order[:50]  # whole keys, newest first, copyable
+    first = rows[0]
+    assert first[1] == "main"
+    assert first[3] == str(entries[order[0]]["updatedAt"])
+    # the footer goes to stderr (stdout carries only rows): how many more, and how
+    footer = result.stderr.strip()
+    assert footer.startswith(f"50 sessions shown, {len(order) - 50:,} more; next page:")
+    assert "--cursor" in footer and "(or --all for every row)" in footer
+    everything = cli("list", "--state-dir", root, "--all")
+    assert [line.split("\t")[0] for line in everything.stdout.splitlines()] == order
+    assert everything.stderr == ""
     result = cli("list", "--state-dir", root, "--search", "zzz-nothing")
-    assert result.exit_code == 0
-    assert "No sessions found." in result.stdout
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "No sessions found." in result.stderr
+
+
+def test_list_pages_round_trip_through_the_cursor(many: GeneratedState) -> None:
+    root = many.root
+    order = listed_order(expected_entries(many))
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        args = ["list", "--state-dir", root, "--limit", "7"]
+        if cursor is not None:
+            args += ["--cursor", cursor]
+        doc = cli_json(*args)
+        seen += [r["key"] for r in doc["sessions"]]
+        assert doc["remaining"] == len(order) - len(seen)
+        cursor = doc["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == order
+    # the next-page command the footer prints runs as printed
+    result = cli("list", "--state-dir", root, "--limit", "5")
+    command = result.stderr.split("next page: ", 1)[1].split(" (or --all", 1)[0]
+    argv = shlex.split(command)
+    assert argv[0] == "sessionstore"
+    page2 = cli(*argv[1:])
+    assert [line.split("\t")[0] for line in page2.stdout.splitlines()] == order[5:10]
+    result = cli("list", "--state-dir", root, "--all", "--cursor", "x")
+    assert result.exit_code == 2
+    result = cli("list", "--state-dir", root, "--cursor", "not-a-cursor")
+    assert result.exit_code == 1 and "invalid list cursor" in result.stderr
+
+
+def run_in_terminal(args: list[str], columns: int) -> str:
+    """The console script's output in a real pseudo-terminal ``columns`` wide."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**clean_env(), "TERM": "xterm", "COLUMNS": str(columns), "NO_COLOR": "1"}
+    child = subprocess.Popen([str(SCRIPT), *args], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    child.wait(timeout=60)
+    os.close(master)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 250])
+def test_list_on_a_terminal_never_shortens_keys(many: GeneratedState, columns: int) -> None:
+    root = many.root
+    order = listed_order(expected_entries(many))
+    text = run_in_terminal(["list", "--state-dir", str(root), "--limit", "20"], columns)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # styles (bold headers)
+    lines = text.splitlines()
+    assert lines[0] == f"Session store: {many.agents['main'].sessions_dir}"
+    header = lines[1].split()
+    assert header[0] == "Key"
+    if columns == 250:
+        assert header == ["Key", "Kind", "Updated", "Model", "Tokens", "Channel", "Label"]
+    else:
+        assert len(header) < 7  # the least important columns gave way
+    assert "…" not in text and "..." not in text.split("next page")[0]
+    joined = "".join(text.split())  # a key longer than the terminal folds onto more lines
+    for key in order[:20]:
+        assert key in joined
+        if len(key) < columns:
+            assert any(line.startswith(key) for line in lines), key
+    table = lines[1 : lines.index(next(line for line in lines if "sessions shown" in line))]
+    assert all(len(line) <= columns for line in table)
+    assert "20 sessions shown" in text and "--cursor" in text
 
 
 def test_list_all_agents_and_store_path(state: GeneratedState) -> None:
     root = state.root
-    doc = cli_json("list", "--state-dir", root, "--all-agents")
+    doc = cli_json("list", "--state-dir", root, "--all-agents", "--all")
     assert doc["allAgents"] is True
     assert doc["path"] is None
     assert [s["agentId"] for s in doc["stores"]] == ["main", "ops"]
@@ -462,10 +545,10 @@ def test_list_all_agents_and_store_path(state: GeneratedState) -> None:
     assert times == sorted(times, reverse=True)
     # --store points at one file directly (here with an {agentId} template)
     template = str(root / "agents" / "{agentId}" / "sessions" / "sessions.json")
-    doc = cli_json("list", "--state-dir", root, "--store", template)
+    doc = cli_json("list", "--state-dir", root, "--store", template, "--all")
     assert [r["key"] for r in doc["sessions"]] == main
     ops_file = state.agents["ops"].json_path
-    doc = cli_json("list", "--state-dir", root, "--store", ops_file)
+    doc = cli_json("list", "--state-dir", root, "--store", ops_file, "--all")
     assert [r["key"] for r in doc["sessions"]] == ops
 
 
@@ -488,12 +571,25 @@ def test_show(state: GeneratedState, migrated: bool) -> None:
         doc = cli_json("show", mixed_case_variant(key), "--state-dir", root)
         assert doc["key"] == key and doc["agentId"] == "main"
         assert json_equal(doc["entry"], entries[key])
+    # A key names its agent: it is looked up in that agent's store, as OpenClaw does.
     ops_key = next(iter(expected_entries(state, "ops")))
     doc = cli_json("show", ops_key, "--state-dir", root, "--all-agents")
     assert doc["agentId"] == "ops"
-    result = cli("show", ops_key, "--state-dir", root)
+    doc = cli_json("show", ops_key, "--state-dir", root)
+    assert doc["agentId"] == "ops"
+    assert json_equal(doc["entry"], expected_entries(state, "ops")[ops_key])
+    result = cli("show", ops_key, "--state-dir", root, "--agent", "main")
+    assert result.exit_code == 2
+    assert "belongs to agent ops, not to --agent main" in result.stderr
+    result = cli("show", "agent:main:no-such-session", "--state-dir", root)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: no session")
+    assert result.stderr.strip() == (
+        f"error: no session agent:main:no-such-session in agent main's store"
+        f" ({state.agents['main'].sessions_dir}); list keys with"
+        " `sessionstore list --agent main`"
+    )
+    result = cli("show", "agent:ghost:x", "--state-dir", root)
+    assert result.exit_code == 1 and "unknown agent ghost" in result.stderr
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -589,7 +685,7 @@ def _cmd(command: Sequence[str], tmp_path: Path) -> list[str]:
         (["--agent", "main", "--all-agents"], "--agent and --all-agents cannot be used together"),
         (["--store", "{tmp}/s.json", "--agent", "main"], "--store cannot be combined"),
         (["--store", "{tmp}/s.json", "--all-agents"], "--store cannot be combined"),
-        (["--agent", "nobody"], "Unknown agent id 'nobody'"),
+        (["--agent", "nobody"], "unknown agent nobody"),
         (["--no-such-option"], "No such option"),
     ],
     ids=["agent+all", "store+agent", "store+all", "unknown-agent", "unknown-option"],
@@ -605,6 +701,8 @@ def test_usage_errors_exit_2(
     args = [*_cmd(command, tmp_path), "--state-dir", str(state.root), *_cmd(selector, tmp_path)]
     result = cli(*args)
     assert result.exit_code == 2, (args, result.stdout, result.stderr)
+    if command[0] == "show" and message == "unknown agent nobody":
+        message = "belongs to agent main, not to --agent nobody"  # the key names its agent
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert tree_state(state.root) == before
@@ -634,8 +732,11 @@ def test_commands_accept_every_selector_option(
     result = cli(*args, "--state-dir", state.root, "--all-agents", "--json")
     assert result.exit_code == 0, result.stderr
     json.loads(result.stdout)
+    if args[0] == "export":
+        args[-1] = str(tmp_path / "ops-only-{agentId}.json")
     result = cli(*args, "--state-dir", state.root, "--agent", "ops", "--json")
-    assert result.exit_code in (0, 1), result.stderr  # show: the key is main's
+    # show: the key agent:main:main names agent main, not ops
+    assert result.exit_code == (2 if args[0] == "show" else 0), result.stderr
     store = str(state.agents["main"].json_path)
     if args[0] == "export":
         args[-1] = str(tmp_path / "via-store.json")
@@ -717,7 +818,7 @@ def test_subprocess_errors_are_one_line(state: GeneratedState, tmp_path: Path) -
     cases: list[tuple[list[str | Path], int, str]] = [
         (["list", "--state-dir", root, "--agent", "main", "--all-agents"], 2, "--all-agents"),
         (["migrate", "--state-dir", root, "--store", json_path, "--agent", "ops"], 2, "--store"),
-        (["store-info", "--state-dir", root, "--agent", "nobody"], 2, "Unknown agent id"),
+        (["store-info", "--state-dir", root, "--agent", "nobody"], 2, "unknown agent nobody"),
         (["list", "--state-dir", root, "--bogus"], 2, "No such option: --bogus"),
         (["list", "--state-dir", root, "--active", "0"], 2, "--active"),
         (["show", "agent:main:" + "x" * 120, "--state-dir", root], 1, "no session"),
@@ -761,7 +862,7 @@ def test_subprocess_errors_are_one_line(state: GeneratedState, tmp_path: Path) -
 def assert_one_line_error_or_summary(stderr: str, stdout: str) -> None:
     """Text-mode migrate failures: the reason is in the report, one summary line on stderr."""
     assert "Traceback" not in stderr + stdout
-    assert stderr.splitlines() == ["1 agent(s) failed to migrate; nothing was written for them."]
+    assert stderr.splitlines() == ["1 agent failed to migrate; nothing was written for them."]
     assert "FAILED" in stdout
 
 

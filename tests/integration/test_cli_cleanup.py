@@ -129,13 +129,30 @@ def store_path(root: Path, backend: str, agent: str = "main") -> str:
 # --- dry runs -----------------------------------------------------------------------------
 
 
+def test_dry_run_without_verbose_groups_actions_with_a_few_keys(
+    tmp_path: Path, backend: str
+) -> None:
+    root = tmp_path / "state"
+    write_config(root, {"maintenance": {"maxEntries": 3}})
+    build(root, backend)
+    result = cli("cleanup", "--state-dir", root, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index("Planned session actions (--verbose lists every key):")
+    groups = [" ".join(line.split()) for line in lines[start + 1 :]]
+    assert groups == [
+        "prune-stale 2 e.g. agent:main:stale-a, agent:main:stale-b",
+        "cap-overflow 1 e.g. agent:main:f4",
+    ]
+
+
 def test_dry_run_text_summary_and_action_table(tmp_path: Path, backend: str) -> None:
     root = tmp_path / "state"
     write_config(root, {"maintenance": {"maxEntries": 3}})
     build(root, backend)
     before = tree(root)
 
-    result = cli("cleanup", "--state-dir", root, "--dry-run")
+    result = cli("cleanup", "--state-dir", root, "--dry-run", "--verbose")
 
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -292,7 +309,7 @@ def test_fix_missing(tmp_path: Path, backend: str) -> None:
     (root / "agents" / "main" / "sessions" / f"{sids['f1']}.jsonl").unlink()
     before = tree(root)
 
-    dry = cli("cleanup", "--state-dir", root, "--fix-missing", "--dry-run")
+    dry = cli("cleanup", "--state-dir", root, "--fix-missing", "--dry-run", "--verbose")
     assert dry.exit_code == 0, dry.stderr
     assert "Would prune missing transcripts: 1" in dry.stdout.splitlines()
     assert ("prune-missing", "agent:main:f1", "1h ago gpt-f1") in table(dry.stdout)
@@ -333,7 +350,9 @@ def test_active_key(tmp_path: Path, backend: str) -> None:
     write_config(root, {"maintenance": {"maxEntries": 3}})
     build(root, backend)
 
-    dry = cli("cleanup", "--state-dir", root, "--dry-run", "--active-key", " AGENT:MAIN:F4 ")
+    dry = cli(
+        "cleanup", "--state-dir", root, "--dry-run", "--verbose", "--active-key", " AGENT:MAIN:F4 "
+    )
     assert dry.exit_code == 0, dry.stderr
     rows = table(dry.stdout)
     assert ("cap-overflow", "agent:main:f3", "3h ago gpt-f3") in rows
@@ -373,7 +392,7 @@ def test_store_option_and_missing_store(tmp_path: Path) -> None:
         (["--agent", "main", "--all-agents"], "--agent and --all-agents cannot be used together"),
         (["--store", "{tmp}/s.json", "--agent", "main"], "--store cannot be combined"),
         (["--store", "{tmp}/s.json", "--all-agents"], "--store cannot be combined"),
-        (["--agent", "nobody"], "Unknown agent id 'nobody'"),
+        (["--agent", "nobody"], "unknown agent nobody"),
         (["--active-key", "  "], "session key is empty"),
         (["--active-key", "agent:main:\x07"], "contains control characters"),
     ],

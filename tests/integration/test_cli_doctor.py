@@ -118,11 +118,14 @@ def test_doctor_on_a_clean_store(root: Path, backend: str) -> None:
 def test_doctor_exits_1_while_a_problem_remains(root: Path) -> None:
     key, path = transcript_of_a_session(root)
     path.unlink()
-    result = cli("doctor", "--state-dir", root)
+    result = cli("doctor", "--state-dir", root, "--verbose")
     assert result.exit_code == 1, result.stderr
     assert re.search(r"Severity\s+Kind\s+Subject\s+Fixed\s+Message", result.stdout)
     assert re.search(rf"warning\s+missing-transcript\s+{re.escape(key)}\s+no\s", result.stdout)
-    assert "1 finding(s), 0 repaired, 1 unresolved" in result.stdout
+    assert "1 finding, 0 repaired, 1 unresolved" in result.stdout
+    summary = cli("doctor", "--state-dir", root)
+    assert summary.exit_code == 1
+    assert re.search(r"warning\s+missing-transcript\s+1\s+the transcript", summary.stdout)
 
     for fix in ((), ("--fix",)):  # nothing --fix may do about it
         doc = cli_json("doctor", "--state-dir", root, *fix, code=1)
@@ -158,7 +161,8 @@ def test_doctor_fix_repairs_and_then_exits_0(root: Path, backend: str) -> None:
 
     result = cli("doctor", "--state-dir", root)
     assert result.exit_code == 1
-    assert f"{len(expected)} finding(s), 0 repaired, {len(expected)} unresolved" in result.stdout
+    count = f"{len(expected)} finding" + ("s" if len(expected) > 1 else "")
+    assert f"{count}, 0 repaired, {len(expected)} unresolved" in result.stdout
     assert cli("doctor", "--state-dir", root).exit_code == 1  # a check alone repairs nothing
 
     doc = cli_json("doctor", "--state-dir", root, "--fix")
@@ -177,19 +181,19 @@ def test_doctor_fix_text_reports_what_was_repaired(root: Path) -> None:
     _, path = transcript_of_a_session(root)
     with open(path, "ab") as fh:
         fh.write(TORN)
-    result = cli("doctor", "--state-dir", root, "--fix")
+    result = cli("doctor", "--state-dir", root, "--fix", "--verbose")
     assert result.exit_code == 0, result.stdout
     assert re.search(r"warning\s+torn-tail\s+\S+\s+yes\s", result.stdout)
-    assert "1 finding(s), 1 repaired, 0 unresolved" in result.stdout
+    assert "1 finding, 1 repaired, 0 unresolved" in result.stdout
 
 
 def test_doctor_information_alone_exits_0(root: Path) -> None:
     orphan = sessions_dir(root) / f"{uuid.uuid4()}.jsonl"
     orphan.write_bytes(b'{"type":"session","version":3,"id":"o"}\n')
-    result = cli("doctor", "--state-dir", root, "--fix")
+    result = cli("doctor", "--state-dir", root, "--fix", "--verbose")
     assert result.exit_code == 0
     assert re.search(r"info\s+orphan-transcript\s+\S+\s+no\s", result.stdout)
-    assert "1 finding(s), 0 repaired, 0 unresolved" in result.stdout
+    assert "1 finding, 0 repaired, 0 unresolved" in result.stdout
     doc = cli_json("doctor", "--state-dir", root, "--fix")
     [finding] = doc["findings"]
     assert (finding["kind"], finding["subject"]) == ("orphan-transcript", str(orphan))
@@ -205,11 +209,31 @@ def test_doctor_table_shows_keys_and_paths_verbatim(tmp_path: Path) -> None:
     with sessionstore.open_store(state_dir=root, store_type="sqlite") as store:
         store.put(key, {"sessionId": str(uuid.uuid4()), "messageCount": 3})
         missing = store.transcript(key).path
-    result = cli("doctor", "--state-dir", root)
+    result = cli("doctor", "--state-dir", root, "--verbose")
     assert result.exit_code == 1
     assert f"Session store: {sessions_dir(root)} (sqlite)" in result.stdout
     assert re.search(rf"missing-transcript\s+{re.escape(key)}\s+no\s", result.stdout)
     assert str(missing) in result.stdout
+
+
+def test_doctor_summary_groups_many_findings_by_kind(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    keys = [f"agent:main:telegram:direct:{i}" for i in range(40)]
+    with sessionstore.open_store(state_dir=root, store_type="sqlite") as store:
+        for key in keys:  # each claims a transcript that does not exist
+            store.put(key, {"sessionId": str(uuid.uuid4()), "messageCount": 2})
+    for _ in range(5):
+        (sessions_dir(root) / f"{uuid.uuid4()}.jsonl").write_bytes(b"")
+    result = cli("doctor", "--state-dir", root)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) < 12, lines  # 45 findings, a few lines
+    text = " ".join(result.stdout.split())
+    assert "warning missing-transcript 40" in text and "(+37 more)" in text
+    assert "info orphan-transcript 5" in text and "(+2 more)" in text
+    assert "45 findings, 0 repaired, 40 unresolved (--verbose lists every one)" in text
+    verbose = cli("doctor", "--state-dir", root, "--verbose")
+    assert all(key in verbose.stdout for key in keys)
 
 
 def test_doctor_all_agents(tmp_path: Path) -> None:

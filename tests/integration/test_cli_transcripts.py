@@ -124,7 +124,7 @@ def test_history_json(state_dir: Path, backend: str, conversation: Path) -> None
     result = _cli(state_dir, "history", f"  {KEY.upper()} ", "--tail", "2", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"key", "path", "skipped", "messages"}
+    assert set(doc) == {"key", "agentId", "path", "skipped", "messages"}
     assert doc["key"] == KEY
     assert doc["path"] == str(conversation)
     assert doc["skipped"] == 0
@@ -153,7 +153,7 @@ def test_history_json_counts_skipped(state_dir: Path, backend: str, conversation
     ]
     text = _cli(state_dir, "history", KEY, "--tail", "2")
     assert text.returncode == 0
-    assert text.stderr.strip() == f"warning: 1 malformed line(s) skipped in {conversation}"
+    assert text.stderr.strip() == f"warning: 1 malformed line skipped in {conversation}"
 
 
 def test_history_without_transcript(state_dir: Path, store: SessionStore) -> None:

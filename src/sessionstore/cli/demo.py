@@ -26,8 +26,17 @@ from rich.text import Text
 from ..layout import resolve_store_paths
 from ..migrate import migrate_agent
 from ..store import open_store
-from .app import CliError, JsonOpt, _print_info, _text_of, err, handle_errors, out
-from .render import format_age, format_bytes, format_tokens, print_json
+from .common import CliError, JsonOpt, err, handle_errors, out
+from .render import (
+    Column,
+    format_age,
+    format_bytes,
+    format_tokens,
+    print_info,
+    print_json,
+    print_rows,
+    text_of,
+)
 
 if TYPE_CHECKING:
     from ..bench import BenchReport
@@ -146,7 +155,7 @@ def demo(
             messages = store.transcript(history_key).tail(HISTORY_MESSAGES) if history_key else []
         _step(show, 3, "Store info")
         if show:
-            _print_info(info)
+            print_info(info)
         _step(show, 4, "The ten most recent sessions, and the history of the first")
         if show:
             _print_recent(recent)
@@ -259,20 +268,28 @@ def _print_timings(rows: list[dict[str, Any]]) -> None:
 
 
 def _print_recent(rows: list[dict[str, Any]]) -> None:
-    table = Table(box=None, pad_edge=False)
-    for name in ("  Key", "Kind", "Age", "Model", "Tokens", "Channel", "Label"):
-        table.add_column(name, no_wrap=True)
-    for r in rows:
-        table.add_row(
-            Text("  " + r["key"]),
-            Text(str(r["kind"])),
-            Text(format_age(r.get("updatedAt"))),
-            Text(str(r.get("model") or "-")),
-            Text(format_tokens(r.get("totalTokens"))),
-            Text(str(r.get("channel") or "-")),
-            Text(str(r.get("label") or "")),
-        )
-    out.print(table)
+    columns = [
+        Column("Key", None),
+        Column("Kind", 5),
+        Column("Age", 6),
+        Column("Model", 4),
+        Column("Tokens", 2),
+        Column("Channel", 3),
+        Column("Label", 1),
+    ]
+    cells = [
+        [
+            r["key"],
+            str(r["kind"]),
+            format_age(r.get("updatedAt")),
+            str(r.get("model") or "-"),
+            format_tokens(r.get("totalTokens")),
+            str(r.get("channel") or "-"),
+            str(r.get("label") or ""),
+        ]
+        for r in rows
+    ]
+    print_rows(columns, cells, plain_when_piped=False)
 
 
 def _print_history(key: str, messages: list[dict[str, Any]]) -> None:
@@ -283,7 +300,7 @@ def _print_history(key: str, messages: list[dict[str, Any]]) -> None:
         if role == "toolResult":
             role = f"tool:{m.get('toolName', '?')}"
         when = format_age(m.get("timestamp")) if isinstance(m.get("timestamp"), int) else ""
-        text = " ".join((_text_of(m.get("content"), limit=160) or "(no text)").split())
+        text = " ".join((text_of(m.get("content"), limit=160) or "(no text)").split())
         line = Text("    ")
         line.append(f"{role:<12}", style="bold")
         line.append(f"{when:>9}  ", style="dim")

@@ -6,6 +6,7 @@ Registered on the application by ``cli/app.py``; they only call the public store
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Annotated, Any
 
 import typer
@@ -18,24 +19,25 @@ from ..keys import canonical_key
 from ..layout import openclaw_db_path
 from ..maintenance import MaintenanceReport
 from ..store import SessionStore
-from .app import (
+from .common import (
     AgentOpt,
     AllAgentsOpt,
     CliError,
     JsonOpt,
     StateDirOpt,
     StoreOpt,
-    _opened,
-    app,
+    VerboseOpt,
     handle_errors,
+    opened,
     out,
 )
-from .render import format_age, format_bytes, print_json
+from .render import format_age, format_bytes, plural, print_json
 from .targets import select_targets
 
 __all__ = ["cleanup", "doctor", "recover", "vacuum"]
 
 KEEP_ROWS_SHOWN = 20
+EXAMPLES = 3  # per kind, in the summaries of doctor and cleanup (--verbose shows all)
 
 
 def _summary(report: MaintenanceReport, current: int) -> dict[str, Any]:
@@ -85,7 +87,12 @@ def _kept_rows(store: SessionStore, removed: set[str], active: str | None) -> li
 
 
 def _print_report(
-    report: MaintenanceReport, store: SessionStore, active: str | None, current: int
+    report: MaintenanceReport,
+    store: SessionStore,
+    active: str | None,
+    current: int,
+    *,
+    verbose: bool,
 ) -> None:
     enforced = not report.dryRun and report.mode == "enforce"
     # Warn mode applies --fix-missing only; every other step is a plan.
@@ -121,6 +128,9 @@ def _print_report(
     if report.applied or enforced:
         out.print(f"Applied maintenance. Current entries: {current}")
         return
+    if not verbose:
+        _print_action_summary(report)
+        return
     removed_keys = {a.key for a in report.actions}
     out.print("Planned session actions:")
     table = Table(box=None, pad_edge=False)
@@ -139,7 +149,26 @@ def _print_report(
         out.print(f"... and {more} more kept")
 
 
-@app.command()
+def _print_action_summary(report: MaintenanceReport) -> None:
+    """The planned removals grouped by action, with a few keys each."""
+    by_action: dict[str, list[str]] = defaultdict(list)
+    for a in report.actions:
+        by_action[a.action].append(a.key)
+    if not by_action:
+        out.print("No session would be removed.")
+        return
+    out.print("Planned session actions (--verbose lists every key):")
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, justify="right")
+    table.add_column(overflow="fold")
+    for action, keys in by_action.items():
+        more = len(keys) - EXAMPLES
+        shown = ", ".join(keys[:EXAMPLES]) + (f" (+{more:,} more)" if more > 0 else "")
+        table.add_row(Text(action), Text(f"{len(keys):,}"), Text(f"e.g. {shown}"))
+    out.print(table)
+
+
 @handle_errors
 def cleanup(
     dry_run: Annotated[
@@ -161,8 +190,12 @@ def cleanup(
     all_agents: AllAgentsOpt = False,
     store: StoreOpt = None,
     json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Prune, cap and budget sessions as session.maintenance says (spec 6)."""
+    """Prune, cap and budget sessions as the session.maintenance settings say.
+
+    Warn mode (OpenClaw's default) and --dry-run only report; --enforce applies.
+    """
     selection = select_targets(state_dir, agent, all_agents, store)
     if active_key is not None:
         try:
@@ -170,22 +203,24 @@ def cleanup(
         except InvalidKeyError as exc:
             raise CliError(f"--active-key: {exc}", code=2) from None
     mode = "enforce" if enforce else selection.config.maintenance.mode
+    # A plan changes nothing: it is made on a store opened read-only.
+    read_only = dry_run or (mode == "warn" and not fix_missing)
     summaries = []
     for target in selection.targets:
         if not target.exists():
             continue
-        with _opened(selection, target) as opened:
-            report = opened.maintain(
+        with opened(selection, target, read_only=read_only) as store_:
+            report = store_.maintain(
                 mode="enforce" if enforce else None,
                 dry_run=dry_run,
                 active_key=active_key,
                 fix_missing=fix_missing,
             )
-            current = opened.count()
+            current = store_.count()
             if json_output:
                 summaries.append(_summary(report, current))
             else:
-                _print_report(report, opened, active_key, current)
+                _print_report(report, store_, active_key, current, verbose=verbose)
     if json_output:
         if selection.all_agents:
             print_json({"allAgents": True, "mode": mode, "dryRun": dry_run, "stores": summaries})
@@ -197,7 +232,6 @@ def cleanup(
         out.print("No session store found.")
 
 
-@app.command()
 @handle_errors
 def doctor(
     fix: Annotated[
@@ -208,8 +242,12 @@ def doctor(
     all_agents: AllAgentsOpt = False,
     store: StoreOpt = None,
     json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Check a store for inconsistencies; exit 1 while unrepaired problems remain."""
+    """Check a store for inconsistencies; exit 1 while unrepaired problems remain.
+
+    Without --fix it only reads (the store is opened read-only).
+    """
     selection = select_targets(state_dir, agent, all_agents, store)
     docs = []
     unresolved = 0
@@ -222,9 +260,9 @@ def doctor(
         ):
             continue
         try:
-            with _opened(selection, target) as opened:
-                findings = opened.check(fix=fix)
-                store_type = opened.store_type
+            with opened(selection, target, read_only=not fix) as store_:
+                findings = store_.check(fix=fix)
+                store_type = store_.store_type
         except CorruptStoreError as exc:
             # A store that cannot even be opened is the doctor's first finding.
             findings = [
@@ -254,15 +292,15 @@ def doctor(
         if not findings:
             out.print("No problems found.")
             continue
-        table = Table(box=None, pad_edge=False)
-        for name in ("Severity", "Kind", "Subject", "Fixed", "Message"):
-            table.add_column(name, no_wrap=name != "Message", overflow="fold")
-        for f in findings:  # Text: keys and paths are shown as they are, never as markup
-            cells = (f.severity, f.kind, f.subject, "yes" if f.fixed else "no", f.message)
-            table.add_row(*(Text(c) for c in cells))
-        out.print(table)
+        if verbose:
+            _print_findings(findings)
+        else:
+            _print_finding_summary(findings)
         fixed = sum(1 for f in findings if f.fixed)
-        out.print(f"{len(findings)} finding(s), {fixed} repaired, {left} unresolved")
+        out.print(
+            f"{plural(len(findings), 'finding')}, {fixed:,} repaired, {left:,} unresolved"
+            + ("" if verbose or len(findings) <= EXAMPLES else " (--verbose lists every one)")
+        )
     if json_output:
         print_json(
             {"stores": docs, "unresolved": unresolved}
@@ -275,7 +313,39 @@ def doctor(
         raise typer.Exit(1)
 
 
-@app.command()
+def _print_findings(findings: list[Finding]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for name in ("Severity", "Kind", "Subject", "Fixed", "Message"):
+        table.add_column(name, no_wrap=name != "Message", overflow="fold")
+    for f in findings:  # Text: keys and paths are shown as they are, never as markup
+        cells = (f.severity, f.kind, f.subject, "yes" if f.fixed else "no", f.message)
+        table.add_row(*(Text(c) for c in cells))
+    out.print(table)
+
+
+def _print_finding_summary(findings: list[Finding]) -> None:
+    """One block per kind: how many, how many repaired, one message and a few subjects."""
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        groups[(f.severity, f.kind)].append(f)
+    order = {"error": 0, "warning": 1, "info": 2}
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, justify="right")
+    table.add_column(overflow="fold")
+    for (severity, kind), items in sorted(groups.items(), key=lambda g: (order[g[0][0]], g[0][1])):
+        fixed = sum(1 for f in items if f.fixed)
+        count = f"{len(items):,}" + (f" ({fixed:,} repaired)" if fixed else "")
+        detail = items[0].message
+        if len(items) > 1:
+            more = len(items) - EXAMPLES
+            subjects = ", ".join(f.subject for f in items[:EXAMPLES])
+            detail += f"\nin {subjects}" + (f" (+{more:,} more)" if more > 0 else "")
+        table.add_row(Text(severity), Text(kind), Text(count), Text(detail))
+    out.print(table)
+
+
 @handle_errors
 def vacuum(
     state_dir: StateDirOpt = None,
@@ -290,15 +360,15 @@ def vacuum(
     for target in selection.targets:
         if not target.exists():
             continue
-        with _opened(selection, target) as opened:
-            if opened.store_type != "sqlite":
+        with opened(selection, target) as store_:
+            if store_.store_type != "sqlite":
                 if selection.all_agents:
                     continue  # json stores have nothing to compact
                 raise CliError(
                     f"{target.agent_id}: vacuum applies to sqlite stores; this one is"
-                    f" {opened.store_type} (`sessionstore migrate` first)"
+                    f" {store_.store_type} (`sessionstore migrate` first)"
                 )
-            done = opened.vacuum()
+            done = store_.vacuum()
         results.append({"agentId": target.agent_id, "path": str(target.paths.sqlite_path), **done})
         if not json_output:
             out.print(
@@ -313,7 +383,6 @@ def vacuum(
         out.print("No sqlite session store found.")
 
 
-@app.command()
 @handle_errors
 def recover(
     dry_run: Annotated[
@@ -349,9 +418,10 @@ def recover(
             verb = "Would rebuild" if dry_run else "Rebuilt"
             out.print(f"{target.agent_id}: {where} {report.problem}", markup=False)
             out.print(
-                f"  {verb} it with {report.sessionCount} sessions: {report.salvaged} salvaged,"
-                f" {report.fromJson} from sessions.json; {report.lost} unreadable row(s) lost"
-                + (f", {report.partial} without their large fields" if report.partial else ""),
+                f"  {verb} it with {plural(report.sessionCount, 'session')}:"
+                f" {report.salvaged:,} salvaged, {report.fromJson:,} from sessions.json;"
+                f" {plural(report.lost, 'unreadable row')} lost"
+                + (f", {report.partial:,} without their large fields" if report.partial else ""),
                 markup=False,
             )
             if report.damagedPath:

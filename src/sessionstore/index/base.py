@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import math
 from abc import ABC, abstractmethod
@@ -256,10 +257,13 @@ class SessionPage:
     Attributes:
         rows: The rows of this page.
         next_cursor: Pass as ``cursor=`` to get the next page; None on the last page.
+        total: With ``list(..., with_total=True)``: the rows matching the filters from the
+            cursor on, this page's included (None otherwise).
     """
 
     rows: list[SessionRow] = field(default_factory=list)
     next_cursor: str | None = None
+    total: int | None = None
 
     def __iter__(self) -> Any:
         return iter(self.rows)
@@ -471,6 +475,14 @@ class IndexBackend(ABC):
     @abstractmethod
     def count(self) -> int:
         """Number of entries."""
+
+    def count_matching(self, query: ListQuery) -> int:
+        """How many rows ``list(query)`` would return without a limit (from its cursor on).
+
+        The default lists them; backends count without building rows where they can.
+        """
+        rows, _ = self.list(dataclasses.replace(query, limit=None))
+        return len(rows)
 
     @abstractmethod
     def load_all(self) -> dict[str, Entry]:

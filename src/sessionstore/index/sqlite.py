@@ -1247,8 +1247,9 @@ class SqliteIndex(IndexBackend):
             conn = self._reader()
             return _row_count(conn) if conn is not None else 0
 
-    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
-        """Rows matching ``query`` through the composite indexes, newest first."""
+    @staticmethod
+    def _list_where(query: ListQuery) -> tuple[str, list[str], list[Any]]:
+        """The index hint, WHERE terms and arguments of a list query (sentinels aside)."""
         # Without statistics SQLite prefers walking idx_sessions_list (vis = ?) in ORDER BY
         # order over the label/spawned_by indexes, reading every row to find a few; `+vis`
         # keeps that index out of the race when such a filter is given.
@@ -1284,6 +1285,11 @@ class SqliteIndex(IndexBackend):
         if query.after is not None:
             where.append("(updated_at, session_key) < (?, ?)")
             args += list(query.after)
+        return hint, where, args
+
+    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """Rows matching ``query`` through the composite indexes, newest first."""
+        hint, where, args = self._list_where(query)
         sql = (
             f"SELECT {_LIST_COLUMNS} FROM sessions{hint} WHERE {' AND '.join(where)}"
             " ORDER BY updated_at DESC, session_key DESC"
@@ -1307,6 +1313,50 @@ class SqliteIndex(IndexBackend):
                 _check_updated_at(raw[-1])
             more = (raw[-1][-1], raw[-1][0])
         return [self._row(r) for r in raw], more
+
+    def count_matching(self, query: ListQuery) -> int:
+        """How many rows ``list(query)`` would return without a limit.
+
+        Counted in SQL: without filters from the row counter, less the hidden rows and the
+        rows before the cursor (so early pages of a large store cost little); with filters
+        over the filter's index.
+        """
+        with self._errors():
+            conn = self._reader()
+            if conn is None:
+                return 0
+            sentinels = 0
+            if (query.include_global or query.include_unknown) and (
+                query.agent_id is None and query.spawned_by is None
+            ):
+                sentinels = len(self._merge_sentinels(conn, query, []))
+            filtered = any(
+                v is not None
+                for v in (
+                    query.agent_id,
+                    query.channel,
+                    query.label,
+                    query.spawned_by,
+                    query.active_since,
+                    query.search,
+                )
+            )
+            if filtered:
+                hint, where, args = self._list_where(query)
+                rows: Rows = conn.execute(
+                    f"SELECT count(*) FROM sessions{hint} WHERE {' AND '.join(where)}", args
+                ).fetchall()
+                return int(rows[0][0]) + sentinels
+            hidden: Rows = conn.execute("SELECT count(*) FROM sessions WHERE vis > 0").fetchall()
+            visible = _row_count(conn) - int(hidden[0][0])
+            if query.after is not None:
+                seen: Rows = conn.execute(
+                    "SELECT count(*) FROM sessions WHERE vis = 0"
+                    " AND (updated_at, session_key) >= (?, ?)",
+                    list(query.after),
+                ).fetchall()
+                visible -= int(seen[0][0])
+            return max(visible, 0) + sentinels
 
     def _merge_sentinels(self, conn: apsw.Connection, query: ListQuery, raw: Rows) -> Rows:
         # `global`/`unknown` are a handful of rows: filter them in Python, merge in order.
