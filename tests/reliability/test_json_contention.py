@@ -73,9 +73,12 @@ def _holder(state_dir: Path, holding: Any, go: Any, conn: Connection) -> None:
         conn.send(traceback.format_exc())
 
 
-def _waiter(state_dir: Path, conn: Connection) -> None:
+def _waiter(state_dir: Path, opened: Any, conn: Connection) -> None:
     try:
         with _open(state_dir, 60_000) as store:
+            # Opening a json store looks at the lock once (to clean temp files): only
+            # after that is a hold of the queue this process's wait for the update.
+            opened.set()
             store.update(KEY, _append("B"))
         conn.send("ok")
     except BaseException:
@@ -89,15 +92,16 @@ def test_a_holder_that_comes_straight_back_queues_behind_a_waiting_process(
     with _open(state_dir) as store:
         store.put(KEY, {"sessionId": "s", "order": []})
         sessions_dir = store.paths.sessions_dir
-    holding, go = CTX.Event(), CTX.Event()
+    holding, go, opened = CTX.Event(), CTX.Event(), CTX.Event()
     a_out, a_in = CTX.Pipe(duplex=False)
     b_out, b_in = CTX.Pipe(duplex=False)
     a = CTX.Process(target=_holder, args=(state_dir, holding, go, a_in))
-    b = CTX.Process(target=_waiter, args=(state_dir, b_in))
+    b = CTX.Process(target=_waiter, args=(state_dir, opened, b_in))
     try:
         a.start()
         assert holding.wait(30), "the holder never got the lock"
         b.start()
+        assert opened.wait(30), "the waiter never opened the store"
         # Let B reach the queue. (Without one there is nothing to see: the deadline passes
         # and B is left polling, which is the behaviour this test exists to catch.)
         deadline = time.monotonic() + 10
