@@ -22,6 +22,7 @@ __all__ = [
     "check_optional_path",
     "check_optional_str",
     "check_timeout_ms",
+    "json_type",
     "show",
 ]
 
@@ -48,6 +49,26 @@ def show(value: object) -> str:
 
 def _type_name(value: object) -> str:
     return type(value).__name__
+
+
+def json_type(value: object) -> str:
+    """What ``value`` is in JSON's words (``null``, ``array``, ``object``, ...).
+
+    Values JSON has no word for are named by their Python type.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__} (not a JSON value)"
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -1,10 +1,15 @@
-"""The ``session`` section of ``openclaw.json`` (JSON5): parse and validate what we own.
+"""Settings: ``sessionstore.json``, ``SESSIONSTORE_*`` variables, and OpenClaw's own keys.
 
-Only ``session.storeType``, ``session.store``, ``session.durability``,
-``session.maintainEvery`` and ``session.maintenance`` are ours; every other key of the file
-(and of ``session``) belongs to OpenClaw and is ignored. A wrong value in ours raises
-``ConfigError`` naming the key, the value and the allowed values: the schema and the code
-are this one module.
+OpenClaw validates ``openclaw.json`` strictly: a key it does not know under ``session`` makes
+the gateway refuse to start (``INVALID_CONFIG``). So this library's own settings never live
+there. They come, by precedence, from the arguments of ``open_store``, the ``SESSIONSTORE_*``
+environment variables, ``<stateDir>/sessionstore.json`` (JSON5 accepted), and then the
+``session`` keys of ``openclaw.json`` that OpenClaw itself defines (``store``,
+``maintenance``, and ``storeType`` where a PR #58550 build has it); then the defaults. Our
+keys found in ``openclaw.json`` (``durability``, ``maintainEvery``: from older versions of
+this library) are still read, and the doctor reports them with the fix. A wrong value
+raises ``ConfigError`` naming the file (or variable), the key, the value and the allowed
+values: the schema and the code are this one module.
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ from typing import Any, Final
 
 import orjson
 
-from .args import MAX_SAFE_INTEGER, show
+from .args import MAX_SAFE_INTEGER, json_type, show
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
 __all__ = [
     "DURABILITIES",
+    "ENV",
     "ENV_STORE_TYPE",
+    "OPENCLAW_SESSION_KEYS",
+    "SETTINGS_FILE",
     "STORE_TYPES",
     "MaintenanceConfig",
     "SessionConfig",
     "load_config",
+    "load_settings",
     "parse_byte_size",
     "parse_duration_ms",
     "resolve_store_type",
@@ -40,6 +49,41 @@ STORE_TYPES: Final = ("auto", "json", "sqlite")
 DURABILITIES: Final = ("normal", "power")
 MAINTENANCE_MODES: Final = ("warn", "enforce")
 ENV_STORE_TYPE: Final = "SESSIONSTORE_STORE_TYPE"
+SETTINGS_FILE: Final = "sessionstore.json"
+# Our settings, as written in sessionstore.json, and the variables that set them.
+SETTINGS_KEYS: Final = ("storeType", "store", "durability", "maintainEvery", "maintenance")
+ENV: Final = {
+    ENV_STORE_TYPE: "storeType",
+    "SESSIONSTORE_STORE": "store",
+    "SESSIONSTORE_DURABILITY": "durability",
+    "SESSIONSTORE_MAINTAIN_EVERY": "maintainEvery",
+}
+# The keys of OpenClaw's `session` schema (zod, `.strict()`: any other key makes the gateway
+# refuse to start), as of OpenClaw 2026.x. `storeType` is known only to PR #58550 builds.
+OPENCLAW_SESSION_KEYS: Final = frozenset(
+    {
+        "scope",
+        "dmScope",
+        "identityLinks",
+        "resetTriggers",
+        "idleMinutes",
+        "reset",
+        "resetByType",
+        "resetByChannel",
+        "store",
+        "typingIntervalSeconds",
+        "typingMode",
+        "parentForkMaxTokens",
+        "mainKey",
+        "sendPolicy",
+        "agentToAgent",
+        "threadBindings",
+        "maintenance",
+    }
+)
+# What we read from openclaw.json's `session` section: OpenClaw's keys that concern the
+# store, and ours that older versions of this library documented there.
+_FROM_OPENCLAW: Final = ("store", "maintenance", "storeType", "durability", "maintainEvery")
 
 DAY_MS: Final = 86_400_000
 _DURATION_UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
@@ -175,7 +219,7 @@ def parse_maintenance(raw: object, *, where: str = "session.maintenance") -> Mai
     if raw is None:
         return MaintenanceConfig()
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be an object, got {type(raw).__name__}")
+        raise ConfigError(f"{where} must be a JSON object, not {json_type(raw)}")
     for k in raw:
         if k not in _MAINTENANCE_KEYS:
             raise ConfigError(
@@ -237,21 +281,28 @@ def parse_maintenance(raw: object, *, where: str = "session.maintenance") -> Mai
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """What we read from ``openclaw.json``.
+    """The settings of a state dir, merged from every source (see the module docstring).
 
     Attributes:
-        path: The config file (it may not exist).
-        store_type: ``session.storeType`` (default ``auto``).
-        store: ``session.store``: a path or ``{agentId}`` template, or None.
-        durability: ``session.durability`` (default ``normal``).
-        maintenance: ``session.maintenance``.
-        maintain_every_ms: ``session.maintainEvery``: run maintenance after a write at most
-            once per this interval (None, the default: only when asked).
-        agents: Agent ids from ``agents.list[].id``, in order.
+        path: ``openclaw.json``, when it exists.
+        settings_path: ``sessionstore.json``, when it exists.
+        store_type: ``storeType`` (default ``auto``).
+        store: ``store``: a path or ``{agentId}`` template, or None.
+        durability: ``durability`` (default ``normal``).
+        maintenance: ``maintenance`` (OpenClaw's keys; sessionstore.json's override
+            openclaw.json's one by one).
+        maintain_every_ms: ``maintainEvery``: run maintenance after a write at most once
+            per this interval (None, the default: only when asked).
+        agents: Agent ids from ``agents.list[].id`` of openclaw.json, in order.
         default_agent: The agent marked ``default: true``, else the first, else ``main``.
+        sources: Where each setting given anywhere came from (``SESSIONSTORE_STORE_TYPE``,
+            ``sessionstore.json``, ``openclaw.json``).
+        rejected_keys: Keys of openclaw.json's ``session`` section that upstream OpenClaw
+            rejects (ours included), for the doctor.
     """
 
     path: Path | None = None
+    settings_path: Path | None = None
     store_type: str = "auto"
     store: str | None = None
     durability: str = "normal"
@@ -259,6 +310,8 @@ class SessionConfig:
     maintain_every_ms: int | None = None
     agents: tuple[str, ...] = ()
     default_agent: str = DEFAULT_AGENT_ID
+    sources: Mapping[str, str] = field(default_factory=dict)
+    rejected_keys: tuple[str, ...] = ()
 
 
 def _choice(value: object, allowed: tuple[str, ...], key: str) -> str:
@@ -283,39 +336,120 @@ def _agents(raw: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
     return tuple(ids), default or (ids[0] if ids else DEFAULT_AGENT_ID)
 
 
-def parse_config(raw: object, path: Path | None = None) -> SessionConfig:
-    """Validate a parsed config document (see :func:`load_config`)."""
-    where = str(path) if path else "config"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: the config must be a JSON object")
-    agents, default_agent = _agents(raw)
-    session = raw.get("session")
-    if session is None:
-        return SessionConfig(path=path, agents=agents, default_agent=default_agent)
-    if not isinstance(session, Mapping):
-        raise ConfigError(f"{where}: session must be an object, got {type(session).__name__}")
-    store = session.get("store")
-    if store is not None and (not isinstance(store, str) or not store.strip()):
-        raise ConfigError(f"session.store: {show(store)} must be a non-empty path string")
-    return SessionConfig(
+def _object(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a JSON object, not {json_type(value)}")
+    return value
+
+
+def _settle(values: dict[str, tuple[object, str]], **base: Any) -> SessionConfig:
+    """Validate merged raw settings; ``values`` maps a key to (value, where it came from)."""
+
+    def where(key: str) -> str:
+        return values[key][1]
+
+    out: dict[str, Any] = {}
+    if "storeType" in values:
+        out["store_type"] = _choice(values["storeType"][0], STORE_TYPES, where("storeType"))
+    if "store" in values:
+        store = values["store"][0]
+        if not isinstance(store, str) or not store.strip():
+            raise ConfigError(f"{where('store')}: {show(store)} must be a non-empty path string")
+        out["store"] = store.strip()
+    if "durability" in values:
+        out["durability"] = _choice(values["durability"][0], DURABILITIES, where("durability"))
+    if "maintainEvery" in values:
+        every = values["maintainEvery"][0]
+        if every is not None and every is not False:
+            out["maintain_every_ms"] = parse_duration_ms(every, key=where("maintainEvery"))
+    if "maintenance" in values:
+        raw, origin = values["maintenance"]
+        out["maintenance"] = parse_maintenance(raw, where=origin)
+    return SessionConfig(**base, **out)
+
+
+def _source(label: str) -> str:
+    """The file name or variable of an error label (``/x/sessionstore.json: store``)."""
+    head = label.split(": ", 1)[0]
+    return os.path.basename(head) if head.endswith(".json") else head
+
+
+def parse_config(
+    raw: object,
+    path: Path | None = None,
+    settings: object = None,
+    settings_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SessionConfig:
+    """Merge and validate parsed documents and the environment (see :func:`load_settings`).
+
+    Args:
+        raw: The parsed ``openclaw.json`` (None when there is none).
+        path: Its path, for messages.
+        settings: The parsed ``sessionstore.json`` (None when there is none).
+        settings_path: Its path, for messages.
+        environ: The environment (default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    openclaw_name = str(path) if path else "openclaw.json"
+    values: dict[str, tuple[object, str]] = {}
+    agents: tuple[str, ...] = ()
+    default_agent = DEFAULT_AGENT_ID
+    rejected: list[str] = []
+    maintenance: dict[str, Any] = {}
+    maintenance_from: list[str] = []
+    if raw is not None:
+        document = _object(raw, f"{openclaw_name}: the config")
+        agents, default_agent = _agents(document)
+        session = document.get("session")
+        if session is not None:
+            section = _object(session, f"{openclaw_name}: session")
+            rejected = [k for k in section if k not in OPENCLAW_SESSION_KEYS]
+            for key in _FROM_OPENCLAW:
+                if key in section and key != "maintenance":
+                    values[key] = (section[key], f"{openclaw_name}: session.{key}")
+            if section.get("maintenance") is not None:
+                maintenance.update(
+                    _object(section["maintenance"], f"{openclaw_name}: session.maintenance")
+                )
+                maintenance_from.append(f"{openclaw_name}: session.maintenance")
+    if settings is not None:
+        settings_name = str(settings_path) if settings_path else SETTINGS_FILE
+        ours = _object(settings, f"{settings_name}: the settings")
+        for key, value in ours.items():
+            if key not in SETTINGS_KEYS:
+                raise ConfigError(
+                    f"{settings_name}: {key!r} is not a sessionstore setting; allowed:"
+                    f" {', '.join(SETTINGS_KEYS)}"
+                )
+            if key == "maintenance":
+                if value is not None:
+                    maintenance.update(_object(value, f"{settings_name}: maintenance"))
+                    maintenance_from.append(f"{settings_name}: maintenance")
+            else:
+                values[key] = (value, f"{settings_name}: {key}")
+    for name, key in ENV.items():
+        text = env.get(name, "").strip()
+        if text:
+            values[key] = (text, name)
+    if maintenance_from:
+        values["maintenance"] = (maintenance, " and ".join(maintenance_from))
+    return _settle(
+        values,
+        sources={k: _source(label) for k, (_, label) in values.items()},
         path=path,
-        store_type=_choice(session.get("storeType", "auto"), STORE_TYPES, "session.storeType"),
-        store=store.strip() if isinstance(store, str) else None,
-        durability=_choice(session.get("durability", "normal"), DURABILITIES, "session.durability"),
-        maintenance=parse_maintenance(session.get("maintenance")),
-        maintain_every_ms=(
-            None
-            if session.get("maintainEvery") is None or session.get("maintainEvery") is False
-            else parse_duration_ms(session["maintainEvery"], key="session.maintainEvery")
-        ),
+        settings_path=settings_path,
         agents=agents,
         default_agent=default_agent,
+        rejected_keys=tuple(rejected),
     )
 
 
-# Parsed configs by path, with the identity of the file they were parsed from.
-_loaded: dict[str, tuple[tuple[int, ...], SessionConfig]] = {}
+# Parsed documents by path, with the identity of the file they were parsed from.
+_loaded: dict[str, tuple[tuple[int, ...], object]] = {}
 _LOADED_MAX: Final = 32
+# Settings merged from unchanged files and the same environment.
+_merged: dict[tuple[Any, ...], SessionConfig] = {}
 # File systems stamp times with a coarse clock (a few ms, up to 2 s on some): a file
 # rewritten in place, at the same size, within the tick that stamped both its mtime and
 # its ctime would keep its identity. Such a file is parsed on every load, not cached.
@@ -326,43 +460,92 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def load_config(path: Path) -> SessionConfig:
-    """Read ``openclaw.json`` (JSON5) and validate our part; a missing file means defaults.
+def _read_document(path: Path) -> tuple[bool, object, tuple[int, ...] | None]:
+    """(exists, parsed document, identity) of a JSON/JSON5 file; empty parses as None.
 
     Plain JSON is parsed with orjson, JSON5 (comments, unquoted keys, ...) only when that
     fails. The result is cached by the file's identity (device, inode, size, mtime, ctime):
-    loading an unchanged file again costs one ``stat``.
-
-    Raises:
-        ConfigError: The file does not parse or our settings are invalid.
+    reading an unchanged file again costs one ``stat``.
     """
     name = os.fspath(path)
     try:
         st = os.stat(name)
     except FileNotFoundError:
-        return SessionConfig(path=None)
+        return False, None, None
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
     cached = _loaded.get(name)
     if cached is not None and cached[0] == _identity(st):
-        return cached[1]
+        return True, cached[1], cached[0]
     try:
         with open(name, "rb") as f:
             st = os.fstat(f.fileno())  # the identity of the bytes read, not of a later file
             data = f.read()
     except FileNotFoundError:
-        return SessionConfig(path=None)
+        return False, None, None
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    if data.strip():
-        config = parse_config(_parse_document(data, path), path)
-    else:
-        config = SessionConfig(path=path)
-    if time.time_ns() - min(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
-        if len(_loaded) >= _LOADED_MAX:
-            _loaded.clear()
-        _loaded[name] = (_identity(st), config)
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    document = _parse_document(data, path) if data.strip() else None
+    if time.time_ns() - min(st.st_mtime_ns, st.st_ctime_ns) <= _SETTLED_NS:
+        return True, document, None  # too fresh to be told apart from a rewrite: no cache
+    if len(_loaded) >= _LOADED_MAX:
+        _loaded.clear()
+    _loaded[name] = (_identity(st), document)
+    return True, document, _identity(st)
+
+
+def load_config(
+    path: Path,
+    *,
+    settings: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SessionConfig:
+    """Read ``openclaw.json`` (and ``sessionstore.json`` when given) into settings.
+
+    Missing files mean defaults. Files are parsed once and kept until they change.
+
+    Raises:
+        ConfigError: A file does not parse, or a setting is invalid.
+    """
+    env = os.environ if environ is None else environ
+    exists, raw, identity = _read_document(path)
+    settings_exists, ours, settings_identity = (
+        _read_document(settings) if settings is not None else (False, None, None)
+    )
+    key = (
+        os.fspath(path),
+        identity,
+        os.fspath(settings) if settings is not None else None,
+        settings_identity,
+        tuple(env.get(name) for name in ENV),
+    )
+    cacheable = (identity is not None or not exists) and (
+        settings_identity is not None or not settings_exists
+    )
+    cached = _merged.get(key) if cacheable else None
+    if cached is not None:
+        return cached
+    config = parse_config(
+        raw, path if exists else None, ours, settings if settings_exists else None, env
+    )
+    if cacheable:
+        if len(_merged) >= _LOADED_MAX:
+            _merged.clear()
+        _merged[key] = config
     return config
+
+
+def load_settings(
+    state_dir: Path, openclaw_config: Path, environ: Mapping[str, str] | None = None
+) -> SessionConfig:
+    """The settings of a state dir: ``<stateDir>/sessionstore.json``, env, openclaw.json.
+
+    Args:
+        state_dir: The state dir (``sessionstore.json`` is read from it).
+        openclaw_config: ``openclaw.json`` (``OPENCLAW_CONFIG_PATH`` or in the state dir).
+        environ: The environment (default ``os.environ``).
+    """
+    return load_config(openclaw_config, settings=state_dir / SETTINGS_FILE, environ=environ)
 
 
 def _parse_document(data: bytes, path: Path) -> object:
@@ -373,27 +556,47 @@ def _parse_document(data: bytes, path: Path) -> object:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {path}: it is not UTF-8 text ({exc.reason})") from exc
     try:
         import json5  # a slow pure-Python parser: loaded only for a file that needs it
 
         return json5.loads(text)
     except Exception as exc:  # json5 raises ValueError subclasses with positions
-        raise ConfigError(f"{path} is not valid JSON5: {exc}; fix the file") from exc
+        raise ConfigError(
+            f"{path}:{_json5_position(exc)} {_json5_reason(exc)}; fix the file"
+        ) from exc
+
+
+def _json5_position(exc: Exception) -> str:
+    """``line:column:`` of a json5 error (its message reads ``<string>:LINE Unexpected ...``)."""
+    match = re.match(r"<string>:(\d+)", str(exc))
+    column = re.search(r"at column (\d+)", str(exc))
+    if not match:
+        return ""
+    return f"{match.group(1)}:" + (f"{column.group(1)}:" if column else "")
+
+
+def _json5_reason(exc: Exception) -> str:
+    text = re.sub(r"^<string>:\d+\s*", "", str(exc))
+    text = re.sub(r"\s*at column \d+", "", text)
+    return f"not valid JSON5 ({text})" if text else "not valid JSON5"
 
 
 def resolve_store_type(
     explicit: str | None, config: SessionConfig, environ: Mapping[str, str] | None = None
 ) -> str:
-    """Store type by precedence: argument > ``SESSIONSTORE_STORE_TYPE`` > config > ``auto``.
+    """Store type by precedence: the argument, then the settings, then ``auto``.
+
+    The settings already hold ``SESSIONSTORE_STORE_TYPE``, ``sessionstore.json`` and
+    ``openclaw.json``; ``environ`` is honoured for a config built without it (older callers).
 
     Raises:
         ConfigError: The chosen value is not a known store type.
     """
     if explicit is not None:
         return _choice(explicit, STORE_TYPES, "store_type")
-    env = os.environ if environ is None else environ
-    from_env = env.get(ENV_STORE_TYPE, "").strip()
-    if from_env:
-        return _choice(from_env, STORE_TYPES, ENV_STORE_TYPE)
+    if environ is not None:
+        from_env = environ.get(ENV_STORE_TYPE, "").strip()
+        if from_env:
+            return _choice(from_env, STORE_TYPES, ENV_STORE_TYPE)
     return config.store_type

@@ -27,7 +27,7 @@ from .args import (
     check_timeout_ms,
     show,
 )
-from .config import SessionConfig, load_config, resolve_store_type
+from .config import SessionConfig, load_settings, resolve_store_type
 from .entry import (
     SessionEntry,
     as_entry,
@@ -733,7 +733,7 @@ def open_store(
     _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
     check_bool("read_only", read_only)
     root = resolve_state_dir(state_dir)
-    config = load_config(config_path(root))
+    config = load_settings(root, config_path(root))
     if store_type == "postgres":
         raise ConfigError(
             "store_type 'postgres' is not available in this version of sessionstore;"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SessionConfig, load_config
+from ..config import SessionConfig, load_settings
 from ..keys import normalize_agent_id, parse_agent_session_key
 from ..layout import (
     StorePaths,
@@ -117,7 +117,7 @@ def select_targets(
             " OPENCLAW_STATE_DIR",
             code=1,
         )
-    config = load_config(config_path(root))
+    config = load_settings(root, config_path(root))
     if store is not None:
         paths = resolve_store_paths(root, config.default_agent, store)
         return Selection(root, config, [Target(paths, store)], False)
