@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from . import __version__
 from .entry import load_normalize, now_ms, sort_time
 from .errors import CorruptStoreError, MigrationError, SessionStoreError
 from .files import atomic_write, dumps_pretty, os_error, sha256_hex, sqlite_uri
@@ -27,6 +26,7 @@ from .index.json import parse_store_bytes
 from .keys import fold_key
 from .layout import StorePaths
 from .lockfile import LockFile
+from .version import __version__
 
 __all__ = [
     "MigrationResult",

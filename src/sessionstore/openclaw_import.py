@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from . import __version__
 from .entry import now_ms
 from .errors import MigrationError, SessionStoreError, TranscriptConflictError
 from .files import ensure_private_dir, fsync_dir, os_error, write_all
@@ -49,6 +48,7 @@ from .openclaw_db import (
     file_facts,
     openclaw_db_path,
 )
+from .version import __version__
 
 if TYPE_CHECKING:
     from .index.sqlite import SqliteIndex
