@@ -51,11 +51,13 @@ from .openclaw_db import (
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .index.base import IndexBackend
     from .index.sqlite import SqliteIndex
 
 __all__ = [
     "RECORD_KEY",
     "OpenClawImportResult",
+    "import_record",
     "migrate_openclaw_db",
     "openclaw_db_status",
     "openclaw_db_warning",
@@ -580,6 +582,18 @@ def _link_and_import_locked(
 
 
 # --- what store-info and the doctor say ------------------------------------------------------
+
+
+def import_record(index: IndexBackend) -> dict[str, Any] | None:
+    """The record of the last import of ``openclaw-agent.sqlite`` into ``index``, if any.
+
+    Only a sqlite index can hold one (the import needs the SQLite driver).
+    """
+    if index.store_type != "sqlite":
+        return None
+    from .index.sqlite import SqliteIndex
+
+    return index.migration_record(RECORD_KEY) if isinstance(index, SqliteIndex) else None
 
 
 def openclaw_db_status(

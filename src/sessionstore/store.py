@@ -1,4 +1,4 @@
-"""SessionStore: one agent's hot index (plus, later, its transcripts and maintenance).
+"""SessionStore: one agent's hot index, its transcripts, maintenance and checks.
 
 The store canonicalises keys, applies OpenClaw's entry rules (``entry.py``) and hands each
 change to its index backend as one read-modify-write under the backend's write lock, so
@@ -28,6 +28,7 @@ from .args import (
     show,
 )
 from .config import SessionConfig, load_config, resolve_store_type
+from .context import StoreContext
 from .entry import (
     SessionEntry,
     as_entry,
@@ -586,7 +587,11 @@ class SessionStore:
             canonical_key(active_key)
         check_bool("fix_missing", fix_missing)
         return run_maintenance(
-            self, mode=mode, dry_run=dry_run, active_key=active_key, fix_missing=fix_missing
+            StoreContext.of(self),
+            mode=mode,
+            dry_run=dry_run,
+            active_key=active_key,
+            fix_missing=fix_missing,
         )
 
     def check(self, fix: bool = False) -> builtins.list[Finding]:
@@ -602,7 +607,7 @@ class SessionStore:
         from .doctor import run_checks
 
         check_bool("fix", fix)
-        return run_checks(self, fix=fix)
+        return run_checks(StoreContext.of(self), fix=fix)
 
     def vacuum(self) -> dict[str, Any]:
         """Checkpoint the WAL and compact ``sessions.sqlite`` (sqlite stores only).
@@ -674,15 +679,9 @@ class SessionStore:
 
     def openclaw_db_status(self) -> dict[str, Any] | None:
         """Whether the agent's ``openclaw-agent.sqlite`` (OpenClaw 2026.8+) was imported."""
-        from .openclaw_import import RECORD_KEY, openclaw_db_status
+        from .openclaw_import import import_record, openclaw_db_status
 
-        record = None
-        if self.store_type == "sqlite":  # only then is the driver there to import
-            from .index.sqlite import SqliteIndex
-
-            if isinstance(self._index, SqliteIndex):
-                record = self._index.migration_record(RECORD_KEY)
-        return openclaw_db_status(self.state_dir, self.agent_id, record)
+        return openclaw_db_status(self.state_dir, self.agent_id, import_record(self._index))
 
 
 def open_store(

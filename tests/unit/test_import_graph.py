@@ -47,20 +47,26 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
-def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
-    """Every node, except the bodies of ``if TYPE_CHECKING:`` (their ``else`` runs)."""
+def _nodes(tree: ast.AST, *, with_typing: bool) -> Iterator[ast.AST]:
+    """Every node; the bodies of ``if TYPE_CHECKING:`` only ``with_typing``."""
     stack = [tree]
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if not with_typing and isinstance(node, ast.If) and _is_type_checking(node.test):
             stack.extend(node.orelse)
             continue
         stack.extend(ast.iter_child_nodes(node))
 
 
-def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
-    """The package's modules that ``name`` imports at run time, each with a line number."""
+def imports_of(
+    name: str, path: Path, known: set[str], *, with_typing: bool = False
+) -> dict[str, int]:
+    """The package's modules that ``name`` imports, each with a line number.
+
+    Only those imported at run time, unless ``with_typing`` (then those imported for type
+    annotations count too).
+    """
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: dict[str, int] = {}
@@ -72,7 +78,8 @@ def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
         if target and target != name:
             found.setdefault(target, line)
 
-    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in _nodes(tree, with_typing=with_typing):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == PACKAGE or alias.name.startswith(PACKAGE + "."):
@@ -93,11 +100,13 @@ def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
     return found
 
 
-def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
-    """Each module's run-time imports of the package's modules, with a line number each."""
+def import_graph(root: Path = ROOT, *, with_typing: bool = False) -> dict[str, dict[str, int]]:
+    """Each module's imports of the package's modules (see :func:`imports_of`)."""
     found = modules(root)
     known = set(found)
-    return {name: imports_of(name, path, known) for name, path in found.items()}
+    return {
+        name: imports_of(name, path, known, with_typing=with_typing) for name, path in found.items()
+    }
 
 
 def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
@@ -261,3 +270,65 @@ def test_the_package_has_no_import_cycles() -> None:
         pytest.fail(
             f"{len(found)} import cycle(s):\n" + "\n".join(describe(graph, c) for c in found)
         )
+
+
+# Lower layers never import higher ones, not even for type annotations: errors, files, keys,
+# entry, layout, config at the bottom; the backends and the transcript engine above them;
+# the store and what works on whole stores above those; the command line, the benchmark and
+# the package's public face on top. A module may import its own layer or any below.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "args",
+        "clock",
+        "config",
+        "entry",
+        "errors",
+        "files",
+        "keys",
+        "layout",
+        "lockfile",
+        "version",
+    ),
+    ("index", "transcripts"),
+    (
+        "context",
+        "doctor",
+        "maintenance",
+        "migrate",
+        "openclaw_db",
+        "openclaw_import",
+        "recover",
+        "selection",
+        "store",
+    ),
+    ("", "__main__", "bench", "cli"),
+)
+
+
+def layer_of(module: str) -> int:
+    top = module.removeprefix(PACKAGE).removeprefix(".").partition(".")[0]
+    for level, names in enumerate(LAYERS):
+        if top in names:
+            return level
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def test_lower_layers_never_import_higher_ones() -> None:
+    graph = import_graph(with_typing=True)
+    wrong = [
+        f"{source} (line {line}) imports {target}"
+        for source, targets in sorted(graph.items())
+        for target, line in sorted(targets.items())
+        if layer_of(target) > layer_of(source)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_maintenance_and_doctor_work_without_the_store() -> None:
+    """They take a StoreContext: not even their annotations name ``store.py``."""
+    graph = import_graph(with_typing=True)
+    for name in ("sessionstore.maintenance", "sessionstore.doctor"):
+        assert "sessionstore.store" not in graph[name], name
+    assert not {"sessionstore.store", "sessionstore.maintenance", "sessionstore.doctor"} & set(
+        graph["sessionstore.context"]
+    )
