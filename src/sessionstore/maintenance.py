@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from .clock import now_ms
 from .config import MaintenanceConfig
 from .context import StoreContext
-from .entry import now_ms
 from .errors import InvalidArgumentError, SessionStoreError
 from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from .entry import load_normalize, now_ms, sort_time
+from .args import as_number
+from .clock import format_utc, now_ms
+from .entry import load_normalize, sort_time
 from .errors import CorruptStoreError, MigrationError, SessionStoreError
 from .files import atomic_write, dumps_pretty, os_error, sha256_hex, sqlite_uri
 from .index.json import parse_store_bytes
@@ -238,7 +240,7 @@ def split_warning(
             return None
         return (
             f"{json_path} changed after it was imported into {sqlite_path} (at"
-            f" {_when(record.get('migratedAt'))}): something still writes it, e.g. an OpenClaw"
+            f" {format_utc(record.get('migratedAt'))}): something still writes it, e.g. an OpenClaw"
             " gateway, and this store does not see those changes - point every writer at one"
             " store, then run `sessionstore migrate --force` to merge (the newer updatedAt wins)"
         )
@@ -336,7 +338,7 @@ def _latest_update(path: Path) -> int | float | None:
     with _read_database(path) as conn:
         rows: list[Any] = conn.execute("SELECT max(updated_at) FROM sessions").fetchall()
     value = rows[0][0] if rows else None
-    return value if isinstance(value, (int, float)) else None
+    return as_number(value)
 
 
 def import_on_create(json_path: Path) -> Callable[[SqliteIndex, Any], None]:
@@ -419,7 +421,7 @@ def migrate_agent(
         else:
             result.message = (
                 "sessions.json changed since the migration at"
-                f" {_when(record.get('migratedAt'))}; run `migrate --force` to re-import it"
+                f" {format_utc(record.get('migratedAt'))}; run `migrate --force` to re-import it"
             )
         return result
     elif existing > 0 and not force:
@@ -508,14 +510,6 @@ def _notes(source: SourceSnapshot) -> str:
             f"{len(source.skipped)} non-object entries left out: {', '.join(source.skipped[:5])}"
         )
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def _when(ms: object) -> str:
-    if not isinstance(ms, (int, float)):
-        return "an unknown time"
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def export_entries(

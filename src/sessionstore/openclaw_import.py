@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .entry import now_ms
+from .clock import format_utc, now_ms
 from .errors import MigrationError, SessionStoreError, TranscriptConflictError
 from .files import ensure_private_dir, fsync_dir, os_error, write_all
 from .layout import StorePaths
-from .migrate import MigrationResult, _when, fold_entries, peek_database
+from .migrate import MigrationResult, fold_entries, peek_database
 from .openclaw_db import (
     DbSnapshot,
     OpenClawDb,
@@ -380,7 +380,7 @@ def migrate_openclaw_db(
                 " unchanged since"
                 if unchanged
                 else f"{db_path.name} changed since the import at"
-                f" {_when(record.get('migratedAt'))}; run `migrate --from openclaw-db --force`"
+                f" {format_utc(record.get('migratedAt'))}; run `migrate --from openclaw-db --force`"
                 " to import it again (newer entries in the store are kept)"
             )
             return result
@@ -627,7 +627,7 @@ def openclaw_db_warning(status: dict[str, Any] | None) -> str | None:
         )
     if status["changedSinceImport"]:
         return (
-            f"{status['path']} changed after its import at {_when(status['importedAt'])}; this"
+            f"{status['path']} changed after its import at {format_utc(status['importedAt'])}; this"
             " store does not see those changes - run `sessionstore migrate --from openclaw-db"
             " --force` to import it again (newer entries in the store are kept)"
         )

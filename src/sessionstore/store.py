@@ -27,6 +27,7 @@ from .args import (
     check_timeout_ms,
     show,
 )
+from .clock import now_ms
 from .config import SessionConfig, load_config, resolve_store_type
 from .context import StoreContext
 from .entry import (
@@ -35,7 +36,6 @@ from .entry import (
     merge_entry,
     new_session_id,
     normalize_channel,
-    now_ms,
     replace_entry,
     reset_entry,
 )

@@ -30,8 +30,9 @@ import pytest
 
 import sessionstore
 from sessionstore import InvalidArgumentError, SessionStore
+from sessionstore.clock import now_ms
 from sessionstore.context import StoreContext
-from sessionstore.entry import now_ms, sort_time
+from sessionstore.entry import sort_time
 from sessionstore.files import dumps_pretty
 from sessionstore.maintenance import DiskBudgetReport, MaintenanceReport, run_maintenance
 from sessionstore.transcripts.naming import (

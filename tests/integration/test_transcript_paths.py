@@ -23,8 +23,8 @@ import pytest
 
 import sessionstore
 from sessionstore import InvalidArgumentError, InvalidKeyError, SessionStore
+from sessionstore.clock import now_ms
 from sessionstore.context import StoreContext
-from sessionstore.entry import now_ms
 from sessionstore.maintenance import run_maintenance
 
 Opener = Callable[[], SessionStore]

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..args import as_number
 from ..entry import load_normalize, settle_entry, sort_time
 from ..errors import (
     CorruptStoreError,
@@ -48,7 +49,6 @@ from .base import (
     ModifyFn,
     RowRef,
     SessionRow,
-    as_number,
     derive_row,
     row_ref,
     visibility,

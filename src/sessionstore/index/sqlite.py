@@ -32,7 +32,8 @@ from typing import Any, Final, TypeVar
 import apsw
 import orjson
 
-from ..entry import json_equal, load_normalize, now_ms, settle_entry, sort_time
+from ..clock import now_ms
+from ..entry import json_equal, load_normalize, settle_entry, sort_time
 from ..errors import (
     BackendUnavailableError,
     CorruptStoreError,
