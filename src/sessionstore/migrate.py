@@ -531,7 +531,7 @@ def export_entries(
         SessionStoreError: ``out`` exists and ``overwrite`` is False, it is being written
             by a callback of this thread, or the write failed.
     """
-    data = dumps_pretty(entries)
+    data = dumps_pretty(entries, what="entry", keyed=True)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -250,6 +250,9 @@ class SessionStore:
         Raises:
             InvalidKeyError: ``sessionId`` cannot name a transcript file (``../x``, empty,
                 not a string).
+            InvalidEntryError: A value is not JSON (a ``datetime``, a dataclass, NaN, ...);
+                the message names its field. ``uuid.UUID`` and enum members are stored as
+                their string and value.
         """
         canonical = canonical_key(key)
         new = as_entry(entry)
@@ -289,6 +292,7 @@ class SessionStore:
         Raises:
             InvalidKeyError: The update would set a ``sessionId`` that cannot name a
                 transcript file.
+            InvalidEntryError: A value is not JSON (as for :meth:`put`).
         """
         canonical = canonical_key(key)
         check_bool("create", create)
@@ -529,6 +533,8 @@ class SessionStore:
         Raises:
             InvalidKeyError: ``fn`` gave an entry a ``sessionId`` that cannot name a
                 transcript file (nothing is saved).
+            InvalidEntryError: ``fn`` left a value that is not JSON in an entry (as for
+                :meth:`put`; nothing is saved).
         """
         check_callable("fn", fn)
 

@@ -425,7 +425,7 @@ class JsonIndex(IndexBackend):
             yield
 
     def _write(self, snap: _Snapshot, store: dict[str, Any]) -> bool:
-        data = dumps_pretty(store)
+        data = dumps_pretty(store, what="entry", keyed=True)
         if snap.raw is not None and data == snap.raw:
             return False  # no-op write skipped, as upstream
         ensure_private_dir(self._path.parent)

@@ -698,7 +698,8 @@ class Transcript:
 
         Raises:
             InvalidEntryError: ``message`` is not a JSON object, or holds a value JSON
-                cannot represent exactly (NaN, infinity, an object that is not JSON).
+                cannot represent exactly (NaN, infinity, a ``datetime``, a dataclass, an
+                object that is not JSON); the message names its field.
             InvalidArgumentError: ``idempotency_key`` is not a string.
             StorageFullError: The disk or a file size limit is full; the file still ends at
                 its last complete record.
@@ -718,7 +719,7 @@ class Transcript:
         if idempotency_key is not None:
             msg["idempotencyKey"] = idempotency_key
         msg.setdefault("timestamp", now_ms())
-        body = dumps_compact(msg)  # refuses NaN, infinities and values JSON cannot hold
+        body = dumps_compact(msg, what="transcript message")  # refuses what is not JSON
         result: str = self._retrying(lambda: self._append_once(body, idempotency_key))
         return result
 
