@@ -34,6 +34,7 @@ __all__ = [
     "MigrationResult",
     "SourceSnapshot",
     "export_entries",
+    "import_entries",
     "import_on_create",
     "migrate_agent",
     "read_source",
@@ -438,43 +439,21 @@ def migrate_agent(
         result.message = f"Would migrate {count} session{'' if count == 1 else 's'}" + notes
         return result
 
-    from .index.sqlite import SqliteIndex
-
     total = len(source.entries)
-    report = (lambda done: progress(done, total)) if progress else None
-    imported: list[int] = []
-
-    def import_new(index: SqliteIndex, conn: Any) -> None:
-        imported.append(
-            index.import_into(conn, source.entries, record=source.record(), progress=report)
-        )
-
-    index = SqliteIndex(
-        paths.sqlite_path,
-        agent_id=paths.agent_id,
-        durability=durability,
-        busy_timeout_ms=lock_timeout_ms,
-        on_create=import_new,
-    )
     try:
-        written: int | None = None
-        if index.create():
-            written = imported[0]
-        else:
-            imported.clear()
-            written = index.import_entries(
-                source.entries,
-                record=source.record(),
-                keep_fresher=force,
-                only_if_new=not force,
-                progress=report,
-            )
+        written = import_entries(
+            paths,
+            source.entries,
+            record=source.record(),
+            force=force,
+            durability=durability,
+            lock_timeout_ms=lock_timeout_ms,
+            progress=(lambda done: progress(done, total)) if progress else None,
+        )
     except SessionStoreError as exc:
         if isinstance(exc, MigrationError):
             raise
         raise MigrationError(f"migration of {paths.json_path} failed: {exc}") from exc
-    finally:
-        index.close()
     if written is None and not source.entries:
         result.message = "No sessions to migrate" + notes
         return result
@@ -499,6 +478,71 @@ def migrate_agent(
             f"; {total - written} of {total} were already up to date (or newer) in the database"
         )
     return result
+
+
+def import_entries(
+    paths: StorePaths,
+    entries: dict[str, Entry],
+    *,
+    record: dict[str, Any],
+    force: bool,
+    durability: str,
+    lock_timeout_ms: int,
+    progress: Callable[[int], None] | None,
+    record_key: str = "migration",
+) -> int | None:
+    """Import ``entries`` into the store's ``sessions.sqlite``, all or nothing, verified.
+
+    A database that does not exist yet is built with them (under a temporary name, then
+    linked into place, so concurrent first imports never import over each other); an
+    existing one takes them in one transaction.
+
+    Args:
+        paths: The store's files.
+        entries: Canonical key -> normalised entry.
+        record: What is kept in the database's meta table under ``record_key``.
+        force: Import into a database that already holds sessions (newer entries there
+            are kept); without it, such a database is left alone.
+        durability: ``normal`` or ``power``.
+        lock_timeout_ms: How long to wait for the database's writers.
+        progress: Called with the number of entries written so far.
+        record_key: The meta key of the record.
+
+    Returns:
+        The number of entries written; None when the database already held sessions (or
+        an import) and ``force`` was not given.
+    """
+    from .index.sqlite import SqliteIndex
+
+    imported: list[int] = []
+
+    def import_new(index: SqliteIndex, conn: Any) -> None:
+        imported.append(
+            index.import_into(
+                conn, entries, record=record, progress=progress, record_key=record_key
+            )
+        )
+
+    index = SqliteIndex(
+        paths.sqlite_path,
+        agent_id=paths.agent_id,
+        durability=durability,
+        busy_timeout_ms=lock_timeout_ms,
+        on_create=import_new,
+    )
+    try:
+        if index.create():
+            return imported[0]
+        return index.import_entries(
+            entries,
+            record=record,
+            keep_fresher=force,
+            only_if_new=not force,
+            progress=progress,
+            record_key=record_key,
+        )
+    finally:
+        index.close()
 
 
 def _notes(source: SourceSnapshot) -> str:

@@ -38,7 +38,7 @@ from .clock import format_utc, now_ms
 from .errors import MigrationError, SessionStoreError, TranscriptConflictError
 from .files import ensure_private_dir, fsync_dir, os_error, write_all
 from .layout import StorePaths
-from .migrate import MigrationResult, fold_entries, peek_database
+from .migrate import MigrationResult, fold_entries, import_entries, peek_database
 from .openclaw_db import (
     DbSnapshot,
     OpenClawDb,
@@ -52,7 +52,6 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .index.base import IndexBackend
-    from .index.sqlite import SqliteIndex
 
 __all__ = [
     "RECORD_KEY",
@@ -513,72 +512,24 @@ def _link_and_import(
     offset: int,
 ) -> int | None:
     with staging.exclusive():
-        return _link_and_import_locked(
+        for plan in snap.transcripts:
+            staging.link(plan.file_name)
+        fsync_dir(paths.sessions_dir)
+        entries, _, _ = fold_entries(_with_session_files(snap.entries, files))
+        total = offset + len(entries)
+        written = import_entries(
             paths,
-            snap,
-            staging,
-            files,
+            entries,
             record=record,
             force=force,
             durability=durability,
             lock_timeout_ms=lock_timeout_ms,
-            progress=progress,
-            offset=offset,
-        )
-
-
-def _link_and_import_locked(
-    paths: StorePaths,
-    snap: DbSnapshot,
-    staging: _Staging,
-    files: dict[str, Path],
-    *,
-    record: Entry,
-    force: bool,
-    durability: str,
-    lock_timeout_ms: int,
-    progress: Callable[[int, int], None] | None,
-    offset: int,
-) -> int | None:
-    for plan in snap.transcripts:
-        staging.link(plan.file_name)
-    fsync_dir(paths.sessions_dir)
-    entries, _, _ = fold_entries(_with_session_files(snap.entries, files))
-
-    from .index.sqlite import SqliteIndex
-
-    total = offset + len(entries)
-    report = (lambda done: progress(offset + done, total)) if progress else None
-    imported: list[int] = []
-
-    def import_new(index: SqliteIndex, conn: Any) -> None:
-        imported.append(
-            index.import_into(conn, entries, record=record, progress=report, record_key=RECORD_KEY)
-        )
-
-    index = SqliteIndex(
-        paths.sqlite_path,
-        agent_id=paths.agent_id,
-        durability=durability,
-        busy_timeout_ms=lock_timeout_ms,
-        on_create=import_new,
-    )
-    try:
-        if index.create():
-            return imported[0]
-        written = index.import_entries(
-            entries,
-            record=record,
-            keep_fresher=force,
-            only_if_new=not force,
-            progress=report,
+            progress=(lambda done: progress(offset + done, total)) if progress else None,
             record_key=RECORD_KEY,
         )
-    finally:
-        index.close()
-    if written is None:
-        staging.undo()  # nothing was imported: take the transcripts back out
-    return written
+        if written is None:
+            staging.undo()  # nothing was imported: take the transcripts back out
+        return written
 
 
 # --- what store-info and the doctor say ------------------------------------------------------
