@@ -27,8 +27,7 @@ from .errors import (
 from .index.base import SessionPage, SessionRow
 from .store import SessionStore, StoreInfo, open_store
 from .transcripts.jsonl import Transcript
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "BackendUnavailableError",

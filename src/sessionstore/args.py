@@ -15,6 +15,7 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "MAX_SAFE_INTEGER",
+    "as_number",
     "check_bool",
     "check_callable",
     "check_limit",
@@ -45,6 +46,13 @@ def show(value: object) -> str:
         return _repr.repr(value)
     except Exception:  # a caller's object whose __repr__ fails
         return f"<{type(value).__name__} object>"
+
+
+def as_number(value: object) -> int | float | None:
+    """``value`` when it is a finite JSON number (an int or float, not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
 
 
 def _type_name(value: object) -> str:
@@ -97,19 +105,13 @@ def check_callable(name: str, value: object) -> None:
         )
 
 
-def _finite_number(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return isinstance(value, int) or math.isfinite(value)
-
-
 def check_limit(value: object) -> int | None:
     """A ``list`` page size: None, or a number of rows from 1 (a fraction is rounded down)."""
     if value is None:
         return None
-    if _finite_number(value):
-        assert isinstance(value, (int, float))
-        size = math.floor(value)
+    number = as_number(value)
+    if number is not None:
+        size = math.floor(number)
         if 1 <= size <= MAX_SAFE_INTEGER:
             return size
     raise InvalidArgumentError(
@@ -122,10 +124,9 @@ def check_minutes(name: str, value: object) -> int | float | None:
     """A positive number of minutes (up to what a millisecond clock can count), or None."""
     if value is None:
         return None
-    if _finite_number(value):
-        assert isinstance(value, (int, float))
-        if 0 < value <= MAX_SAFE_INTEGER // 60_000:
-            return value
+    number = as_number(value)
+    if number is not None and 0 < number <= MAX_SAFE_INTEGER // 60_000:
+        return number
     raise InvalidArgumentError(
         f"{name} must be a positive number of minutes (at most {MAX_SAFE_INTEGER // 60_000}),"
         f" or None; got {show(value)}"

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import orjson
 
-from .args import MAX_SAFE_INTEGER, json_type, show
+from .args import MAX_SAFE_INTEGER, as_number, json_type, show
 from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
@@ -102,12 +102,6 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
 
 
-def _is_number(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return isinstance(value, int) or math.isfinite(value)
-
-
 def _bounded(amount: float, value: object, key: str, unit: str) -> float:
     """``amount``, or a ``ConfigError`` when it is beyond ``MAX_SAFE_INTEGER``."""
     if not amount <= MAX_SAFE_INTEGER:  # also catches infinity (and NaN)
@@ -126,11 +120,11 @@ def parse_duration_ms(value: object, *, key: str, default_unit: str = "d") -> in
     Raises:
         ConfigError: The value is not a positive duration.
     """
-    if _is_number(value):
-        assert isinstance(value, (int, float))
-        if value <= 0:
-            raise ConfigError(f"{key}: {value!r} must be a positive duration (e.g. 30d, 12h)")
-        return round(_bounded(value * _DURATION_UNITS[default_unit], value, key, "ms"))
+    number = as_number(value)
+    if number is not None:
+        if number <= 0:
+            raise ConfigError(f"{key}: {number!r} must be a positive duration (e.g. 30d, 12h)")
+        return round(_bounded(number * _DURATION_UNITS[default_unit], number, key, "ms"))
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -157,11 +151,11 @@ def parse_byte_size(value: object, *, key: str) -> int:
     Raises:
         ConfigError: The value is not a positive size.
     """
-    if _is_number(value):
-        assert isinstance(value, (int, float))
-        if value < 1:
-            raise ConfigError(f"{key}: {value!r} must be a positive byte size (e.g. 10mb)")
-        return math.floor(_bounded(value, value, key, "bytes"))
+    number = as_number(value)
+    if number is not None:
+        if number < 1:
+            raise ConfigError(f"{key}: {number!r} must be a positive byte size (e.g. 10mb)")
+        return math.floor(_bounded(number, number, key, "bytes"))
     if isinstance(value, str):
         match = _BYTES.match(value.strip().lower())
         if match and match.group(2) in ("", *_BYTE_UNITS):

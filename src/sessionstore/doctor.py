@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from .context import StoreContext
 from .errors import CorruptStoreError, SessionStoreError
 from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
@@ -33,8 +34,6 @@ from .transcripts.naming import (
 
 if TYPE_CHECKING:
     import apsw
-
-    from .store import SessionStore
 
 __all__ = ["FINDING_KINDS", "Finding", "run_checks"]
 
@@ -112,10 +111,10 @@ class Finding:
 
 
 class _Doctor:
-    def __init__(self, store: SessionStore, fix: bool) -> None:
-        self.store = store
+    def __init__(self, ctx: StoreContext, fix: bool) -> None:
+        self.ctx = ctx
         self.fix = fix
-        self.dir = store.paths.sessions_dir
+        self.dir = ctx.paths.sessions_dir
         self.findings: list[Finding] = []
         self.index_trusted = True  # False once the index failed its integrity check
 
@@ -131,7 +130,7 @@ class _Doctor:
     def sqlite(self) -> None:
         from .index.sqlite import SqliteIndex
 
-        index = self.store.index
+        index = self.ctx.index
         if not isinstance(index, SqliteIndex) or not index.exists():
             return
         conn = index.connection()
@@ -257,26 +256,22 @@ class _Doctor:
     def split(self) -> None:
         from .migrate import split_warning
 
+        ctx = self.ctx
         try:
-            record = (
-                self.store.index.migration_record() if self.store.store_type == "sqlite" else None
-            )
+            record = ctx.index.migration_record() if ctx.store_type == "sqlite" else None
         except CorruptStoreError as exc:
             self.add("integrity", exc.path, str(exc), severity="error")
             return
-        warning = split_warning(self.store.paths, self.store.store_type, record)
+        warning = split_warning(ctx.paths, ctx.store_type, record)
         if warning:
-            subject = (
-                self.store.paths.json_path
-                if self.store.store_type == "sqlite"
-                else self.store.paths.sqlite_path
-            )
+            subject = ctx.paths.json_path if ctx.store_type == "sqlite" else ctx.paths.sqlite_path
             self.add("split-store", subject, warning)
 
     def openclaw_db(self) -> None:
-        from .openclaw_import import openclaw_db_warning
+        from .openclaw_import import import_record, openclaw_db_status, openclaw_db_warning
 
-        status = self.store.openclaw_db_status()
+        ctx = self.ctx
+        status = openclaw_db_status(ctx.state_dir, ctx.agent_id, import_record(ctx.index))
         warning = openclaw_db_warning(status)
         if status is not None and warning:
             self.add("openclaw-db-not-imported", status["path"], warning)
@@ -287,7 +282,7 @@ class _Doctor:
         """Every entry, without its large blobs (an entry whose blob is gone still counts)."""
         from .index.sqlite import SqliteIndex
 
-        index = self.store.index
+        index = self.ctx.index
         if isinstance(index, SqliteIndex) and not index.exists():
             return {}
         if isinstance(index, SqliteIndex):
@@ -323,7 +318,7 @@ class _Doctor:
         entries = self._entries()
         if entries is None:
             return  # without the entries every transcript would look orphaned
-        dirs = self.store.transcript_dirs
+        dirs = self.ctx.transcript_dirs
         names = file_names(self.dir)
         ids = {e["sessionId"] for e in entries.values() if isinstance(e.get("sessionId"), str)}
         referenced_names: set[str] = set()
@@ -354,7 +349,7 @@ class _Doctor:
             self._torn(Transcript(path, sid))
             # Only an index that keeps counts (appends update them) can drift; sessions.json
             # is not rewritten by appends, so there messageCount is not kept at all.
-            counted = self.store.index.transcript_checkpoints().in_index
+            counted = self.ctx.index.transcript_checkpoints().in_index
             if counted and isinstance(count, int) and not isinstance(count, bool):
                 self._drift(key, sid, path, count, size)
         self._orphans(names, ids, referenced_names)
@@ -394,7 +389,7 @@ class _Doctor:
             return {**existing, "messageCount": actual, "transcriptBytes": actual_size}
 
         try:
-            _, written = self.store.index.modify(
+            _, written = self.ctx.index.modify(
                 canonical_key(key), recount, needs_blobs=False, full_result=False
             )
         except SessionStoreError as exc:  # e.g. a blob of the entry is gone (blob-missing)
@@ -420,7 +415,7 @@ class _Doctor:
     # --- files ------------------------------------------------------------------------
 
     def files(self) -> None:
-        lock = self.store.paths.json_path.with_name(self.store.paths.json_path.name + ".lock")
+        lock = self.ctx.paths.json_path.with_name(self.ctx.paths.json_path.name + ".lock")
         now = time.time()
         for name in sorted(file_names(self.dir)):
             path = self.dir / name
@@ -464,7 +459,7 @@ class _Doctor:
                 self.dir,
                 f"the store is on a network file system ({fstype}): SQLite locking and WAL"
                 " are not safe there; move the state dir to a local disk or use PostgreSQL",
-                severity="error" if self.store.store_type == "sqlite" else "warning",
+                severity="error" if self.ctx.store_type == "sqlite" else "warning",
             )
 
 
@@ -516,17 +511,17 @@ def _filesystem_type(path: Path) -> str | None:
     return fstype
 
 
-def run_checks(store: SessionStore, *, fix: bool = False) -> list[Finding]:
-    """Run every check on ``store`` (what ``store.check()`` calls).
+def run_checks(ctx: StoreContext, *, fix: bool = False) -> list[Finding]:
+    """Run every check on one store: what ``SessionStore.check()`` calls.
 
     Args:
-        store: The store.
+        ctx: The store's context (``StoreContext.of(store)``).
         fix: Repair what is safe to repair.
 
     Returns:
         The findings, in the order found.
     """
-    doctor = _Doctor(store, fix)
+    doctor = _Doctor(ctx, fix)
     doctor.sqlite()
     # Dead owners' locks first: a repair that writes sessions.json would otherwise remove
     # such a lock by itself, and the finding would go unreported.

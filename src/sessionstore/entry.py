@@ -7,14 +7,13 @@ their inputs: they return new dicts (nested objects that change are replaced, no
 
 from __future__ import annotations
 
-import math
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from .args import show
+from .args import as_number, show
+from .clock import now_ms
 from .errors import InvalidEntryError
 from .keys import js_trim
 
@@ -28,7 +27,6 @@ __all__ = [
     "normalize_account_id",
     "normalize_channel",
     "normalize_entry",
-    "now_ms",
     "replace_entry",
     "reset_entry",
     "settle_entry",
@@ -112,28 +110,17 @@ _NORMALIZED_FIELDS = frozenset(
 _ASSIGNED_FIELDS = frozenset({"sessionId", "updatedAt"})
 
 
-def now_ms() -> int:
-    """The current time in epoch milliseconds, as OpenClaw stores it."""
-    return time.time_ns() // 1_000_000
-
-
 def new_session_id() -> str:
     """A fresh session id (a random UUID, like ``crypto.randomUUID()``)."""
     return str(uuid.uuid4())
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def sort_time(entry: Mapping[str, Any] | None) -> int | float:
     """The ``updatedAt`` used for ordering: the number, or 0 when missing or not a number."""
     if entry is None:
         return 0
-    value = entry.get("updatedAt")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return value
-    return 0
+    value = as_number(entry.get("updatedAt"))
+    return 0 if value is None else value
 
 
 def as_entry(value: object) -> Entry:
@@ -176,15 +163,13 @@ def normalize_account_id(value: object) -> str | None:
 
 
 def _normalize_thread_id(value: object) -> str | int | float | None:
-    if _is_number(value):
-        assert isinstance(value, (int, float))
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                return None
-            if abs(value) >= 2**53:
-                return value  # already integral; int(1e300) would be an int JSON cannot carry
-            return int(value)  # Math.trunc
-        return value
+    number = as_number(value)
+    if number is not None:
+        if isinstance(number, float):
+            if abs(number) >= 2**53:
+                return number  # already integral; int(1e300) would be an int JSON cannot carry
+            return int(number)  # Math.trunc
+        return number
     if isinstance(value, str):
         trimmed = js_trim(value)
         return trimmed or None

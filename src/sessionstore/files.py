@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import datetime
+import enum
 import errno
 import json
 import math
@@ -11,7 +14,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -33,6 +36,11 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 # Deeper values (and values that contain themselves) are refused: the stdlib encoder, which
 # takes what orjson refuses, recurses once per level.
 MAX_JSON_DEPTH = 500
+# orjson writes datetimes, dates, times and dataclasses by itself (as strings and objects): a
+# value that is not JSON would be stored as something else than the caller holds. Passed
+# through, they reach check_json, which refuses them; the cost is nil while none is there.
+_STRICT: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_PRETTY: Final = _STRICT | orjson.OPT_INDENT_2
 
 
 def os_error(exc: OSError, action: str, path: os.PathLike[str] | str) -> SessionStoreError:
@@ -144,46 +152,100 @@ def atomic_write(
     return written
 
 
-def check_json(value: Any) -> None:
-    """Refuse values JSON cannot hold exactly as given.
+def check_json(
+    value: Any, *, what: str = "value", prefix: tuple[str | int, ...] = (), keyed: bool = False
+) -> None:
+    """Refuse values JSON cannot hold exactly as given, naming where they are.
 
-    That is NaN and infinities (orjson writes them as ``null``), non-string object keys (the
-    stdlib encoder turns ``1`` into ``"1"``) and integers outside [-2**63, 2**64) (orjson
-    reads them back as floats): each would silently store something else. Values nested
-    deeper than ``MAX_JSON_DEPTH`` (or containing themselves) are refused too.
+    Refused: values that are not JSON (``datetime``, ``date``, ``time``, dataclasses, sets,
+    bytes, other objects), NaN and infinities (orjson writes them as ``null``), non-string
+    object keys (the stdlib encoder turns ``1`` into ``"1"``) and integers outside
+    [-2**63, 2**64) (orjson reads them back as floats): each would store something else
+    than the caller holds, or fail later. Values nested deeper than ``MAX_JSON_DEPTH`` (or
+    containing themselves) are refused too. ``uuid.UUID`` and ``enum.Enum`` members pass:
+    orjson, which has no way to refuse them, writes the UUID's string and the member's
+    value, and the fallback encoder does the same.
+
+    Args:
+        value: The value about to be encoded.
+        what: What it is, for the message: ``entry``, ``transcript message``, ...
+        prefix: Where ``value`` sits inside that (e.g. the session key and a field name).
+        keyed: The first step of the path is a session key (a whole store, or a row).
 
     Raises:
-        InvalidEntryError: ``value`` holds such a number or key, or nests too deep.
+        InvalidEntryError: Says which field holds what, and what to store instead, e.g.
+            ``entry 'agent:main:x' field 'a.b': datetime is not a JSON value; store a
+            string such as its isoformat()``.
     """
-    stack = [(value, 0)]
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, prefix)]
     while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
+        item, path = stack.pop()
+        if len(path) - len(prefix) > MAX_JSON_DEPTH:
             raise InvalidEntryError(
-                f"value cannot be stored as JSON: it nests deeper than {MAX_JSON_DEPTH} levels"
-                " (or contains itself)"
+                f"{_where(what, path[: len(prefix)], keyed)} cannot be stored as JSON: it nests"
+                f" deeper than {MAX_JSON_DEPTH} levels (or contains itself)"
             )
+        if item is None or isinstance(item, str):
+            continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidEntryError(f"value cannot be stored as JSON: {item!r} is not finite")
+                raise InvalidEntryError(
+                    f"{_where(what, path, keyed)}: {item!r} is not finite (JSON has no NaN or"
+                    " Infinity); store a number, or None"
+                )
         elif isinstance(item, int):
             if not -(2**63) <= item < 2**64:
                 raise InvalidEntryError(
-                    f"value cannot be stored as JSON: integer {item} is beyond 64 bits"
+                    f"{_where(what, path, keyed)}: integer {item} is beyond 64 bits, which JSON"
+                    " readers cannot give back exactly; store it as a string"
                 )
+            if isinstance(item, enum.Enum):
+                stack.append((item.value, path))
         elif isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
                     raise InvalidEntryError(
-                        f"value cannot be stored as JSON: object key {k!r} is not a string"
+                        f"{_where(what, path, keyed)}: object key {k!r} is not a string; JSON"
+                        " object keys are strings"
                     )
-                stack.append((v, depth + 1))
+                stack.append((v, (*path, k)))
         elif isinstance(item, (list, tuple)):
-            stack.extend((v, depth + 1) for v in item)
+            stack.extend((v, (*path, i)) for i, v in enumerate(item))
+        elif isinstance(item, enum.Enum):
+            stack.append((item.value, path))
+        elif not isinstance(item, uuid.UUID):
+            raise InvalidEntryError(f"{_where(what, path, keyed)}: {_not_json(item)}")
 
 
-def _check_finite(value: Any) -> None:
-    """Refuse NaN and infinities in a value orjson has just encoded.
+def _where(what: str, path: tuple[str | int, ...], keyed: bool) -> str:
+    """``entry 'agent:main:x' field 'a.b[0]'`` for a path inside an entry."""
+    head = what
+    if keyed and path:
+        head, path = f"{what} {path[0]!r}", path[1:]
+    if not path:
+        return head
+    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return f"{head} field {dotted!r}"
+
+
+def _not_json(item: object) -> str:
+    """What is wrong with a value that is not JSON, and what to store instead."""
+    name = type(item).__name__
+    if isinstance(item, (datetime.date, datetime.time)):  # datetime is a date
+        return f"{name} is not a JSON value; store a string such as its isoformat()"
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return (
+            f"dataclass {name} is not a JSON value; store a dict such as dataclasses.asdict(value)"
+        )
+    if isinstance(item, (set, frozenset)):
+        return f"{name} is not a JSON value; store a list"
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"{name} is not a JSON value; store a string (e.g. base64)"
+    return f"{name} is not a JSON value; store a string, number, bool, None, list or dict"
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a value orjson has just encoded holds NaN or an infinity.
 
     orjson already refused non-string keys and out-of-range integers, and it encodes no
     float subclass, so only exact floats (and the containers holding them) need a look.
@@ -194,32 +256,75 @@ def _check_finite(value: Any) -> None:
     elif t is list or t is tuple:
         items = value
     elif t is float:
-        if not math.isfinite(value):
-            raise InvalidEntryError(f"value cannot be stored as JSON: {value!r} is not finite")
-        return
+        return not math.isfinite(value)
     else:
-        return
+        return False
     for item in items:
         ti = type(item)
-        if ti is dict or ti is list or ti is float or ti is tuple:
-            _check_finite(item)
+        if (ti is dict or ti is list or ti is float or ti is tuple) and _has_non_finite(item):
+            return True
+    return False
 
 
-def dumps_pretty(value: Any) -> bytes:
-    """``JSON.stringify(value, null, 2)``: 2-space indent, no trailing newline, UTF-8."""
+def _as_orjson_writes(value: object) -> object:
+    """The stdlib encoder's fallback for what orjson writes natively (and check_json lets by)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(
+    value: Any,
+    option: int,
+    indent: int | None,
+    what: str,
+    prefix: tuple[str | int, ...],
+    keyed: bool,
+) -> bytes:
     try:
-        data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(value, option=option)
     except TypeError:
-        pass  # e.g. integers beyond 64 bits: check_json refuses them below
+        pass  # a value that is not JSON, an integer beyond 64 bits, very deep nesting, ...
     else:
-        if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
-            _check_finite(value)
+        # orjson writes NaN/Infinity as null: look closer only then.
+        if b"null" in data and _has_non_finite(value):
+            check_json(value, what=what, prefix=prefix, keyed=keyed)
         return data
-    check_json(value)
+    check_json(value, what=what, prefix=prefix, keyed=keyed)  # names what is wrong, and where
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        text = json.dumps(
+            value,
+            indent=indent,
+            separators=None if indent else (",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_as_orjson_writes,
+        )
+        return text.encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
-        raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
+        raise InvalidEntryError(
+            f"{_where(what, prefix, keyed)} cannot be stored as JSON: {exc}"
+        ) from exc
+
+
+def dumps_pretty(
+    value: Any, *, what: str = "value", prefix: tuple[str | int, ...] = (), keyed: bool = False
+) -> bytes:
+    """``JSON.stringify(value, null, 2)``: 2-space indent, no trailing newline, UTF-8.
+
+    Args:
+        value: What to encode.
+        what: What it is, named in the error (see :func:`check_json`).
+        prefix: Where it sits inside that.
+        keyed: The first step of the path is a session key.
+
+    Raises:
+        InvalidEntryError: ``value`` holds something JSON cannot hold exactly (see
+            :func:`check_json`); the message names the field and the type.
+    """
+    return _dumps(value, _PRETTY, 2, what, prefix, keyed)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -231,28 +336,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def dumps_compact(value: Any) -> bytes:
-    """Compact JSON (UTF-8) for database columns."""
-    try:
-        data = orjson.dumps(value)
-    except TypeError:
-        pass
-    else:
-        if b"null" in data:  # orjson writes NaN/Infinity as null: look closer only then
-            _check_finite(value)
-        return data
-    check_json(value)
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
-    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
-        raise InvalidEntryError(f"value cannot be stored as JSON: {exc}") from exc
+def dumps_compact(
+    value: Any, *, what: str = "value", prefix: tuple[str | int, ...] = (), keyed: bool = False
+) -> bytes:
+    """Compact JSON (UTF-8), for database columns and transcript lines.
+
+    Takes and refuses what :func:`dumps_pretty` does.
+    """
+    return _dumps(value, _STRICT, None, what, prefix, keyed)
 
 
 def clone_json(value: Any) -> Any:
     """A deep copy of JSON data (faster than ``copy.deepcopy`` for large entries)."""
     try:
-        return orjson.loads(orjson.dumps(value))
-    except TypeError:
+        return orjson.loads(orjson.dumps(value, option=_STRICT))
+    except TypeError:  # not JSON: copied as it is, for the write to refuse
         return copy.deepcopy(value)

@@ -38,10 +38,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from .clock import iso_now
 from .errors import LockLostError, LockTimeoutError, SessionStoreError
 
 __all__ = [
@@ -90,11 +91,6 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def _iso_now() -> str:
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def _parse_iso(value: object) -> bool:
@@ -534,7 +530,7 @@ class LockFile:
                 if attempt > 1 and os.path.lexists(path):
                     raise FileExistsError(path)  # cheaper than placing a temp file to find out
                 # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
-                payload = {"pid": pid, "createdAt": _iso_now(), "starttime": starttime}
+                payload = {"pid": pid, "createdAt": iso_now(), "starttime": starttime}
                 placed = self._place(path, json.dumps({**payload, "token": token}).encode())
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)

@@ -21,10 +21,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from .clock import now_ms
 from .config import MaintenanceConfig
-from .entry import now_ms
+from .context import StoreContext
 from .errors import InvalidArgumentError, SessionStoreError
 from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef
@@ -38,9 +39,6 @@ from .transcripts.naming import (
     parse_name,
     session_transcripts,
 )
-
-if TYPE_CHECKING:
-    from .store import SessionStore
 
 __all__ = [
     "ACTIONS",
@@ -218,7 +216,7 @@ class _Run:
 
     def __init__(
         self,
-        store: SessionStore,
+        ctx: StoreContext,
         txn: MaintenanceTxn,
         report: MaintenanceReport,
         *,
@@ -227,20 +225,20 @@ class _Run:
         apply: bool,
         now: int,
     ) -> None:
-        self.store = store
+        self.ctx = ctx
         self.txn = txn
         self.report = report
         self.cfg = cfg
         self.protect = protect
         self.apply = apply
         self.now = now
-        self.dir = store.paths.sessions_dir
-        self.dirs = store.transcript_dirs
-        self.index_names = frozenset(store.index.index_files())
+        self.dir = ctx.paths.sessions_dir
+        self.dirs = ctx.transcript_dirs
+        self.index_names = frozenset(ctx.index.index_files())
         self.files = _scan(self.dir)
         # sessions.json.lock exists only while a writer (this run, for json stores) holds
         # it: not part of the dir's size, and never a file to remove.
-        self.files.pop(f"{store.paths.json_path.name}.lock", None)
+        self.files.pop(f"{ctx.paths.json_path.name}.lock", None)
         self.plan = _Plan()
 
     # --- helpers ---
@@ -327,7 +325,7 @@ class _Run:
                 self._delete_file(name)
 
     def rotate(self) -> None:
-        live = self.store.paths.json_path
+        live = self.ctx.paths.json_path
         current = self.files.get(live.name)
         if current is None or current.size <= self.cfg.rotate_bytes:
             return
@@ -411,7 +409,7 @@ class _Run:
             # sessions than needed: measure the index (three PRAGMAs) after every eviction.
             # For sessions.json measuring means serialising the store; its estimate (the
             # entry's pretty-printed chunk) is exact, so rounds are batched there.
-            one_by_one = self.store.store_type != "json"
+            one_by_one = self.ctx.store_type != "json"
             files_bytes = total - self.txn.index_bytes()
             while total > high and sum(fixed.values()) < high:
                 victims: list[RowRef] = []
@@ -443,9 +441,9 @@ class _Run:
         )
 
 
-def _carry_out(store: SessionStore, plan: _Plan, report: MaintenanceReport) -> None:
+def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> None:
     """Archive and delete the planned files (after the index change committed)."""
-    directory = store.paths.sessions_dir
+    directory = ctx.paths.sessions_dir
     archived = []
     for name, archive_name in plan.archive:
         path = directory / name
@@ -481,7 +479,7 @@ def _carry_out(store: SessionStore, plan: _Plan, report: MaintenanceReport) -> N
 
 
 def _pass(
-    store: SessionStore,
+    ctx: StoreContext,
     report: MaintenanceReport,
     *,
     cfg: MaintenanceConfig,
@@ -491,7 +489,7 @@ def _pass(
     now: int,
 ) -> None:
     def body(txn: MaintenanceTxn) -> _Run:
-        run = _Run(store, txn, report, cfg=cfg, protect=protect, apply=apply, now=now)
+        run = _Run(ctx, txn, report, cfg=cfg, protect=protect, apply=apply, now=now)
         report.beforeCount = txn.count()
         if "missing" in steps:
             run.fix_missing()
@@ -499,24 +497,24 @@ def _pass(
             run.archive(run.prune_and_cap())
             if report.archived or cfg.reset_archive_retention_ms is not None:
                 run.age_out()
-            if store.store_type == "json":
+            if ctx.store_type == "json":
                 run.rotate()
             run.disk_budget()
         report.afterCount = txn.count()
         return run
 
-    run = store.index.maintenance(body, commit=apply)
+    run = ctx.index.maintenance(body, commit=apply)
     if apply:
-        _carry_out(store, run.plan, report)
+        _carry_out(ctx, run.plan, report)
     else:
-        report.removedFiles = [str(store.paths.sessions_dir / n) for n in run.plan.delete]
+        report.removedFiles = [str(ctx.paths.sessions_dir / n) for n in run.plan.delete]
         # From the plan's model, not the disk: a file archived and then deleted in the same
         # pass (or a backup not yet made) exists only there.
         report.bytesFreed = run.plan.delete_bytes
 
 
 def run_maintenance(
-    store: SessionStore,
+    ctx: StoreContext,
     *,
     mode: str | None = None,
     dry_run: bool = False,
@@ -524,10 +522,10 @@ def run_maintenance(
     fix_missing: bool = False,
     now: int | None = None,
 ) -> MaintenanceReport:
-    """Run maintenance on one store (what ``store.maintain()`` calls).
+    """Run maintenance on one store: what ``SessionStore.maintain()`` calls.
 
     Args:
-        store: The store.
+        ctx: The store's context (``StoreContext.of(store)``).
         mode: ``warn`` or ``enforce``; default the configured ``session.maintenance.mode``.
         dry_run: Report what would happen; change nothing.
         active_key: A session that is never pruned, capped or evicted.
@@ -541,16 +539,16 @@ def run_maintenance(
     Raises:
         InvalidArgumentError: An unknown mode.
     """
-    cfg = store.config.maintenance
+    cfg = ctx.config.maintenance
     chosen = cfg.mode if mode is None else mode
     if chosen not in MODES:
         raise InvalidArgumentError(f"maintenance mode must be warn or enforce, got {chosen!r}")
     protect = frozenset({fold_key(canonical_key(active_key))} if active_key else ())
     at = now_ms() if now is None else now
     report = MaintenanceReport(
-        agentId=store.agent_id,
-        storePath=store.index.location,
-        storeType=store.store_type,
+        agentId=ctx.agent_id,
+        storePath=ctx.index.location,
+        storeType=ctx.store_type,
         mode=chosen,
         dryRun=dry_run,
     )
@@ -559,8 +557,8 @@ def run_maintenance(
         # Warn mode still removes entries with missing transcripts (as upstream); the rest
         # is only reported.
         first = MaintenanceReport(report.agentId, report.storePath, report.storeType, chosen, False)
-        _pass(store, first, cfg=cfg, protect=protect, steps=_MISSING, apply=True, now=at)
-        _pass(store, report, cfg=cfg, protect=protect, steps=_MAIN, apply=False, now=at)
+        _pass(ctx, first, cfg=cfg, protect=protect, steps=_MISSING, apply=True, now=at)
+        _pass(ctx, report, cfg=cfg, protect=protect, steps=_MAIN, apply=False, now=at)
         report.beforeCount = first.beforeCount
         report.missing = first.missing
         report.actions = first.actions + report.actions
@@ -568,12 +566,12 @@ def run_maintenance(
     else:
         steps = _MISSING | _MAIN if fix_missing else _MAIN
         apply = enforce and not dry_run
-        _pass(store, report, cfg=cfg, protect=protect, steps=steps, apply=apply, now=at)
+        _pass(ctx, report, cfg=cfg, protect=protect, steps=steps, apply=apply, now=at)
         report.applied = apply and report.would_mutate
     budget = report.diskBudget
     if not enforce and budget is not None and budget.overBudget:
         report.warnings.append(
-            f"{store.paths.sessions_dir} holds {budget.totalBytesBefore} bytes, over its budget"
+            f"{ctx.paths.sessions_dir} holds {budget.totalBytesBefore} bytes, over its budget"
             f" of {budget.maxBytes} (warn mode: nothing was removed)"
         )
     return report

@@ -19,19 +19,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from . import __version__
-from .entry import load_normalize, now_ms, sort_time
+from .args import as_number
+from .clock import format_utc, now_ms
+from .entry import load_normalize, sort_time
 from .errors import CorruptStoreError, MigrationError, SessionStoreError
 from .files import atomic_write, dumps_pretty, os_error, sha256_hex, sqlite_uri
 from .index.json import parse_store_bytes
 from .keys import fold_key
 from .layout import StorePaths
 from .lockfile import LockFile
+from .version import __version__
 
 __all__ = [
     "MigrationResult",
     "SourceSnapshot",
     "export_entries",
+    "import_entries",
     "import_on_create",
     "migrate_agent",
     "read_source",
@@ -238,7 +241,7 @@ def split_warning(
             return None
         return (
             f"{json_path} changed after it was imported into {sqlite_path} (at"
-            f" {_when(record.get('migratedAt'))}): something still writes it, e.g. an OpenClaw"
+            f" {format_utc(record.get('migratedAt'))}): something still writes it, e.g. an OpenClaw"
             " gateway, and this store does not see those changes - point every writer at one"
             " store, then run `sessionstore migrate --force` to merge (the newer updatedAt wins)"
         )
@@ -336,7 +339,7 @@ def _latest_update(path: Path) -> int | float | None:
     with _read_database(path) as conn:
         rows: list[Any] = conn.execute("SELECT max(updated_at) FROM sessions").fetchall()
     value = rows[0][0] if rows else None
-    return value if isinstance(value, (int, float)) else None
+    return as_number(value)
 
 
 def import_on_create(json_path: Path) -> Callable[[SqliteIndex, Any], None]:
@@ -419,7 +422,7 @@ def migrate_agent(
         else:
             result.message = (
                 "sessions.json changed since the migration at"
-                f" {_when(record.get('migratedAt'))}; run `migrate --force` to re-import it"
+                f" {format_utc(record.get('migratedAt'))}; run `migrate --force` to re-import it"
             )
         return result
     elif existing > 0 and not force:
@@ -436,43 +439,21 @@ def migrate_agent(
         result.message = f"Would migrate {count} session{'' if count == 1 else 's'}" + notes
         return result
 
-    from .index.sqlite import SqliteIndex
-
     total = len(source.entries)
-    report = (lambda done: progress(done, total)) if progress else None
-    imported: list[int] = []
-
-    def import_new(index: SqliteIndex, conn: Any) -> None:
-        imported.append(
-            index.import_into(conn, source.entries, record=source.record(), progress=report)
-        )
-
-    index = SqliteIndex(
-        paths.sqlite_path,
-        agent_id=paths.agent_id,
-        durability=durability,
-        busy_timeout_ms=lock_timeout_ms,
-        on_create=import_new,
-    )
     try:
-        written: int | None = None
-        if index.create():
-            written = imported[0]
-        else:
-            imported.clear()
-            written = index.import_entries(
-                source.entries,
-                record=source.record(),
-                keep_fresher=force,
-                only_if_new=not force,
-                progress=report,
-            )
+        written = import_entries(
+            paths,
+            source.entries,
+            record=source.record(),
+            force=force,
+            durability=durability,
+            lock_timeout_ms=lock_timeout_ms,
+            progress=(lambda done: progress(done, total)) if progress else None,
+        )
     except SessionStoreError as exc:
         if isinstance(exc, MigrationError):
             raise
         raise MigrationError(f"migration of {paths.json_path} failed: {exc}") from exc
-    finally:
-        index.close()
     if written is None and not source.entries:
         result.message = "No sessions to migrate" + notes
         return result
@@ -499,6 +480,71 @@ def migrate_agent(
     return result
 
 
+def import_entries(
+    paths: StorePaths,
+    entries: dict[str, Entry],
+    *,
+    record: dict[str, Any],
+    force: bool,
+    durability: str,
+    lock_timeout_ms: int,
+    progress: Callable[[int], None] | None,
+    record_key: str = "migration",
+) -> int | None:
+    """Import ``entries`` into the store's ``sessions.sqlite``, all or nothing, verified.
+
+    A database that does not exist yet is built with them (under a temporary name, then
+    linked into place, so concurrent first imports never import over each other); an
+    existing one takes them in one transaction.
+
+    Args:
+        paths: The store's files.
+        entries: Canonical key -> normalised entry.
+        record: What is kept in the database's meta table under ``record_key``.
+        force: Import into a database that already holds sessions (newer entries there
+            are kept); without it, such a database is left alone.
+        durability: ``normal`` or ``power``.
+        lock_timeout_ms: How long to wait for the database's writers.
+        progress: Called with the number of entries written so far.
+        record_key: The meta key of the record.
+
+    Returns:
+        The number of entries written; None when the database already held sessions (or
+        an import) and ``force`` was not given.
+    """
+    from .index.sqlite import SqliteIndex
+
+    imported: list[int] = []
+
+    def import_new(index: SqliteIndex, conn: Any) -> None:
+        imported.append(
+            index.import_into(
+                conn, entries, record=record, progress=progress, record_key=record_key
+            )
+        )
+
+    index = SqliteIndex(
+        paths.sqlite_path,
+        agent_id=paths.agent_id,
+        durability=durability,
+        busy_timeout_ms=lock_timeout_ms,
+        on_create=import_new,
+    )
+    try:
+        if index.create():
+            return imported[0]
+        return index.import_entries(
+            entries,
+            record=record,
+            keep_fresher=force,
+            only_if_new=not force,
+            progress=progress,
+            record_key=record_key,
+        )
+    finally:
+        index.close()
+
+
 def _notes(source: SourceSnapshot) -> str:
     notes = []
     if source.folded:
@@ -508,14 +554,6 @@ def _notes(source: SourceSnapshot) -> str:
             f"{len(source.skipped)} non-object entries left out: {', '.join(source.skipped[:5])}"
         )
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def _when(ms: object) -> str:
-    if not isinstance(ms, (int, float)):
-        return "an unknown time"
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def export_entries(
@@ -537,7 +575,7 @@ def export_entries(
         SessionStoreError: ``out`` exists and ``overwrite`` is False, it is being written
             by a callback of this thread, or the write failed.
     """
-    data = dumps_pretty(entries)
+    data = dumps_pretty(entries, what="entry", keyed=True)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -26,12 +26,12 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
 
+from .clock import iso_ms, now_ms
 from .errors import (
     BackendUnavailableError,
     CorruptSourceError,
@@ -42,7 +42,7 @@ from .errors import (
 from .files import sqlite_uri
 from .keys import normalize_agent_id
 from .layout import OPENCLAW_DB, openclaw_db_path, resolve_home
-from .transcripts.naming import validate_session_id
+from .transcripts.naming import archive_timestamp, validate_session_id
 
 __all__ = [
     "MAX_SCHEMA",
@@ -107,16 +107,6 @@ def _zstd() -> Any:
         "reading compressed transcript rows needs zstd: install the `backports.zstd` package"
         " (a dependency of sessionstore on Python < 3.14: `pip install backports.zstd`)"
     )
-
-
-def _iso(ms: int) -> str:
-    """``new Date(ms).toISOString()``."""
-    try:
-        when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
-    except OverflowError:
-        when = datetime(1970, 1, 1, tzinfo=timezone.utc)
-        ms = 0
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _int(value: object) -> int | None:
@@ -638,8 +628,8 @@ class OpenClawDb:
             )
             if when is None:
                 # Only in cold archives and no window: the import's time (not repeatable).
-                when = int(datetime.now(timezone.utc).timestamp() * 1000)
-            stamp = _iso(when).replace(":", "-")
+                when = now_ms()
+            stamp = archive_timestamp(when)
             plans.append(
                 TranscriptPlan(
                     sid,
@@ -762,7 +752,7 @@ class OpenClawDb:
             "type": "session",
             "version": 3,
             "id": plan.session_id,
-            "timestamp": _iso(created if created is not None else plan.fallback_ms),
+            "timestamp": iso_ms(created if created is not None else plan.fallback_ms),
             "cwd": plan.cwd,
         }
         return orjson.dumps(header) + b"\n"

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from . import __version__
-from .entry import now_ms
+from .clock import format_utc, now_ms
 from .errors import MigrationError, SessionStoreError, TranscriptConflictError
 from .files import ensure_private_dir, fsync_dir, os_error, write_all
 from .layout import StorePaths
-from .migrate import MigrationResult, _when, fold_entries, peek_database
+from .migrate import MigrationResult, fold_entries, import_entries, peek_database
 from .openclaw_db import (
     DbSnapshot,
     OpenClawDb,
@@ -49,13 +48,15 @@ from .openclaw_db import (
     file_facts,
     openclaw_db_path,
 )
+from .version import __version__
 
 if TYPE_CHECKING:
-    from .index.sqlite import SqliteIndex
+    from .index.base import IndexBackend
 
 __all__ = [
     "RECORD_KEY",
     "OpenClawImportResult",
+    "import_record",
     "migrate_openclaw_db",
     "openclaw_db_status",
     "openclaw_db_warning",
@@ -378,7 +379,7 @@ def migrate_openclaw_db(
                 " unchanged since"
                 if unchanged
                 else f"{db_path.name} changed since the import at"
-                f" {_when(record.get('migratedAt'))}; run `migrate --from openclaw-db --force`"
+                f" {format_utc(record.get('migratedAt'))}; run `migrate --from openclaw-db --force`"
                 " to import it again (newer entries in the store are kept)"
             )
             return result
@@ -511,75 +512,39 @@ def _link_and_import(
     offset: int,
 ) -> int | None:
     with staging.exclusive():
-        return _link_and_import_locked(
+        for plan in snap.transcripts:
+            staging.link(plan.file_name)
+        fsync_dir(paths.sessions_dir)
+        entries, _, _ = fold_entries(_with_session_files(snap.entries, files))
+        total = offset + len(entries)
+        written = import_entries(
             paths,
-            snap,
-            staging,
-            files,
+            entries,
             record=record,
             force=force,
             durability=durability,
             lock_timeout_ms=lock_timeout_ms,
-            progress=progress,
-            offset=offset,
-        )
-
-
-def _link_and_import_locked(
-    paths: StorePaths,
-    snap: DbSnapshot,
-    staging: _Staging,
-    files: dict[str, Path],
-    *,
-    record: Entry,
-    force: bool,
-    durability: str,
-    lock_timeout_ms: int,
-    progress: Callable[[int, int], None] | None,
-    offset: int,
-) -> int | None:
-    for plan in snap.transcripts:
-        staging.link(plan.file_name)
-    fsync_dir(paths.sessions_dir)
-    entries, _, _ = fold_entries(_with_session_files(snap.entries, files))
-
-    from .index.sqlite import SqliteIndex
-
-    total = offset + len(entries)
-    report = (lambda done: progress(offset + done, total)) if progress else None
-    imported: list[int] = []
-
-    def import_new(index: SqliteIndex, conn: Any) -> None:
-        imported.append(
-            index.import_into(conn, entries, record=record, progress=report, record_key=RECORD_KEY)
-        )
-
-    index = SqliteIndex(
-        paths.sqlite_path,
-        agent_id=paths.agent_id,
-        durability=durability,
-        busy_timeout_ms=lock_timeout_ms,
-        on_create=import_new,
-    )
-    try:
-        if index.create():
-            return imported[0]
-        written = index.import_entries(
-            entries,
-            record=record,
-            keep_fresher=force,
-            only_if_new=not force,
-            progress=report,
+            progress=(lambda done: progress(offset + done, total)) if progress else None,
             record_key=RECORD_KEY,
         )
-    finally:
-        index.close()
-    if written is None:
-        staging.undo()  # nothing was imported: take the transcripts back out
-    return written
+        if written is None:
+            staging.undo()  # nothing was imported: take the transcripts back out
+        return written
 
 
 # --- what store-info and the doctor say ------------------------------------------------------
+
+
+def import_record(index: IndexBackend) -> dict[str, Any] | None:
+    """The record of the last import of ``openclaw-agent.sqlite`` into ``index``, if any.
+
+    Only a sqlite index can hold one (the import needs the SQLite driver).
+    """
+    if index.store_type != "sqlite":
+        return None
+    from .index.sqlite import SqliteIndex
+
+    return index.migration_record(RECORD_KEY) if isinstance(index, SqliteIndex) else None
 
 
 def openclaw_db_status(
@@ -613,7 +578,7 @@ def openclaw_db_warning(status: dict[str, Any] | None) -> str | None:
         )
     if status["changedSinceImport"]:
         return (
-            f"{status['path']} changed after its import at {_when(status['importedAt'])}; this"
+            f"{status['path']} changed after its import at {format_utc(status['importedAt'])}; this"
             " store does not see those changes - run `sessionstore migrate --from openclaw-db"
             " --force` to import it again (newer entries in the store are kept)"
         )

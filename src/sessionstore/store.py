@@ -1,4 +1,4 @@
-"""SessionStore: one agent's hot index (plus, later, its transcripts and maintenance).
+"""SessionStore: one agent's hot index, its transcripts, maintenance and checks.
 
 The store canonicalises keys, applies OpenClaw's entry rules (``entry.py``) and hands each
 change to its index backend as one read-modify-write under the backend's write lock, so
@@ -27,14 +27,15 @@ from .args import (
     check_timeout_ms,
     show,
 )
+from .clock import now_ms
 from .config import SessionConfig, load_settings, resolve_store_type
+from .context import StoreContext
 from .entry import (
     SessionEntry,
     as_entry,
     merge_entry,
     new_session_id,
     normalize_channel,
-    now_ms,
     replace_entry,
     reset_entry,
 )
@@ -249,6 +250,9 @@ class SessionStore:
         Raises:
             InvalidKeyError: ``sessionId`` cannot name a transcript file (``../x``, empty,
                 not a string).
+            InvalidEntryError: A value is not JSON (a ``datetime``, a dataclass, NaN, ...);
+                the message names its field. ``uuid.UUID`` and enum members are stored as
+                their string and value.
         """
         canonical = canonical_key(key)
         new = as_entry(entry)
@@ -288,6 +292,7 @@ class SessionStore:
         Raises:
             InvalidKeyError: The update would set a ``sessionId`` that cannot name a
                 transcript file.
+            InvalidEntryError: A value is not JSON (as for :meth:`put`).
         """
         canonical = canonical_key(key)
         check_bool("create", create)
@@ -528,6 +533,8 @@ class SessionStore:
         Raises:
             InvalidKeyError: ``fn`` gave an entry a ``sessionId`` that cannot name a
                 transcript file (nothing is saved).
+            InvalidEntryError: ``fn`` left a value that is not JSON in an entry (as for
+                :meth:`put`; nothing is saved).
         """
         check_callable("fn", fn)
 
@@ -586,7 +593,11 @@ class SessionStore:
             canonical_key(active_key)
         check_bool("fix_missing", fix_missing)
         return run_maintenance(
-            self, mode=mode, dry_run=dry_run, active_key=active_key, fix_missing=fix_missing
+            StoreContext.of(self),
+            mode=mode,
+            dry_run=dry_run,
+            active_key=active_key,
+            fix_missing=fix_missing,
         )
 
     def check(self, fix: bool = False) -> builtins.list[Finding]:
@@ -602,7 +613,7 @@ class SessionStore:
         from .doctor import run_checks
 
         check_bool("fix", fix)
-        return run_checks(self, fix=fix)
+        return run_checks(StoreContext.of(self), fix=fix)
 
     def vacuum(self) -> dict[str, Any]:
         """Checkpoint the WAL and compact ``sessions.sqlite`` (sqlite stores only).
@@ -674,15 +685,9 @@ class SessionStore:
 
     def openclaw_db_status(self) -> dict[str, Any] | None:
         """Whether the agent's ``openclaw-agent.sqlite`` (OpenClaw 2026.8+) was imported."""
-        from .openclaw_import import RECORD_KEY, openclaw_db_status
+        from .openclaw_import import import_record, openclaw_db_status
 
-        record = None
-        if self.store_type == "sqlite":  # only then is the driver there to import
-            from .index.sqlite import SqliteIndex
-
-            if isinstance(self._index, SqliteIndex):
-                record = self._index.migration_record(RECORD_KEY)
-        return openclaw_db_status(self.state_dir, self.agent_id, record)
+        return openclaw_db_status(self.state_dir, self.agent_id, import_record(self._index))
 
 
 def open_store(

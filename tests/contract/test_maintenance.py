@@ -30,7 +30,9 @@ import pytest
 
 import sessionstore
 from sessionstore import InvalidArgumentError, SessionStore
-from sessionstore.entry import now_ms, sort_time
+from sessionstore.clock import now_ms
+from sessionstore.context import StoreContext
+from sessionstore.entry import sort_time
 from sessionstore.files import dumps_pretty
 from sessionstore.maintenance import DiskBudgetReport, MaintenanceReport, run_maintenance
 from sessionstore.transcripts.naming import (
@@ -338,7 +340,7 @@ def test_prune_and_cap_match_a_model(store: SessionStore) -> None:
         store.mutate(lambda d, fresh=entries: (d.clear(), d.update(fresh)))
         configure(store, max_entries=max_entries, prune_after_ms=prune_days * DAY)
 
-        report = run_maintenance(store, mode="enforce", active_key=active, now=now)
+        report = run_maintenance(StoreContext.of(store), mode="enforce", active_key=active, now=now)
 
         pruned, capped = _model(entries, now - prune_days * DAY, max_entries, active)
         context = (round_, entries, max_entries, prune_days, active)
@@ -555,7 +557,7 @@ def test_json_rotation_copies_and_keeps_three_backups(
         monkeypatch.setattr(os, "rename", rename)
         monkeypatch.setattr(os, "unlink", unlink)
         monkeypatch.setattr(maintenance, "atomic_write", write)
-        report = run_maintenance(store, now=now)
+        report = run_maintenance(StoreContext.of(store), now=now)
         monkeypatch.undo()
 
         backup = d / f"sessions.json.bak.{now}"
@@ -576,7 +578,7 @@ def test_json_rotation_copies_and_keeps_three_backups(
         assert sorted(store.load_all()) == [f"agent:main:fresh{i}" for i in range(3)]
 
         # still over rotateBytes: the next run rotates again and still keeps three
-        later = run_maintenance(store, now=now + 5)
+        later = run_maintenance(StoreContext.of(store), now=now + 5)
         assert later.rotatedTo == str(d / f"sessions.json.bak.{now + 5}")
         assert later.removedFiles == [str(d / f"sessions.json.bak.{now - 2000}")]
         assert (d / f"sessions.json.bak.{now + 5}").read_bytes() == live.read_bytes()
@@ -595,7 +597,7 @@ def test_sqlite_never_rotates(state_dir: Path) -> None:
         for off in (4000, 3000, 2000, 1000):
             write_file(d / f"sessions.json.bak.{now - off}", 10)
         before = {n for n in names(store) if n.startswith("sessions.json")}
-        report = run_maintenance(store, now=now)
+        report = run_maintenance(StoreContext.of(store), now=now)
         assert report.rotatedTo is None and report.removedFiles == []
         assert report.pruned == 1
         assert {n for n in names(store) if n.startswith("sessions.json")} == before
@@ -857,17 +859,21 @@ def test_warn_and_dry_run_change_nothing_and_report_what_enforce_does(
     sids = _rich_scenario(store, state_dir, now)
     active = "agent:main:fresh5"
     configure(store, max_disk_bytes=10**12, high_water_bytes=10**12)
-    calm = run_maintenance(store, mode="enforce", dry_run=True, active_key=active, now=now)
+    calm = run_maintenance(
+        StoreContext.of(store), mode="enforce", dry_run=True, active_key=active, now=now
+    )
     assert calm.diskBudget is not None
     budget = calm.diskBudget.totalBytesBefore
     configure(store, max_disk_bytes=budget - 1, high_water_bytes=budget - 1)
     before, loaded = snapshot(state_dir), store.load_all()
 
-    warn = run_maintenance(store, mode="warn", active_key=active, now=now)
+    warn = run_maintenance(StoreContext.of(store), mode="warn", active_key=active, now=now)
     assert snapshot(state_dir) == before and store.load_all() == loaded
-    dry = run_maintenance(store, mode="enforce", dry_run=True, active_key=active, now=now)
+    dry = run_maintenance(
+        StoreContext.of(store), mode="enforce", dry_run=True, active_key=active, now=now
+    )
     assert snapshot(state_dir) == before and store.load_all() == loaded
-    done = run_maintenance(store, mode="enforce", active_key=active, now=now)
+    done = run_maintenance(StoreContext.of(store), mode="enforce", active_key=active, now=now)
 
     assert (warn.applied, dry.applied, done.applied) == (False, False, True)
     assert (warn.mode, warn.dryRun, dry.mode, dry.dryRun) == ("warn", False, "enforce", True)

@@ -28,7 +28,8 @@ from hermetic import clean_env
 from model.openclaw_rules import load_entry
 from sessionstore.bench.generate import GeneratedState, generate_state_dir, mixed_case_variant
 from sessionstore.cli.app import app
-from sessionstore.entry import json_equal, now_ms
+from sessionstore.clock import now_ms
+from sessionstore.entry import json_equal
 from sessionstore.files import dumps_pretty
 
 Entry = dict[str, Any]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 
 import sessionstore
 from sessionstore.cli.app import app
-from sessionstore.entry import now_ms
+from sessionstore.clock import now_ms
 
 DAY = 86_400_000
 HOUR = 3_600_000

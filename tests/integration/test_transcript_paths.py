@@ -23,7 +23,8 @@ import pytest
 
 import sessionstore
 from sessionstore import InvalidArgumentError, InvalidKeyError, SessionStore
-from sessionstore.entry import now_ms
+from sessionstore.clock import now_ms
+from sessionstore.context import StoreContext
 from sessionstore.maintenance import run_maintenance
 
 Opener = Callable[[], SessionStore]
@@ -186,7 +187,7 @@ def test_maintenance_archives_the_file_a_stale_session_file_names(
     """Pruning the session archives the transcript reads use, not a derived path."""
     _, _, old_path = openclaw_reset_state(state, derived=False)
     store = opened()
-    report = run_maintenance(store, mode="enforce", now=NOW + 40 * DAY)
+    report = run_maintenance(StoreContext.of(store), mode="enforce", now=NOW + 40 * DAY)
     assert [(a.key, a.action) for a in report.actions] == [(KEY, "prune-stale")]
     assert not old_path.exists()
     [archived] = report.archived

@@ -22,8 +22,8 @@ import pytest
 import sessionstore
 import sessionstore.store as store_module
 from sessionstore import SessionStore
+from sessionstore.clock import now_ms
 from sessionstore.config import DAY_MS, load_config, parse_config
-from sessionstore.entry import now_ms
 from sessionstore.errors import ConfigError
 from sessionstore.store import MAINTENANCE_MARKER
 

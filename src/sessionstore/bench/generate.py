@@ -19,13 +19,13 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from ..entry import now_ms as current_ms
+from ..clock import iso_ms
+from ..clock import now_ms as current_ms
 from ..files import atomic_write, dumps_pretty, write_all
 from ..keys import normalize_agent_id
 from ..transcripts.naming import transcript_path
@@ -150,11 +150,6 @@ def _cost(rng: random.Random, low: float, high: float) -> float:
     value = round(rng.uniform(low, high), 4)
     # JSON.stringify writes 2.0 as 2; keep costs non-integral so files read back identically
     return value + 0.0001 if value.is_integer() else value
-
-
-def _iso(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def mixed_case_variant(key: str) -> str:
@@ -843,7 +838,7 @@ def _transcript_lines(rng: random.Random, e: Entry, *, cwd: str) -> list[Entry]:
                 return value
 
     lines: list[Entry] = [
-        {"type": "session", "version": 3, "id": e["sessionId"], "timestamp": _iso(t), "cwd": cwd}
+        {"type": "session", "version": 3, "id": e["sessionId"], "timestamp": iso_ms(t), "cwd": cwd}
     ]
     parent: str | None = None
 
@@ -851,7 +846,9 @@ def _transcript_lines(rng: random.Random, e: Entry, *, cwd: str) -> list[Entry]:
         nonlocal parent, t
         t += rng.randint(1, 4_000)
         ident = new_id()
-        lines.append({"type": kind, "id": ident, "parentId": parent, "timestamp": _iso(t), **body})
+        lines.append(
+            {"type": kind, "id": ident, "parentId": parent, "timestamp": iso_ms(t), **body}
+        )
         parent = ident
 
     def assistant(content: list[Entry], stop: str) -> Entry:

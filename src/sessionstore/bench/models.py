@@ -17,7 +17,8 @@ from typing import Any, Final
 import apsw
 import orjson
 
-from ..entry import load_normalize, merge_entry, now_ms, sort_time
+from ..clock import now_ms
+from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
 from ..index.base import derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key

@@ -17,7 +17,7 @@ from typing import Any
 import apsw
 import orjson
 
-from .. import __version__
+from ..version import __version__
 from .measure import BenchReport, BenchSettings, quiet, run_size
 from .peers import run_peers
 from .responsiveness import IMPORT_STATEMENTS, ImportTime, measure_import

@@ -10,7 +10,7 @@ import orjson
 from rich.table import Table
 from rich.text import Text
 
-from ..entry import now_ms
+from ..clock import now_ms
 from .common import out
 
 __all__ = [

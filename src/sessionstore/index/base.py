@@ -12,7 +12,6 @@ import base64
 import binascii
 import dataclasses
 import functools
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Final, TypedDict, TypeVar
 
 import orjson
 
-from ..args import show
+from ..args import as_number, show
 from ..entry import normalize_channel, sort_time
 from ..errors import InvalidArgumentError
 from ..keys import (
@@ -120,15 +119,6 @@ ROW_STRING_FIELDS: Final = (
     "parentSessionKey",
 )
 ROW_NUMBER_FIELDS: Final = ("totalTokens", "inputTokens", "outputTokens")
-
-
-def as_number(value: object) -> int | float | None:
-    """``value`` when it is a finite JSON number (not a bool), else None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-    return None
 
 
 def _str(value: object) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..args import as_number
 from ..entry import load_normalize, settle_entry, sort_time
 from ..errors import (
     CorruptStoreError,
@@ -48,7 +49,6 @@ from .base import (
     ModifyFn,
     RowRef,
     SessionRow,
-    as_number,
     derive_row,
     row_ref,
     visibility,
@@ -425,7 +425,7 @@ class JsonIndex(IndexBackend):
             yield
 
     def _write(self, snap: _Snapshot, store: dict[str, Any]) -> bool:
-        data = dumps_pretty(store)
+        data = dumps_pretty(store, what="entry", keyed=True)
         if snap.raw is not None and data == snap.raw:
             return False  # no-op write skipped, as upstream
         ensure_private_dir(self._path.parent)

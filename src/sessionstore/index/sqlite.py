@@ -32,7 +32,8 @@ from typing import Any, Final, TypeVar
 import apsw
 import orjson
 
-from ..entry import json_equal, load_normalize, now_ms, settle_entry, sort_time
+from ..clock import now_ms
+from ..entry import json_equal, load_normalize, settle_entry, sort_time
 from ..errors import (
     BackendUnavailableError,
     CorruptStoreError,
@@ -414,12 +415,12 @@ def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
             refs[field] = value.digest
             light[field] = 0
         elif isinstance(value, (dict, list)):
-            data = dumps_compact(value)
+            data = dumps_compact(value, what="entry", prefix=(key, field), keyed=True)
             digest = sha256_hex(data)
             refs[field] = digest
             blobs[digest] = (field, data)
             light[field] = 0
-    entry_json = dumps_compact(light)
+    entry_json = dumps_compact(light, what="entry", prefix=(key,), keyed=True)
     row = derive_row(key, entry, default_agent="")
     session_id = entry.get("sessionId")
     params = (

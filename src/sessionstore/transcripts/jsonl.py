@@ -41,12 +41,12 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from ..clock import iso_now, now_ms
 from ..errors import (
     InvalidArgumentError,
     InvalidEntryError,
@@ -63,17 +63,10 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPACTION_MARKER",
     "Transcript",
-    "iso_now",
 ]
 
 BLOCK: Final = 64 * 1024
 COMPACTION_MARKER: Final = {"role": "system", "content": [{"type": "text", "text": "Compaction"}]}
-
-
-def iso_now() -> str:
-    """``new Date().toISOString()``: ``2026-03-31T12:34:56.789Z``."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 SCAN_CHUNK: Final = 1 << 20
@@ -705,7 +698,8 @@ class Transcript:
 
         Raises:
             InvalidEntryError: ``message`` is not a JSON object, or holds a value JSON
-                cannot represent exactly (NaN, infinity, an object that is not JSON).
+                cannot represent exactly (NaN, infinity, a ``datetime``, a dataclass, an
+                object that is not JSON); the message names its field.
             InvalidArgumentError: ``idempotency_key`` is not a string.
             StorageFullError: The disk or a file size limit is full; the file still ends at
                 its last complete record.
@@ -724,8 +718,8 @@ class Transcript:
         msg = dict(message)
         if idempotency_key is not None:
             msg["idempotencyKey"] = idempotency_key
-        msg.setdefault("timestamp", _now_ms())
-        body = dumps_compact(msg)  # refuses NaN, infinities and values JSON cannot hold
+        msg.setdefault("timestamp", now_ms())
+        body = dumps_compact(msg, what="transcript message")  # refuses what is not JSON
         result: str = self._retrying(lambda: self._append_once(body, idempotency_key))
         return result
 
@@ -880,7 +874,3 @@ class Transcript:
 
 class _Moved(Exception):
     """The transcript was renamed while we waited for its lock."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..entry import now_ms, sort_time
+from ..clock import now_ms
+from ..entry import sort_time
 from ..errors import SessionStoreError
 from ..index.base import IndexBackend
 

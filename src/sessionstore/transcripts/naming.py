@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Final, Literal
 
+from ..clock import iso_ms, now_ms
 from ..errors import InvalidArgumentError, InvalidKeyError
 from ..files import fsync_dir, os_error
 
@@ -321,11 +322,7 @@ def _other_generated_id(name: str, session_id: str) -> str | None:
 
 def archive_timestamp(at_ms: int | None = None) -> str:
     """An archive suffix time: ISO with ``:`` replaced by ``-`` (``2026-03-31T12-34-56.789Z``)."""
-    if at_ms is None:
-        now = datetime.now(timezone.utc)
-        at_ms = int(now.timestamp()) * 1000 + now.microsecond // 1000
-    when = datetime.fromtimestamp(at_ms // 1000, timezone.utc)
-    return when.strftime("%Y-%m-%dT%H-%M-%S.") + f"{at_ms % 1000:03d}Z"
+    return iso_ms(now_ms() if at_ms is None else at_ms).replace(":", "-")
 
 
 def archive_name(name: str, reason: str, stamp: str | None = None) -> str:
