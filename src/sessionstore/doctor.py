@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from .config import SETTINGS_FILE, SETTINGS_KEYS
 from .context import StoreContext
 from .errors import CorruptStoreError, SessionStoreError
 from .keys import canonical_key
@@ -53,6 +54,7 @@ FINDING_KINDS: Final = (
     "wal-size",
     "sqlite-version",
     "network-filesystem",
+    "openclaw-config",
 )
 WAL_WARN_BYTES: Final = 64 * 1024 * 1024
 TEMP_STALE_SECONDS: Final = 60.0
@@ -451,6 +453,29 @@ class _Doctor:
                         path.unlink()
                         finding.fixed = True
 
+    def settings(self) -> None:
+        """Keys in openclaw.json's ``session`` section that make OpenClaw refuse to start."""
+        config = self.ctx.config
+        if config.path is None:
+            return
+        ours = set(SETTINGS_KEYS)
+        for key in config.rejected_keys:
+            if key in ours:
+                fix = (
+                    f"move it to {self.ctx.state_dir / SETTINGS_FILE}, where this library reads"
+                    " it and OpenClaw does not look"
+                )
+                if key == "storeType":
+                    fix += " (only a build of OpenClaw's PR #58550 accepts session.storeType)"
+            else:
+                fix = "remove it (or check the spelling against OpenClaw's documentation)"
+            self.add(
+                "openclaw-config",
+                config.path,
+                f"session.{key} is not a key of OpenClaw's session settings: an OpenClaw"
+                f" gateway refuses to start with this openclaw.json (INVALID_CONFIG); {fix}",
+            )
+
     def filesystem(self) -> None:
         fstype = _filesystem_type(self.dir)
         if fstype in NETWORK_FILESYSTEMS or (fstype or "").startswith("nfs"):
@@ -531,4 +556,5 @@ def run_checks(ctx: StoreContext, *, fix: bool = False) -> list[Finding]:
         doctor.openclaw_db()
         doctor.transcripts()
     doctor.filesystem()
+    doctor.settings()
     return doctor.findings

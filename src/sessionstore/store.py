@@ -28,7 +28,7 @@ from .args import (
     show,
 )
 from .clock import now_ms
-from .config import SessionConfig, load_settings, resolve_store_type
+from .config import SETTINGS_FILE, SessionConfig, load_settings, resolve_store_type
 from .context import StoreContext
 from .entry import (
     SessionEntry,
@@ -108,6 +108,9 @@ class StoreInfo:
         durability: ``normal`` or ``power``.
         jsonBytes: Size of sessions.json, when it exists.
         backend: Backend facts (driver, index size, WAL size, schema version, ...).
+        settings: The settings in effect and where each came from (``default``,
+            ``argument``, a ``SESSIONSTORE_*`` variable, ``sessionstore.json`` or
+            ``openclaw.json``), and the ``sessionstore.json`` path.
         splitWarning: When the file this store does not use holds sessions it cannot see
             (a sessions.json changed or never imported, a newer sessions.sqlite beside a
             json store): what is wrong and the command that merges them; else None.
@@ -130,6 +133,7 @@ class StoreInfo:
     jsonBytes: int | None = None
     backend: dict[str, Any] = field(default_factory=dict)
     splitWarning: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     openclawDb: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -681,7 +685,38 @@ class SessionStore:
             backend=self._index.describe(),
             splitWarning=self._find_split(),
             openclawDb=self.openclaw_db_status(),
+            settings=self._settings(),
         )
+
+    def _settings(self) -> dict[str, Any]:
+        config = self.config
+        sources = dict(config.sources)
+
+        def origin(key: str, value: object, default: object) -> str:
+            if key in sources:
+                return sources[key] if value == default else "argument"
+            return "default" if value == default else "argument"
+
+        return {
+            "storeType": {
+                "value": self.configured_type,
+                "from": origin("storeType", self.configured_type, config.store_type),
+            },
+            "durability": {
+                "value": self.durability,
+                "from": origin("durability", self.durability, config.durability),
+            },
+            "store": {"value": config.store, "from": sources.get("store", "default")},
+            "maintainEvery": {
+                "value": config.maintain_every_ms,
+                "from": sources.get("maintainEvery", "default"),
+            },
+            "maintenanceMode": {
+                "value": config.maintenance.mode,
+                "from": sources.get("maintenance", "default"),
+            },
+            "settingsFile": str(self.state_dir / SETTINGS_FILE),
+        }
 
     def openclaw_db_status(self) -> dict[str, Any] | None:
         """Whether the agent's ``openclaw-agent.sqlite`` (OpenClaw 2026.8+) was imported."""

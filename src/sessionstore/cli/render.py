@@ -201,6 +201,15 @@ def print_info(info: dict[str, Any]) -> None:
                 "yes - run `sessionstore migrate --force` to re-import" if changed else "no",
             )
         )
+    settings = info.get("settings") or {}
+    given = [
+        f"{name}={value['value']} ({value['from']})"
+        for name, value in settings.items()
+        if isinstance(value, dict) and value.get("from") not in (None, "default")
+    ]
+    if settings:
+        rows.append(("Settings", "; ".join(given) or "defaults"))
+        rows.append(("Settings File", str(settings.get("settingsFile"))))
     if info.get("splitWarning"):
         rows.append(("Warning", str(info["splitWarning"])))
     openclaw = info.get("openclawDb")
