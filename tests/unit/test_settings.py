@@ -87,7 +87,7 @@ def test_store_type_precedence_in_every_combination(
     if theirs:
         write(state / "openclaw.json", {"session": {"storeType": values["openclaw.json"]}})
     environ = {"SESSIONSTORE_STORE_TYPE": values["environment"]} if env else {}
-    expected = next((values[name] for name, on in zip(LAYERS, present) if on), "auto")
+    expected = next((values[name] for name, on in zip(LAYERS, present, strict=True) if on), "auto")
     with pytest.MonkeyPatch.context() as mp:
         for k, v in environ.items():
             mp.setenv(k, v)
