@@ -176,6 +176,7 @@ class SessionStore:
         fallback_reason: str | None = None,
         config: SessionConfig | None = None,
         durability: str = "normal",
+        lock_timeout_ms: int = 10_000,
     ) -> None:
         self._index = index
         self.paths = paths
@@ -185,6 +186,7 @@ class SessionStore:
         self.fallback_reason = fallback_reason
         self.config = config or SessionConfig()
         self.durability = durability
+        self.lock_timeout_ms = lock_timeout_ms
         self.split_warning: str | None = None
         self.transcript_dirs = transcript_dirs(
             paths.sessions_dir, state_dir=state_dir, agent_id=paths.agent_id, home=resolve_home()
@@ -417,7 +419,13 @@ class SessionStore:
     # --- transcripts ------------------------------------------------------------------------
 
     def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
-        return Transcript(path, session_id, durable=self.durability == "power", **hooks)
+        return Transcript(
+            path,
+            session_id,
+            durable=self.durability == "power",
+            lock_timeout_ms=self.lock_timeout_ms,
+            **hooks,
+        )
 
     def transcript(self, key: str, topic_id: str | int | None = None) -> Transcript:
         """The transcript (cold tier) of the session under ``key``.
@@ -795,6 +803,7 @@ def open_store(
         fallback_reason=fallback_reason,
         config=config,
         durability=level,
+        lock_timeout_ms=lock_timeout_ms,
     )
     try:
         if configured == "sqlite" and opened.store_type == "sqlite" and not read_only:

@@ -54,6 +54,7 @@ from ..errors import (
     StorageFullError,
 )
 from ..files import atomic_write, dumps_compact, fsync_dir, os_error, write_all
+from ..lockfile import LockFile
 from .checkpoint import MARK_BYTES, MEMORY, Checkpoint, CheckpointStore
 from .naming import archive_timestamp
 
@@ -213,12 +214,17 @@ class Transcript:
         cwd: str | None = None,
         link: IndexLink | None = None,
         checkpoints: CheckpointStore | None = None,
+        lock_timeout_ms: int = 10_000,
     ) -> None:
         self.path = path
         self.session_id = session_id
         self.skipped = 0
         self.bytes_read = 0
         self._durable = durable
+        # OpenClaw's agent runner holds `<transcript>.lock` for a whole run: every write
+        # here takes it too (after the kernel lock), so a run and this library never
+        # interleave their lines; a live holder is waited for, a dead one's lock taken over.
+        self._run_lock = LockFile(path, timeout_ms=lock_timeout_ms)
         self._cwd = cwd if cwd is not None else os.getcwd()
         self._link = link
         if checkpoints is None:
@@ -564,7 +570,8 @@ class Transcript:
                 same = False
             if not same:
                 raise _Moved()
-            yield fd
+            with self._run_lock.hold():
+                yield fd
         finally:
             os.close(fd)
 
