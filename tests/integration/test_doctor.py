@@ -168,6 +168,7 @@ def test_finding_kinds_are_the_documented_ones() -> None:
         "wal-size",
         "sqlite-version",
         "network-filesystem",
+        "openclaw-config",
     }
     assert len(FINDING_KINDS) == len(set(FINDING_KINDS))
 
