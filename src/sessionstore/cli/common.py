@@ -51,13 +51,21 @@ StateDirOpt = Annotated[
     ),
 ]
 AgentOpt = Annotated[
-    str | None, typer.Option("--agent", help="Agent id (default: the default agent).")
+    str | None,
+    typer.Option("--agent", help="Agent id (default: openclaw.json's default agent, else main)."),
 ]
 AllAgentsOpt = Annotated[
-    bool, typer.Option("--all-agents", help="Every configured or found agent.")
+    bool,
+    typer.Option(
+        "--all-agents", help="Every agent listed in openclaw.json or with a dir under agents/."
+    ),
 ]
 StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Path of a sessions.json (may contain {agentId}).")
+    str | None,
+    typer.Option(
+        "--store",
+        help="A sessions.json path (may contain {agentId}) to use instead of the agent's store.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document.")]
 VerboseOpt = Annotated[

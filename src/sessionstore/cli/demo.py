@@ -319,7 +319,8 @@ def bench(
         ),
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Tiny datasets and budgets: a smoke run (seconds).")
+        bool,
+        typer.Option("--quick", help="Tiny datasets and budgets: a smoke run (under a minute)."),
     ] = False,
     million: Annotated[
         bool, typer.Option("--million", help="Add 1,000,000 typical sessions (long).")

@@ -45,7 +45,11 @@ def migrate(
     ] = False,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Re-import even if migrated before or the database has data."),
+        typer.Option(
+            "--force",
+            help="Import again even if imported before or the database holds sessions"
+            " (entries newer in the database are kept).",
+        ),
     ] = False,
     source: Annotated[
         str,
@@ -68,9 +72,9 @@ def migrate(
     store: StoreOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Migrate sessions.json (or OpenClaw's database) to the SQLite hot index.
+    """Import sessions.json (or OpenClaw 2026.8+'s database) into sessions.sqlite.
 
-    The source is never modified.
+    The source is never modified; a second run changes nothing.
     """
     if source not in ("json", "openclaw-db"):
         raise TargetError(f"--from must be json or openclaw-db, not {source!r}")

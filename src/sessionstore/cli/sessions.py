@@ -61,21 +61,34 @@ def list_sessions(
         int | None,
         typer.Option("--active", min=1, help="Only sessions active in the last N minutes."),
     ] = None,
-    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            "--channel",
+            help="Only this channel (the entry's channel, else its last one, else the key's).",
+        ),
+    ] = None,
     label: Annotated[str | None, typer.Option("--label", help="Exact label.")] = None,
     search: Annotated[
-        str | None, typer.Option("--search", help="Substring of name, label, id or key.")
+        str | None,
+        typer.Option(
+            "--search",
+            help="Case-insensitive substring of the display name, label, subject, session id"
+            " or key.",
+        ),
     ] = None,
     spawned_by: Annotated[
         str | None, typer.Option("--spawned-by", help="Children of this key.")
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Rows per page (default 50).")
-    ] = DEFAULT_LIMIT,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows per page.")] = DEFAULT_LIMIT,
     all_rows: Annotated[bool, typer.Option("--all", help="Every row, no paging.")] = False,
     cursor: Annotated[
         str | None,
-        typer.Option("--cursor", help="Start after the page that printed this cursor."),
+        typer.Option(
+            "--cursor",
+            help="Start after the page that printed this cursor (in its last line, or as"
+            " nextCursor with --json).",
+        ),
     ] = None,
     state_dir: StateDirOpt = None,
     agent: AgentOpt = None,
@@ -241,7 +254,7 @@ def history(
     store: StoreOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Print the end of a session's conversation (reads only what it shows)."""
+    """Print the last messages of a session's transcript."""
     selection = select_targets(state_dir, agent, all_agents, store, key=key)
     target = selection.targets[0] if len(selection.targets) == 1 else one_store(selection)
     canonical = canonical_key(key)

@@ -179,7 +179,11 @@ def cleanup(
     ] = False,
     fix_missing: Annotated[
         bool,
-        typer.Option("--fix-missing", help="Remove entries whose transcript file is missing."),
+        typer.Option(
+            "--fix-missing",
+            help="Also remove entries that had a transcript (a sessionFile or messages) whose"
+            " file is gone; applied in warn mode too, unless --dry-run.",
+        ),
     ] = False,
     active_key: Annotated[
         str | None,
@@ -194,7 +198,8 @@ def cleanup(
 ) -> None:
     """Prune, cap and budget sessions as the session.maintenance settings say.
 
-    Warn mode (OpenClaw's default) and --dry-run only report; --enforce applies.
+    Warn mode (OpenClaw's default) and --dry-run only report; --enforce applies. The
+    session of --active-key is never removed.
     """
     selection = select_targets(state_dir, agent, all_agents, store)
     if active_key is not None:
@@ -235,7 +240,11 @@ def cleanup(
 @handle_errors
 def doctor(
     fix: Annotated[
-        bool, typer.Option("--fix", help="Repair what is safe to repair (never deletes data).")
+        bool,
+        typer.Option(
+            "--fix",
+            help="Repair what is safe to repair (never deletes entries, transcripts or archives).",
+        ),
     ] = False,
     state_dir: StateDirOpt = None,
     agent: AgentOpt = None,
@@ -354,7 +363,7 @@ def vacuum(
     store: StoreOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Checkpoint the WAL and VACUUM sessions.sqlite, reporting bytes before and after."""
+    """Compact sessions.sqlite (WAL checkpoint, then VACUUM); report its size before and after."""
     selection = select_targets(state_dir, agent, all_agents, store)
     results = []
     for target in selection.targets:
