@@ -483,7 +483,7 @@ class _Doctor:
                 "network-filesystem",
                 self.dir,
                 f"the store is on a network file system ({fstype}): SQLite locking and WAL"
-                " are not safe there; move the state dir to a local disk or use PostgreSQL",
+                " are not safe there; move the state dir to a local disk",
                 severity="error" if self.ctx.store_type == "sqlite" else "warning",
             )
 

@@ -746,10 +746,11 @@ def open_store(
 ) -> SessionStore:
     """Open one agent's session store.
 
-    Settings come from the arguments, then ``SESSIONSTORE_STORE_TYPE``, then the
-    ``session`` section of ``openclaw.json`` (``OPENCLAW_CONFIG_PATH`` or
-    ``<stateDir>/openclaw.json``), then the defaults. Opening creates nothing: a store that
-    does not exist yet reads as empty, and its files appear with the first write.
+    Settings come from the arguments, then the ``SESSIONSTORE_*`` variables, then
+    ``<stateDir>/sessionstore.json``, then the keys of ``openclaw.json``'s ``session``
+    section that OpenClaw itself defines (``store``, ``maintenance``), then the defaults.
+    Opening creates nothing: a store that does not exist yet reads as empty, and its files
+    appear with the first write.
 
     Args:
         agent: The agent id (normalised like OpenClaw: ``"Main Bot"`` -> ``"main-bot"``).
@@ -777,7 +778,6 @@ def open_store(
         MigrationError: The automatic migration of sessions.json failed (nothing written).
         SessionStoreError: The store cannot be opened (corrupt file, permissions, ...).
     """
-    _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
     _check_open_arguments(agent, state_dir, store_type, dsn, store, durability, lock_timeout_ms)
     check_bool("read_only", read_only)
     root = resolve_state_dir(state_dir)

@@ -10,6 +10,7 @@ as OpenClaw does.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,12 @@ def select_targets(
         raise TargetError("--store cannot be combined with --agent or --all-agents")
     root = resolve_state_dir(state_dir)
     if not root.is_dir():
-        where = "--state-dir" if state_dir is not None else "the default state dir"
+        if state_dir is not None:
+            where = "--state-dir"
+        elif os.environ.get("OPENCLAW_STATE_DIR", "").strip():
+            where = "OPENCLAW_STATE_DIR"
+        else:
+            where = "the default state dir"
         raise TargetError(
             f"no OpenClaw state dir at {root} ({where}); pass the right --state-dir or set"
             " OPENCLAW_STATE_DIR",

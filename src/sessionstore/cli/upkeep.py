@@ -1,7 +1,7 @@
-"""``sessionstore cleanup``, ``doctor`` and ``vacuum``: the upkeep commands.
+"""``sessionstore cleanup``, ``doctor``, ``vacuum`` and ``recover``: the upkeep commands.
 
-Registered on the application by ``cli/app.py``; they only call the public store API
-(``maintain``, ``check``, ``vacuum``).
+Assembled by ``cli/app.py``; they call the store's public API (``maintain``, ``check``,
+``vacuum``) and the documented ``recover_store``.
 """
 
 from __future__ import annotations
