@@ -18,6 +18,7 @@ __all__ = [
     "as_number",
     "check_bool",
     "check_callable",
+    "check_fields",
     "check_limit",
     "check_minutes",
     "check_optional_path",
@@ -103,6 +104,24 @@ def check_callable(name: str, value: object) -> None:
         raise InvalidArgumentError(
             f"{name} must be a function, got {show(value)} ({_type_name(value)})"
         )
+
+
+def check_fields(value: object) -> tuple[str, ...] | None:
+    """``fields=``: None (the whole entry) or an iterable of field names (not one string)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InvalidArgumentError(
+            f"fields must be None or an iterable of field names such as ('label',), got"
+            f" {show(value)} ({_type_name(value)})"
+        )
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"fields must hold field names (strings), got {show(name)} ({_type_name(name)})"
+            )
+    return names
 
 
 def check_limit(value: object) -> int | None:

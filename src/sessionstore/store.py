@@ -12,7 +12,7 @@ import builtins
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from .args import (
     check_bool,
     check_callable,
+    check_fields,
     check_limit,
     check_minutes,
     check_optional_path,
@@ -50,6 +51,7 @@ from .errors import (
 )
 from .index.base import (
     DELETE,
+    LARGE_FIELDS,
     IndexBackend,
     ListQuery,
     SessionPage,
@@ -139,6 +141,15 @@ class StoreInfo:
     def to_dict(self) -> dict[str, Any]:
         """The info as a JSON-ready dict."""
         return asdict(self)
+
+
+def _wants_large(names: tuple[str, ...]) -> bool:
+    return any(name in LARGE_FIELDS for name in names)
+
+
+def _project(entry: Mapping[str, Any], names: tuple[str, ...]) -> Entry:
+    """The named fields of ``entry`` that exist, in the order asked for."""
+    return {name: entry[name] for name in names if name in entry}
 
 
 def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
@@ -235,20 +246,44 @@ class SessionStore:
 
     # --- single entries ---------------------------------------------------------------------
 
-    def get(self, key: str) -> SessionEntry | None:
+    def get(self, key: str, *, fields: Iterable[str] | None = None) -> SessionEntry | None:
         """The entry stored under ``key`` (or its freshest legacy mixed-case variant).
 
-        Returns:
-            A fresh copy of the entry, or None when there is none.
-        """
-        return cast("SessionEntry | None", self._index.get(canonical_key(key)))
+        Args:
+            key: The session key.
+            fields: Only these fields (those that exist); ``()`` returns ``{}`` for an
+                entry that exists. The large fields (``skillsSnapshot``,
+                ``systemPromptReport``) are read only when named. None: the whole entry.
 
-    def put(self, key: str, entry: Mapping[str, Any]) -> SessionEntry:
+        Returns:
+            A fresh copy of the entry (or of the fields asked for), or None when there is
+            none.
+        """
+        names = check_fields(fields)
+        canonical = canonical_key(key)
+        if names is None:
+            return cast("SessionEntry | None", self._index.get(canonical))
+        entry = self._index.get(canonical, blobs=_wants_large(names))
+        return None if entry is None else cast(SessionEntry, _project(entry, names))
+
+    def put(
+        self,
+        key: str,
+        entry: Mapping[str, Any],
+        *,
+        fields: Iterable[str] | None = None,
+    ) -> SessionEntry:
         """Replace the entry under ``key`` whole.
 
         ``updatedAt`` is stored exactly as given (now when missing); a missing ``sessionId``
         gets a new UUID; the existing ``acp`` block is kept when ``entry`` has none. Legacy
         case variants of the key are folded into the canonical key.
+
+        Args:
+            key: The session key.
+            entry: The new entry.
+            fields: Return only these fields of the stored entry (see :meth:`get`); it
+                changes what is returned, never what is stored.
 
         Returns:
             The stored entry.
@@ -260,6 +295,7 @@ class SessionStore:
                 the message names its field. ``uuid.UUID`` and enum members are stored as
                 their string and value.
         """
+        names = check_fields(fields)
         canonical = canonical_key(key)
         new = as_entry(entry)
 
@@ -268,10 +304,12 @@ class SessionStore:
             _check_session_id(canonical, out, existing)
             return out
 
-        stored, _ = self._index.modify(canonical, replace)
+        stored, _ = self._index.modify(
+            canonical, replace, full_result=names is None or _wants_large(names)
+        )
         assert stored is not None
         self._after_write(canonical)
-        return cast(SessionEntry, stored)
+        return cast(SessionEntry, stored if names is None else _project(stored, names))
 
     def update(
         self,
@@ -280,6 +318,7 @@ class SessionStore:
         *,
         create: bool = False,
         preserve_activity: bool = False,
+        fields: Iterable[str] | None = None,
     ) -> SessionEntry | None:
         """Merge a patch into the entry under ``key``, atomically.
 
@@ -291,6 +330,8 @@ class SessionStore:
             create: Create the entry (new UUID ``sessionId``) when it does not exist.
             preserve_activity: Keep ``updatedAt`` as it is (inbound metadata) instead of
                 moving it to at least now.
+            fields: Return only these fields of the entry after the update (see
+                :meth:`get`); ``()`` skips building the result (``{}``).
 
         Returns:
             The entry after the update; None when it does not exist and ``create`` is False.
@@ -303,6 +344,7 @@ class SessionStore:
         canonical = canonical_key(key)
         check_bool("create", create)
         check_bool("preserve_activity", preserve_activity)
+        names = check_fields(fields)
         fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
         if callable(patch_or_fn):
             fn = patch_or_fn
@@ -327,9 +369,16 @@ class SessionStore:
             _check_session_id(canonical, out, existing)
             return out
 
-        result, written = self._index.modify(canonical, apply, needs_blobs=needs_blobs)
+        result, written = self._index.modify(
+            canonical,
+            apply,
+            needs_blobs=needs_blobs,
+            full_result=names is None or _wants_large(names),
+        )
         if written:
             self._after_write(canonical)
+        if result is not None and names is not None:
+            result = _project(result, names)
         return cast("SessionEntry | None", result)
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
@@ -360,16 +409,21 @@ class SessionStore:
             self._after_write(None)
         return deleted
 
-    def reset(self, key: str) -> SessionEntry:
+    def reset(self, key: str, *, fields: Iterable[str] | None = None) -> SessionEntry:
         """Start a new session under ``key`` (``/new``, ``/reset``).
 
         The entry gets a new ``sessionId`` with OpenClaw's carry-over rules, the new
         transcript is created with its header (never at the old entry's ``sessionFile``),
         and the old transcript is renamed ``*.jsonl.reset.<ts>``.
 
+        Args:
+            key: The session key.
+            fields: Return only these fields of the new entry (see :meth:`get`).
+
         Raises:
             SessionNotFoundError: There is no session under ``key``.
         """
+        names = check_fields(fields)
         canonical = canonical_key(key)
         old: list[Entry] = []
 
@@ -386,11 +440,13 @@ class SessionStore:
             old.append(existing)
             return fresh
 
-        result, _ = self._index.modify(canonical, renew, needs_blobs=False)
+        result, _ = self._index.modify(
+            canonical, renew, needs_blobs=False, full_result=names is None or _wants_large(names)
+        )
         assert result is not None
         self._archive(old[0], "reset")
         self._after_write(canonical)
-        return cast(SessionEntry, result)
+        return cast(SessionEntry, result if names is None else _project(result, names))
 
     def _archive(self, entry: Entry, reason: str) -> None:
         """Archive every transcript of the entry's session in the sessions dir (topics too)."""

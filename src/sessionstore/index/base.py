@@ -38,6 +38,7 @@ __all__ = [
     "DELETE",
     "EmptyMaintenance",
     "IndexBackend",
+    "LARGE_FIELDS",
     "ListQuery",
     "MaintenanceTxn",
     "RowRef",
@@ -51,6 +52,10 @@ __all__ = [
 
 Entry = dict[str, Any]
 T = TypeVar("T")
+
+# The large nested fields a backend may keep apart from the entry (stored once per content
+# and read only when asked for: ``get(..., blobs=False)`` may leave placeholders for them).
+LARGE_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
 
 
 class _Delete:

@@ -59,6 +59,7 @@ from ..keys import fold_key
 from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
     DELETE,
+    LARGE_FIELDS,
     EmptyMaintenance,
     IndexBackend,
     ListQuery,
@@ -79,7 +80,7 @@ Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 5
-BLOB_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
+BLOB_FIELDS: Final = LARGE_FIELDS
 # Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
 # skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
 COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})

@@ -1,0 +1,70 @@
+"""``fields=``: a projection of what get/put/update/reset return, never of what is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessionstore import InvalidArgumentError, SessionStore
+
+KEY = "agent:main:telegram:direct:5"
+SNAPSHOT = {"prompt": "p" * 2000, "skills": [{"name": "a"}, {"name": "b"}]}
+REPORT = {"tools": [{"name": "x", "chars": 10}], "workspaceDir": "/w"}
+
+
+def full(label: str = "L") -> dict[str, Any]:
+    return {
+        "sessionId": "fields-1",
+        "updatedAt": 1_000,
+        "label": label,
+        "model": "m",
+        "skillsSnapshot": SNAPSHOT,
+        "systemPromptReport": REPORT,
+    }
+
+
+def test_get_returns_only_the_fields_that_exist(store: SessionStore) -> None:
+    stored = store.put(KEY, full())
+    assert store.get(KEY, fields=("label", "model")) == {"label": "L", "model": "m"}
+    assert store.get(KEY, fields=["label", "nope"]) == {"label": "L"}
+    assert store.get(KEY, fields=("skillsSnapshot",)) == {"skillsSnapshot": SNAPSHOT}
+    assert store.get(KEY, fields=("systemPromptReport", "sessionId")) == {
+        "systemPromptReport": REPORT,
+        "sessionId": "fields-1",
+    }
+    assert store.get(KEY, fields=()) == {}
+    assert store.get("agent:main:missing", fields=()) is None
+    assert store.get("Agent:Main:Telegram:Direct:5", fields=iter(["label"])) == {"label": "L"}
+    assert store.get(KEY) == stored  # the whole entry, as before
+
+
+def test_writes_return_the_projection_and_store_everything(store: SessionStore) -> None:
+    assert store.put(KEY, full(), fields=("label",)) == {"label": "L"}
+    assert store.update(KEY, {"label": "M"}, fields=("label", "updatedAt"))["label"] == "M"  # type: ignore[index]
+    assert store.update(KEY, {"thinkingLevel": "low"}, fields=()) == {}
+    assert store.update("agent:main:missing", {"x": 1}, fields=()) is None
+    created = store.update("agent:main:new", {"x": 1}, create=True, fields=("x",))
+    assert created == {"x": 1}
+    whole = store.get(KEY)
+    assert whole is not None
+    assert whole["skillsSnapshot"] == SNAPSHOT and whole["systemPromptReport"] == REPORT
+    assert whole["label"] == "M" and whole["thinkingLevel"] == "low"
+    fresh = store.reset(KEY, fields=("sessionId", "skillsSnapshot"))
+    assert set(fresh) <= {"sessionId", "skillsSnapshot"}
+    assert fresh["sessionId"] != "fields-1"
+    got = store.get(KEY, fields=("sessionId",))
+    assert got == {"sessionId": fresh["sessionId"]}
+
+
+@pytest.mark.parametrize("bad", ["label", b"label", 3, [1], ("ok", None)])
+def test_fields_must_be_names(store: SessionStore, bad: object) -> None:
+    store.put(KEY, full())
+    for call in (
+        lambda: store.get(KEY, fields=bad),  # type: ignore[arg-type]
+        lambda: store.put(KEY, full(), fields=bad),  # type: ignore[arg-type]
+        lambda: store.update(KEY, {"x": 1}, fields=bad),  # type: ignore[arg-type]
+        lambda: store.reset(KEY, fields=bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidArgumentError, match="fields"):
+            call()
