@@ -36,6 +36,7 @@ from ..transcripts.checkpoint import MEMORY, CheckpointStore
 
 __all__ = [
     "DELETE",
+    "AsyncIndexBackend",
     "EmptyMaintenance",
     "IndexBackend",
     "LARGE_FIELDS",
@@ -533,3 +534,64 @@ class IndexBackend(ABC):
     def path(self) -> Path | None:
         """The index file, for file-based backends."""
         return None
+
+    def async_twin(self) -> AsyncIndexBackend | None:
+        """The same store through a native asyncio driver, when the backend has one.
+
+        ``AsyncSessionStore`` uses it instead of running this backend's calls in a worker
+        thread (PostgreSQL: psycopg's async pool). None (the default): no native driver.
+        """
+        return None
+
+
+class AsyncIndexBackend(ABC):
+    """:class:`IndexBackend` as coroutines, for backends with a native asyncio driver.
+
+    The same contract, method by method (keys are canonical; only ``SessionStoreError``
+    escapes); ``modify``/``mutate``/``maintenance`` callbacks are plain functions run while
+    the backend holds its write lock. A call cancelled while awaiting either completed
+    (committed) or did nothing (rolled back).
+    """
+
+    store_type: str
+    location: str
+
+    @abstractmethod
+    async def get(self, key: str, *, blobs: bool = True) -> Entry | None:
+        """See :meth:`IndexBackend.get`."""
+
+    @abstractmethod
+    async def modify(
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
+    ) -> tuple[Entry | None, bool]:
+        """See :meth:`IndexBackend.modify`."""
+
+    @abstractmethod
+    async def list(
+        self, query: ListQuery
+    ) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """See :meth:`IndexBackend.list`."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """See :meth:`IndexBackend.count`."""
+
+    @abstractmethod
+    async def count_matching(self, query: ListQuery) -> int:
+        """See :meth:`IndexBackend.count_matching`."""
+
+    @abstractmethod
+    async def load_all(self) -> dict[str, Entry]:
+        """See :meth:`IndexBackend.load_all`."""
+
+    @abstractmethod
+    async def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """See :meth:`IndexBackend.mutate`."""
+
+    @abstractmethod
+    async def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
+        """See :meth:`IndexBackend.maintenance` (``fn`` runs in a worker thread)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """See :meth:`IndexBackend.close`."""
