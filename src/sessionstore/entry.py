@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from .args import as_number, show
+from .args import as_number, json_type, show
 from .clock import now_ms
 from .errors import InvalidEntryError
 from .keys import js_trim
@@ -127,8 +127,7 @@ def as_entry(value: object) -> Entry:
     """Check that ``value`` is a JSON object with string keys and return a shallow copy."""
     if not isinstance(value, Mapping):
         raise InvalidEntryError(
-            f"a session entry must be a JSON object (dict), got {show(value)}"
-            f" ({type(value).__name__})"
+            f"a session entry must be a JSON object (dict), got {show(value)} ({json_type(value)})"
         )
     for k in value:
         if not isinstance(k, str):

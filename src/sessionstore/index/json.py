@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..args import as_number
+from ..args import as_number, json_type
 from ..entry import load_normalize, settle_entry, sort_time
 from ..errors import (
     CorruptStoreError,
@@ -115,7 +115,7 @@ def parse_store_bytes(raw: bytes, path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise CorruptStoreError(
-            f"{path} must hold a JSON object of sessions, found {type(data).__name__}; the file"
+            f"{path} must hold a JSON object of sessions, found {json_type(data)}; the file"
             " was left untouched - fix it or restore a sessions.json.bak.* backup",
             path=str(path),
             position=0,
@@ -492,7 +492,7 @@ class JsonIndex(IndexBackend):
                     # Non-object values already in the file are kept as they are; new ones
                     # are refused, as the other backends refuse them.
                     raise InvalidEntryError(
-                        f"entry {k!r} must be a JSON object, got {type(v).__name__}"
+                        f"entry {k!r} must be a JSON object, got {json_type(v)}"
                     )
             if self._write(snap, working):
                 with self._cache_guard:
