@@ -17,6 +17,7 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "MigrationError",
+    "OutcomeUnknownError",
     "ReadOnlyStoreError",
     "SchemaVersionError",
     "SessionNotFoundError",
@@ -147,6 +148,14 @@ class TranscriptConflictError(MigrationError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class OutcomeUnknownError(SessionStoreError):
+    """A commit failed in a way that leaves open whether it was applied.
+
+    The disk failed while making the write durable (a failed sync, say): after a restart
+    the write may be there or not. Read the state back before retrying.
+    """
 
 
 class ReadOnlyStoreError(SessionStoreError):

@@ -44,6 +44,7 @@ from typing import Any, Final
 
 from .clock import iso_now
 from .errors import LockLostError, LockTimeoutError, SessionStoreError
+from .files import os_error, write_all
 
 __all__ = [
     "HOLD_BUDGET_MS",
@@ -552,7 +553,7 @@ class LockFile:
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
             except OSError as exc:
-                raise SessionStoreError(f"cannot create lock file {path}: {exc.strerror}") from exc
+                raise os_error(exc, "create the lock file", path) from exc
             if placed:
                 held.token, held.since = token, since
                 return
@@ -586,7 +587,7 @@ class LockFile:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                os.write(fd, payload)
+                write_all(fd, payload)
             finally:
                 os.close(fd)
             try:
@@ -600,7 +601,7 @@ class LockFile:
                     raise
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # no links here
                 try:
-                    os.write(fd, payload)
+                    write_all(fd, payload)
                 finally:
                     os.close(fd)
         finally:

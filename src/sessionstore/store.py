@@ -48,6 +48,7 @@ from .errors import (
     InvalidKeyError,
     SessionNotFoundError,
     SessionStoreError,
+    StorageFullError,
 )
 from .index.base import (
     DELETE,
@@ -404,7 +405,7 @@ class SessionStore:
 
         _, deleted = self._index.modify(canonical, drop, needs_blobs=False, full_result=False)
         if deleted and archive_transcript and removed:
-            self._archive(removed[0], "deleted")
+            self._archive_after(canonical, removed[0], "deleted")
         if deleted:
             self._after_write(None)
         return deleted
@@ -444,9 +445,20 @@ class SessionStore:
             canonical, renew, needs_blobs=False, full_result=names is None or _wants_large(names)
         )
         assert result is not None
-        self._archive(old[0], "reset")
+        self._archive_after(canonical, old[0], "reset")
         self._after_write(canonical)
         return cast(SessionEntry, result if names is None else _project(result, names))
+
+    def _archive_after(self, key: str, entry: Entry, reason: str) -> None:
+        """Archive a transcript once the index change committed; a failure says so."""
+        try:
+            self._archive(entry, reason)
+        except SessionStoreError as exc:
+            done = "deleted" if reason == "deleted" else "reset"
+            cls = StorageFullError if isinstance(exc, StorageFullError) else SessionStoreError
+            raise cls(
+                f"{key} was {done}, but its old transcript could not be archived: {exc}"
+            ) from exc
 
     def _archive(self, entry: Entry, reason: str) -> None:
         """Archive every transcript of the entry's session in the sessions dir (topics too)."""

@@ -437,3 +437,20 @@ def test_a_damaged_schema_version_is_a_corrupt_store(state_dir: Path) -> None:
     conn.close()
     with pytest.raises(CorruptStoreError, match="schema version"):
         sessionstore.open_store(state_dir=state_dir, store_type="sqlite")
+
+
+@pytest.mark.parametrize("content", [b"G", b"SQLite", b"no database, longer than a page" * 200])
+@pytest.mark.parametrize("store_type", ["sqlite", "auto"])
+def test_a_file_that_is_no_database_is_refused_and_left_as_it_was(
+    state_dir: Path, content: bytes, store_type: str
+) -> None:
+    # SQLite itself takes a file shorter than a page for an empty database and writes a
+    # new one over it.
+    path = state_dir / "agents" / "main" / "sessions" / "sessions.sqlite"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(CorruptStoreError, match="not a valid SQLite database") as caught:
+        sessionstore.open_store(state_dir=state_dir, store_type=store_type)  # type: ignore[arg-type]
+    assert caught.value.path == str(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in path.parent.iterdir()) == ["sessions.sqlite"]

@@ -1,31 +1,28 @@
 """Concurrent writers lose no update: exact post-conditions on every backend.
 
-Each child process opens its own store with ``sessionstore.open_store`` (fork start
-method; nothing is open in the parent while children run), waits on a shared event so that
-all of them start together, and reports failures through a queue.
+Each child (``faultkit.harness.spawn``: forked, nothing is open in the parent while it
+runs) opens its own store, waits at a shared start line so that all of them start
+together, and reports its result over its pipe. Scenario 5 (``test_mixed_load.py``) runs
+the mixed-operation version of this against a model.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faultkit.harness import Acks, Gate, join_all, spawn
 
 import sessionstore
 from sessionstore import SessionStore
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
-)
+pytestmark = pytest.mark.stress
 
 KEY = "agent:main:main"
-JOIN_TIMEOUT = 50.0
+JOIN_TIMEOUT = 120.0
 
 
 def _open(state_dir: Path, backend: str) -> SessionStore:
@@ -33,55 +30,34 @@ def _open(state_dir: Path, backend: str) -> SessionStore:
 
 
 def _child(
+    acks: Acks,
+    gate: Gate,
     work: Callable[..., Any],
     state_dir: Path,
     backend: str,
-    start: Any,
-    results: Any,
     args: tuple[Any, ...],
 ) -> None:
+    store = _open(state_dir, backend)
     try:
-        store = _open(state_dir, backend)
-        try:
-            if not start.wait(30):
-                raise TimeoutError("start signal never came")
-            out = work(store, *args)
-        finally:
-            store.close()
-        results.put(("ok", out))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
-        raise
+        if not gate.wait(30):
+            raise TimeoutError("start signal never came")
+        out = work(store, *args)
+    finally:
+        store.close()
+    acks.send("result", value=out)
 
 
 def _run_processes(
     state_dir: Path, backend: str, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
 ) -> list[Any]:
-    ctx = mp.get_context("fork")
-    start = ctx.Event()
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_child, args=(work, state_dir, backend, start, results, args))
-        for work, args in jobs
-    ]
-    for p in procs:
-        p.start()
-    start.set()
-    outcomes = []
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    try:
-        for _ in procs:
-            outcomes.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
-    finally:
-        for p in procs:
-            p.join(timeout=max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.kill()
-                p.join()
-    errors = [info for status, info in outcomes if status != "ok"]
-    assert not errors, "\n".join(errors)
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-    return [info for _, info in outcomes]
+    gate = Gate()
+    children = [spawn(_child, gate, work, state_dir, backend, args) for work, args in jobs]
+    gate.open()
+    join_all(children, JOIN_TIMEOUT)
+    errors = [c.crash for c in children if c.crash]
+    assert not errors, "\n".join(str(e) for e in errors)
+    assert [c.status for c in children] == [0] * len(children)
+    return [(c.wait_for("result", 0) or {}).get("value") for c in children]
 
 
 def _no_leftovers(store: SessionStore) -> None:
@@ -111,7 +87,11 @@ def _increments(store: SessionStore, n: int) -> int:
     return last
 
 
-def _add_and_delete(store: SessionStore, owner: str, n: int) -> list[str]:
+def _kept(owner: str, n: int) -> list[str]:
+    return [f"agent:main:{owner}:k{i:03d}" for i in range(n) if i % 2 == 1]
+
+
+def _add_and_delete(store: SessionStore, owner: str, n: int) -> int:
     kept = []
     for i in range(n):
         key = f"agent:main:{owner}:k{i:03d}"
@@ -121,7 +101,8 @@ def _add_and_delete(store: SessionStore, owner: str, n: int) -> list[str]:
             # delete the previous (even) key: half of this owner's keys go away
             assert store.delete(f"agent:main:{owner}:k{i - 1:03d}") is True
             kept.append(key)
-    return kept
+    assert kept == _kept(owner, n)
+    return len(kept)
 
 
 def _blob_writer(store: SessionStore, n: int) -> int:
@@ -175,7 +156,8 @@ def test_two_processes_add_and_delete_different_keys(state_dir: Path, backend: s
     kept = _run_processes(
         state_dir, backend, [(_add_and_delete, ("alpha", 200)), (_add_and_delete, ("beta", 200))]
     )
-    expected = set(bystanders) | set(kept[0]) | set(kept[1])
+    assert kept == [100, 100]
+    expected = set(bystanders) | set(_kept("alpha", 200)) | set(_kept("beta", 200))
     assert len(expected) == 10 + 100 + 100
     with _open(state_dir, backend) as store:
         everything = store.load_all()

@@ -1,6 +1,10 @@
-"""Transcript appends under concurrency, a full disk and kill -9: exact post-conditions.
+"""Transcript appends under concurrency and kill -9: exact post-conditions.
 
-Children are forked (nothing is open in the parent while they run) and open their own store.
+A full disk during an append is part of scenario 3 (``test_disk_full.py``).
+
+Children are forked with ``faultkit.harness.spawn`` (nothing is open in the parent while
+they run), open their own store and acknowledge each append over their pipe after it
+returns.
 After every scenario the whole transcript must parse line by line, form one parent chain,
 hold every acknowledged entry, and agree with the index's ``messageCount`` (SQLite) and with
 the transcript's own checkpointed count (both backends).
@@ -9,30 +13,20 @@ the transcript's own checkpointed count (both backends).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 import random
 import re
-import resource
-import select
 import signal
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faultkit.harness import Acks, Child, Gate, join_all, spawn
 
 import sessionstore
-from sessionstore import SessionStore, StorageFullError
-
-pytestmark = pytest.mark.skipif(
-    "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
-)
+from sessionstore import SessionStore
 
 KEY = "agent:main:main"
 HEX8 = re.compile(r"^[0-9a-f]{8}$")
-CTX = mp.get_context("fork")
 
 
 def _open(state_dir: Path, backend: str) -> SessionStore:
@@ -96,52 +90,34 @@ def _assert_index(store: SessionStore, key: str, path: Path, messages: int) -> N
 
 
 def _append_worker(
-    state_dir: Path, backend: str, tag: int, count: int, start: Any, results: Any
+    acks: Acks, gate: Gate, state_dir: Path, backend: str, tag: int, count: int
 ) -> None:
+    store = _open(state_dir, backend)
     try:
-        store = _open(state_dir, backend)
-        try:
-            transcript = store.transcript(KEY)
-            if not start.wait(30):
-                raise TimeoutError("start signal never came")
-            ids = [
-                transcript.append({"role": "user", "content": f"w{tag}-{i:03d}", "w": tag})
-                for i in range(count)
-            ]
-        finally:
-            store.close()
-        results.put(("ok", tag, ids))
-    except BaseException:
-        results.put(("error", tag, traceback.format_exc()))
+        transcript = store.transcript(KEY)
+        if not gate.wait(30):
+            raise TimeoutError("start signal never came")
+        for i in range(count):
+            entry_id = transcript.append({"role": "user", "content": f"w{tag}-{i:03d}", "w": tag})
+            acks.send("ack", id=entry_id)
+    finally:
+        store.close()
 
 
+@pytest.mark.stress
 def test_four_processes_append_to_one_transcript(state_dir: Path, backend: str) -> None:
     workers, per_worker = 4, 250
     path = _create(state_dir, backend, KEY, "sess-conc")
-    start, results = CTX.Event(), CTX.Queue()
-    procs = [
-        CTX.Process(
-            target=_append_worker, args=(state_dir, backend, tag, per_worker, start, results)
-        )
-        for tag in range(workers)
+    gate = Gate()
+    children = [
+        spawn(_append_worker, gate, state_dir, backend, tag, per_worker) for tag in range(workers)
     ]
-    for p in procs:
-        p.start()
-    start.set()
-    outcomes = []
-    try:
-        for _ in procs:
-            outcomes.append(results.get(timeout=90))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    errors = [o[2] for o in outcomes if o[0] != "ok"]
-    assert not errors, "\n".join(errors)
-    assert [p.exitcode for p in procs] == [0] * workers
-    returned = {tag: ids for _, tag, ids in outcomes}
+    gate.open()
+    join_all(children, 120)
+    errors = [c.crash for c in children if c.crash]
+    assert not errors, "\n".join(str(e) for e in errors)
+    assert [c.status for c in children] == [0] * workers
+    returned = {tag: [r["id"] for r in c.of("ack")] for tag, c in enumerate(children)}
 
     entries = _parse_file(path)  # every line parses: no interleaved bytes
     assert len(entries) == 1 + workers * per_worker
@@ -163,110 +139,32 @@ def test_four_processes_append_to_one_transcript(state_dir: Path, backend: str) 
         assert [m["__openclaw"]["id"] for m in tail] == ids[-3:]
 
 
-# --- a full disk (EFBIG) ---------------------------------------------------------------------
-
-
-def _efbig_worker(state_dir: Path, backend: str, limit: int, conn: Any) -> None:
-    try:
-        ignored = signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
-        store = _open(state_dir, backend)
-        transcript = store.transcript(KEY)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-        try:
-            entry_id = transcript.append({"role": "user", "content": "z" * 20_000})
-        except StorageFullError as exc:
-            conn.send(("full", ignored, str(exc)))
-        except BaseException as exc:
-            conn.send(("other", ignored, f"{type(exc).__name__}: {exc}"))
-        else:
-            conn.send(("appended", ignored, entry_id))
-    except BaseException:
-        conn.send(("error", None, traceback.format_exc()))
-    finally:
-        conn.close()
-
-
-@pytest.mark.parametrize("room", [0, 100], ids=["at-limit", "partial-write"])
-def test_efbig_leaves_last_complete_record(state_dir: Path, backend: str, room: int) -> None:
-    path = _create(state_dir, backend, KEY, "sess-full")
-    with _open(state_dir, backend) as store:
-        transcript = store.transcript(KEY)
-        for i in range(3):
-            transcript.append({"role": "user", "content": f"before {i}"})
-    before = path.read_bytes()
-    parent_conn, child_conn = CTX.Pipe(duplex=False)
-    proc = CTX.Process(
-        target=_efbig_worker, args=(state_dir, backend, len(before) + room, child_conn)
-    )
-    proc.start()
-    child_conn.close()
-    assert parent_conn.poll(60), "the child reported nothing"
-    outcome, sigxfsz_ignored, detail = parent_conn.recv()
-    proc.join(30)
-    assert outcome == "full", detail
-    assert sigxfsz_ignored is True
-    assert "cannot append" in detail
-    assert proc.exitcode == 0
-    assert path.read_bytes() == before  # truncated back to the last complete record
-    with _open(state_dir, backend) as store:
-        _assert_index(store, KEY, path, 3)
-        new_id = store.transcript(KEY).append({"role": "user", "content": "after"})
-        entries = _parse_file(path)
-        _assert_chain(entries, "sess-full")
-        assert entries[-1]["id"] == new_id
-        _assert_index(store, KEY, path, 4)
-
-
 # --- kill -9 during appends ------------------------------------------------------------------
 
 
-def _kill_worker(state_dir: Path, backend: str, key: str, size: int, wfd: int) -> None:
-    """Append forever, writing each acknowledged entry id to the pipe."""
+def _kill_worker(acks: Acks, state_dir: Path, backend: str, key: str, size: int) -> None:
+    """Append forever, acknowledging each entry id."""
     store = _open(state_dir, backend)
     transcript = store.transcript(key)
-    os.write(wfd, b"ready\n")
+    acks.send("ready")
     payload = "k" * size
     n = 0
     while True:
         entry_id = transcript.append({"role": "user", "content": payload, "n": n})
-        os.write(wfd, entry_id.encode() + b"\n")
+        acks.send("ack", id=entry_id)
         n += 1
-
-
-def _read_some(fd: int, timeout: float) -> bytes:
-    ready, _, _ = select.select([fd], [], [], timeout)
-    assert ready, "the child went silent"
-    return os.read(fd, 1 << 16)
 
 
 def _append_then_kill(
     state_dir: Path, backend: str, key: str, size: int, delay: float
 ) -> tuple[list[str], int | None]:
     """Run an appender, SIGKILL it ``delay`` seconds after it is ready; its acked ids."""
-    rfd, wfd = os.pipe()
-    proc = CTX.Process(target=_kill_worker, args=(state_dir, backend, key, size, wfd))
-    proc.start()
-    os.close(wfd)
-    buf = b""
-    try:
-        while b"ready\n" not in buf:
-            chunk = _read_some(rfd, 30)
-            assert chunk, f"the child died before it was ready (exit code {proc.exitcode})"
-            buf += chunk
-        time.sleep(delay)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(30)
-        while chunk := _read_some(rfd, 30):
-            buf += chunk
-    finally:
-        os.close(rfd)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    lines = buf.split(b"\n")
-    assert lines[0] == b"ready"
-    assert lines[-1] == b""  # ids are written whole (pipe writes under PIPE_BUF are atomic)
-    return [line.decode() for line in lines[1:-1]], proc.exitcode
+    child: Child
+    with spawn(_kill_worker, state_dir, backend, key, size) as child:
+        assert child.wait_for("ready", 30) is not None, f"the child did not start: {child.crash}"
+        child.kill_after(delay)
+        child.join(30)
+    return [r["id"] for r in child.of("ack")], child.status
 
 
 def _check_after_kill(path: Path, known: list[str], acked: list[str]) -> tuple[list[str], bool]:
@@ -311,6 +209,7 @@ def _reopen_and_verify(
     return ids
 
 
+@pytest.mark.crash
 def test_kill9_during_small_appends(state_dir: Path, backend: str) -> None:
     rng = random.Random(f"small-{backend}")
     path = _create(state_dir, backend, KEY, "sess-kill")
@@ -326,6 +225,7 @@ def test_kill9_during_small_appends(state_dir: Path, backend: str) -> None:
     assert len(known) > 50 * 10
 
 
+@pytest.mark.crash
 def test_kill9_during_1mb_appends(state_dir: Path) -> None:
     backend, size = "sqlite", 1_000_000
     rng = random.Random("large")

@@ -309,7 +309,7 @@ def test_process_start_time() -> None:
 
 def test_cannot_create_lock_file_in_missing_dir(tmp_path: Path) -> None:
     lock = LockFile(tmp_path / "missing" / "sessions.json", timeout_ms=100)
-    with pytest.raises(SessionStoreError, match="cannot create lock file"):
+    with pytest.raises(SessionStoreError, match="cannot create the lock file"):
         lock.acquire()
     # the in-process lock was released on failure
     (tmp_path / "missing").mkdir()

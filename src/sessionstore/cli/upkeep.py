@@ -274,15 +274,13 @@ def doctor(
                 store_type = store_.store_type
         except CorruptStoreError as exc:
             # A store that cannot even be opened is the doctor's first finding.
-            findings = [
-                Finding(
-                    "integrity",
-                    exc.path,
-                    f"{exc}; `sessionstore recover` rebuilds it from what is readable plus"
-                    " sessions.json (the damaged file is kept)",
-                    severity="error",
+            message = str(exc)
+            if "sessionstore recover" not in message:
+                message += (
+                    "; `sessionstore recover` rebuilds it from what is readable plus"
+                    " sessions.json (the damaged file is kept)"
                 )
-            ]
+            findings = [Finding("integrity", exc.path, message, severity="error")]
             store_type = "sqlite" if exc.path.endswith(".sqlite") else "json"
         left = sum(1 for f in findings if f.unresolved)
         unresolved += left

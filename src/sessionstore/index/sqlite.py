@@ -41,6 +41,7 @@ from ..errors import (
     InvalidKeyError,
     LockTimeoutError,
     MigrationError,
+    OutcomeUnknownError,
     ReadOnlyStoreError,
     SchemaVersionError,
     SessionStoreError,
@@ -48,6 +49,7 @@ from ..errors import (
     StoreClosedError,
 )
 from ..files import (
+    FULL_ERRNOS,
     dumps_compact,
     ensure_private_dir,
     fsync_dir,
@@ -91,6 +93,7 @@ DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
 PAGE_CACHE_KIB: Final = 2048
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 # A half-built database (temporary name) older than this and unlocked was left by a dead
 # creator.
 STALE_BUILD_SECONDS: Final = 60
@@ -103,6 +106,70 @@ _abandoned: list[apsw.Connection] = []  # connections inherited through fork: ne
 
 
 _live: weakref.WeakSet[SqliteIndex] = weakref.WeakSet()
+
+
+class _WritesInFlight:
+    """The SQLite write transactions in progress in this process, by database file.
+
+    SQLite keeps its lock state per process, in memory: a child forked while a thread of
+    its parent is inside a write inherits the state of a write that, in the child, never
+    ends, and can never write to that database. So a fork waits (briefly) for the writes
+    of other threads to finish, and a child that still inherited one refuses to write to
+    that file with an error saying why, instead of timing out.
+    """
+
+    WAIT_S: Final = 2.0
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.paths: Counter[str] = Counter()
+        self.forking = False
+        self.mine = threading.local()
+        self.inherited: frozenset[str] = frozenset()  # in a child: files it may not write
+
+    def enter(self, path: str) -> None:
+        with self.cond:
+            while self.forking:
+                self.cond.wait()
+            self.paths[path] += 1
+        own: Counter[str] = getattr(self.mine, "paths", None) or Counter()
+        own[path] += 1
+        self.mine.paths = own
+
+    def leave(self, path: str) -> None:
+        self.mine.paths[path] -= 1
+        with self.cond:
+            self.paths[path] -= 1
+            self.cond.notify_all()
+
+    def before_fork(self) -> None:
+        self.cond.acquire()
+        self.forking = True
+        own: Counter[str] = getattr(self.mine, "paths", None) or Counter()
+        deadline = time.monotonic() + self.WAIT_S
+        while +(self.paths - own) and time.monotonic() < deadline:
+            self.cond.wait(max(0.0, deadline - time.monotonic()))
+
+    def after_in_parent(self) -> None:
+        self.forking = False
+        self.cond.notify_all()
+        self.cond.release()
+
+    def after_in_child(self) -> None:
+        inherited = frozenset(path for path, n in self.paths.items() if n > 0)
+        self.cond = threading.Condition(threading.Lock())
+        self.paths = Counter()
+        self.forking = False
+        self.mine = threading.local()
+        self.inherited = self.inherited | inherited
+
+
+_writes = _WritesInFlight()
+os.register_at_fork(
+    before=_writes.before_fork,
+    after_in_parent=_writes.after_in_parent,
+    after_in_child=_writes.after_in_child,
+)
 
 
 def _after_fork() -> None:
@@ -472,7 +539,28 @@ def _update_sql(columns: tuple[int, ...]) -> str:
     return f"UPDATE sessions SET {assignments} WHERE session_key = ?"
 
 
-def _wrap(exc: apsw.Error, path: Path) -> SessionStoreError:
+_IOERR_WRITE = apsw.mapping_extended_result_codes["SQLITE_IOERR_WRITE"]
+
+
+def _unwritten(exc: apsw.Error) -> bool:
+    """Whether a failed commit certainly left no transaction to recover.
+
+    A write to the WAL failed: SQLite writes the frame that marks the commit last and,
+    with powersafe overwrite (the unix default), nothing after it, so that frame is
+    missing or torn and recovery stops before it.
+    """
+    return getattr(exc, "extendedresult", None) == _IOERR_WRITE
+
+
+def _wrap(exc: apsw.Error, path: Path, system_errno: int = 0) -> SessionStoreError:
+    """The typed error of an apsw error; ``system_errno`` is the connection's last OS error."""
+    if isinstance(exc, apsw.IOError) and system_errno in FULL_ERRNOS:
+        # A file size limit or quota (EFBIG, EDQUOT) comes back as SQLITE_IOERR_WRITE.
+        return StorageFullError(
+            f"cannot write {path}: {os.strerror(system_errno)} (the disk or a file size limit"
+            " is full); free space and retry - the transaction was rolled back, nothing was"
+            " half-written"
+        )
     if isinstance(exc, apsw.BusyError):
         return LockTimeoutError(
             f"{path} is locked by another writer (busy timeout); retry, or find the process"
@@ -666,7 +754,13 @@ class SqliteIndex(IndexBackend):
         try:
             yield
         except apsw.Error as exc:
-            raise _wrap(exc, self._path) from exc
+            raise _wrap(exc, self._path, self._last_errno()) from exc
+        except UnicodeDecodeError as exc:  # a text column holding bytes that are not UTF-8
+            raise CorruptStoreError(
+                f"{self._path}: a stored value is not UTF-8 text ({exc.reason}); the file was"
+                " left untouched - run `sessionstore doctor`, or `sessionstore recover`",
+                path=str(self._path),
+            ) from exc
         except OverflowError as exc:  # apsw binds integers as signed 64-bit only
             raise InvalidEntryError(
                 f"a number in the entry is outside SQLite's 64-bit integer range ({exc})"
@@ -689,6 +783,13 @@ class SqliteIndex(IndexBackend):
                 " left untouched - run `sessionstore doctor`, or restore it from a backup",
                 path=str(self._path),
             ) from exc
+
+    def _last_errno(self) -> int:
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        try:
+            return int(conn.system_errno) if conn is not None else 0
+        except apsw.Error:
+            return 0
 
     def _thread_conn(self) -> apsw.Connection | None:
         local = self._local
@@ -726,6 +827,7 @@ class SqliteIndex(IndexBackend):
             raise SessionStoreError(
                 f"{self._path} does not exist: nothing has been written to this store yet"
             )
+        self._check_header()
         problem = self._read_only_reason()
         if problem is None:
             conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
@@ -753,6 +855,23 @@ class SqliteIndex(IndexBackend):
             raise
         self._not_writable = problem
         return conn
+
+    def _check_header(self) -> None:
+        # SQLite takes a file shorter than one page for an empty database and writes a new
+        # one over it: refuse whatever does not start as a database does, before it opens.
+        try:
+            with open(self._path, "rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+        if head and head != SQLITE_MAGIC:
+            raise CorruptStoreError(
+                f"{self._path} is not a valid SQLite database (it does not start with the"
+                " SQLite header); it was left untouched - run `sessionstore recover` to"
+                " rebuild it from sessions.json (the damaged file is moved aside, never"
+                " deleted)",
+                path=str(self._path),
+            )
 
     def _take_idle(self) -> apsw.Connection | None:
         with self._conns_guard:
@@ -872,7 +991,10 @@ class SqliteIndex(IndexBackend):
             fcntl.flock(fd, fcntl.LOCK_EX)
             with self._errors():
                 self._build(tmp)
-            os.fsync(fd)
+            try:
+                os.fsync(fd)  # the whole database is on disk before it has its name
+            except OSError as exc:
+                raise os_error(exc, "sync", self._path) from exc
             try:
                 os.link(tmp, self._path)
             except FileExistsError:
@@ -943,6 +1065,8 @@ class SqliteIndex(IndexBackend):
                 raise
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except apsw.IOError as exc:
+            raise _wrap(exc, self._path, int(conn.system_errno)) from exc
         finally:
             conn.close()
 
@@ -955,8 +1079,13 @@ class SqliteIndex(IndexBackend):
         conn.execute("SAVEPOINT sessionstore_read")
         try:
             yield
-        finally:
-            conn.execute("RELEASE sessionstore_read")
+        except BaseException:
+            # An I/O error may have rolled the snapshot back already: ending it must not
+            # replace the error that says what went wrong.
+            with contextlib.suppress(apsw.Error):
+                conn.execute("RELEASE sessionstore_read")
+            raise
+        conn.execute("RELEASE sessionstore_read")
 
     @contextlib.contextmanager
     def _write_txn(self, *, wait: bool = True) -> Iterator[apsw.Connection]:
@@ -975,6 +1104,21 @@ class SqliteIndex(IndexBackend):
                 "a write was started from inside another write's callback on the same store;"
                 " do all changes inside the one callback"
             )
+        key = str(self._path)
+        if key in _writes.inherited:
+            raise SessionStoreError(
+                f"cannot write {self._path} in this process: it was forked while another"
+                " thread of its parent was writing to this database, and SQLite's lock state"
+                " of that unfinished write was copied into it; fork where no thread writes,"
+                " or start the process fresh (multiprocessing's 'spawn')"
+            )
+        _writes.enter(key)
+        try:
+            yield from self._in_write(conn, wait)
+        finally:
+            _writes.leave(key)
+
+    def _in_write(self, conn: apsw.Connection, wait: bool) -> Iterator[apsw.Connection]:
         try:
             if not wait:
                 conn.set_busy_timeout(0)
@@ -996,9 +1140,42 @@ class SqliteIndex(IndexBackend):
         try:
             conn.execute("COMMIT")
         except apsw.Error as exc:
+            errno_ = self._last_errno()
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
-            raise _wrap(exc, self._path) from exc
+            if isinstance(exc, apsw.IOError) and not _unwritten(exc) and not self._settle(conn):
+                # The commit's frames may be in the WAL already (a failed sync, say) and the
+                # write that would void them failed too: a restart can bring the transaction
+                # back. Say so; never claim nothing was written.
+                raise OutcomeUnknownError(
+                    f"the commit to {self._path} failed ({_wrap(exc, self._path, errno_)}); it"
+                    " may or may not have been applied - read the state back before retrying"
+                ) from exc
+            raise _wrap(exc, self._path, errno_) from exc
+
+    def _settle(self, conn: apsw.Connection) -> bool:
+        """Make a failed commit's outcome definite: not applied. True when that worked.
+
+        A commit whose WAL write or sync failed is rolled back in memory, but its frames
+        can sit in the WAL with a valid commit mark, and a crash before the next write
+        would recover them. The next write starts at the same WAL position and breaks
+        their checksum chain: do one tiny write now, while the caller still waits.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('failed_commits', '1')"
+                    " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except apsw.Error:
+            return False
+        return True
 
     # --- schema -----------------------------------------------------------------------------
 

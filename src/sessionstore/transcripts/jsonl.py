@@ -50,6 +50,7 @@ from ..clock import iso_now, now_ms
 from ..errors import (
     InvalidArgumentError,
     InvalidEntryError,
+    OutcomeUnknownError,
     SessionStoreError,
     StorageFullError,
 )
@@ -592,12 +593,21 @@ class Transcript:
                 if size == 0:
                     self._write(fd, self._header(), 0)
                     if self._durable:
-                        os.fsync(fd)
+                        self._sync(fd, 0)
                     fsync_dir(self.path.parent)
                     size = os.fstat(fd).st_size
                 return size
 
         return int(self._retrying(once))
+
+    def _sync(self, fd: int, size_before: int) -> None:
+        """Sync the file to disk; on failure cut it back to ``size_before`` (not acknowledged)."""
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size_before)
+            raise os_error(exc, "sync", self.path) from exc
 
     def _write(self, fd: int, data: bytes, size_before: int) -> None:
         try:
@@ -775,7 +785,7 @@ class Transcript:
             data = (b"\n" if unterminated else b"") + (self._header() if created else b"") + line
             self._write(fd, data, size)
             if self._durable:
-                os.fsync(fd)
+                self._sync(fd, size)
                 if created:
                     fsync_dir(self.path.parent)
             tally.line(line[:-1], size + len(data) - len(line))
@@ -793,6 +803,11 @@ class Transcript:
                     save()
                 else:
                     self._link.commit_append(save, checkpoint.count, checkpoint.size)
+            except OutcomeUnknownError:
+                # The index may have counted the line (a commit whose sync failed): keep
+                # it, so the index never counts a record the file lacks. If the commit did
+                # not land, the next reader counts the line from the file.
+                raise
             except BaseException:
                 # Not acknowledged: undo the write, so the file ends where it ended before.
                 with contextlib.suppress(OSError):
