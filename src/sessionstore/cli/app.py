@@ -7,25 +7,37 @@ Every store command takes ``--state-dir``, ``--agent``, ``--all-agents``, ``--st
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 import typer
 
 from .. import __version__
 from ..errors import SessionStoreError
-from . import demo, info, migration, sessions, upkeep
 from .common import err, one_line
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="sessionstore",
-    help="Inspect, migrate and manage OpenClaw-compatible session stores.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app: typer.Typer  # every command; built on first use by __getattr__ below
+
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "migrate": ("migration", "migrate"),
+    "store-info": ("info", "store_info"),
+    "list": ("sessions", "list_sessions"),
+    "show": ("sessions", "show"),
+    "history": ("sessions", "history"),
+    "reset": ("sessions", "reset"),
+    "delete": ("sessions", "delete"),
+    "export": ("migration", "export"),
+    "cleanup": ("upkeep", "cleanup"),
+    "doctor": ("upkeep", "doctor"),
+    "vacuum": ("upkeep", "vacuum"),
+    "recover": ("upkeep", "recover"),
+    "demo": ("demo", "demo"),
+    "bench": ("demo", "bench"),
+}
+"""Each command's name, and the module of this package and the function that implement it."""
 
 
 def _version(value: bool) -> None:
@@ -34,7 +46,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -44,29 +55,39 @@ def _root(
     """Inspect, migrate and manage OpenClaw-compatible session stores."""
 
 
-for name, command in (
-    ("migrate", migration.migrate),
-    ("store-info", info.store_info),
-    ("list", sessions.list_sessions),
-    ("show", sessions.show),
-    ("history", sessions.history),
-    ("reset", sessions.reset),
-    ("delete", sessions.delete),
-    ("export", migration.export),
-    ("cleanup", upkeep.cleanup),
-    ("doctor", upkeep.doctor),
-    ("vacuum", upkeep.vacuum),
-    ("recover", upkeep.recover),
-    ("demo", demo.demo),
-    ("bench", demo.bench),
-):
-    app.command(name)(command)
+def build_app(names: tuple[str, ...] = tuple(COMMANDS)) -> typer.Typer:
+    """The ``sessionstore`` application with the named commands (default: all of them)."""
+    built = typer.Typer(
+        name="sessionstore",
+        help="Inspect, migrate and manage OpenClaw-compatible session stores.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    built.callback()(_root)
+    for name in names:
+        module, function = COMMANDS[name]
+        command = getattr(importlib.import_module(f".{module}", __package__), function)
+        built.command(name)(command)
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` (every command) is built on first use: a command run from the console script
+    # imports and registers only itself (typer evaluates every registered command's
+    # signature on each call, ~5 ms a command).
+    if name == "app":
+        globals()["app"] = full = build_app()
+        return full
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point: one-line errors, exit codes 0/1/2."""
+    args = sys.argv[1:]
+    names = (args[0],) if args and args[0] in COMMANDS else tuple(COMMANDS)
     try:
-        code = app(standalone_mode=False)
+        code = build_app(names)(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

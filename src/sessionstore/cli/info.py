@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..openclaw_import import openclaw_db_status
 from ..store import sqlite_driver
 from .common import AgentOpt, AllAgentsOpt, JsonOpt, StateDirOpt, StoreOpt, handle_errors, opened
 from .render import print_info, print_json
@@ -16,6 +15,8 @@ __all__ = ["store_info", "target_info"]
 def target_info(selection: Selection, target: Target) -> dict[str, Any]:
     """``store-info`` of one target, read-only (a missing store is described, not created)."""
     if not target.exists():
+        from ..openclaw_import import openclaw_db_status
+
         available, version = sqlite_driver()
         return {
             "storeType": selection.config.store_type,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -161,6 +160,15 @@ def _progress(enabled: bool, agent_id: str) -> Iterator[Callable[[int, int], Non
     if not enabled:
         yield None
         return
+    # rich.progress (and what it pulls in) only costs the command that draws a bar.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn(f"[bold]{agent_id}[/] migrating"),
         BarColumn(),
