@@ -28,6 +28,7 @@ __all__ = [
     "dumps_pretty",
     "ensure_private_dir",
     "fsync_dir",
+    "move_into_place",
     "os_error",
     "sqlite_uri",
 ]
@@ -72,6 +73,55 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
     except OSError as exc:
         raise os_error(exc, "create directory", path) from exc
+
+
+_RENAME_NOREPLACE: Final = 1
+_AT_FDCWD: Final = -100
+# renameat2 is not in the os module; a missing symbol (old libc, not Linux) is remembered.
+_renameat2: list[Any] = []
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """``renameat2(RENAME_NOREPLACE)``; False when this system or filesystem lacks it."""
+    if not _renameat2:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _renameat2.append(libc.renameat2)
+        except (OSError, AttributeError, TypeError):
+            _renameat2.append(None)
+    call = _renameat2[0]
+    if call is None:
+        return False
+    if call(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    import ctypes
+
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), dst)
+
+
+def move_into_place(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if ``path`` does not exist, in one atomic step.
+
+    The temporary name disappears in the same step (``renameat2`` with ``RENAME_NOREPLACE``),
+    so a kill -9 can never leave a second name of the file behind. Where the system or the
+    filesystem lacks that call, a hard link then an unlink of ``tmp`` does the same with a
+    window in between (a leftover ``.tmp`` is what the doctor's stale-temp-file finding is for).
+
+    Raises:
+        FileExistsError: ``path`` exists; ``tmp`` is left as it was.
+        OSError: Any other failure.
+    """
+    if _rename_noreplace(str(tmp), str(path)):
+        return
+    os.link(tmp, path)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def fsync_dir(path: Path) -> None:

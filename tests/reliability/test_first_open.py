@@ -246,3 +246,42 @@ def test_a_dead_creators_half_built_database_is_removed_by_the_next_creation(
         "sessions.sqlite.4567cdef.tmp",
         "sessions.sqlite.89abcdef.tmp",
     ]
+
+
+KILLED_AFTER_PLACING = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import sessionstore
+
+    state = Path(sys.argv[1])
+    database = state / "agents" / "main" / "sessions" / "sessions.sqlite"
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        # kill -9 at the first removal of a temporary name once the database has its name
+        if str(path).endswith(".tmp") and database.exists():
+            os._exit(9)
+        return real_unlink(path, *args, **kwargs)
+
+    os.unlink = unlink
+    store = sessionstore.open_store(agent="main", state_dir=state, store_type="sqlite")
+    store.put("agent:main:x", {"sessionId": "00000000-0000-4000-8000-000000000001"})
+    """
+)
+
+
+def test_a_creator_killed_right_after_placing_the_database_leaves_no_second_name(
+    tmp_path: Path,
+) -> None:
+    # With link-then-unlink, the kill left sessions.sqlite.<hex>.tmp (a second name of the
+    # live database) that check() then reported as an unresolved stale temp file.
+    state = tmp_path / "state"
+    write_openclaw_store(state)
+    child = subprocess.run([sys.executable, "-c", KILLED_AFTER_PLACING, str(state)], check=False)
+    assert child.returncode == 9
+    sessions = state / "agents" / "main" / "sessions"
+    assert [p.name for p in sessions.iterdir() if p.name.endswith(".tmp")] == []
+    with sessionstore.open_store(agent="main", state_dir=state, store_type="sqlite") as store:
+        assert store.count() == SOURCE_ENTRIES
+        assert [f.kind for f in store.check() if f.unresolved] == []

@@ -53,6 +53,7 @@ from ..files import (
     dumps_compact,
     ensure_private_dir,
     fsync_dir,
+    move_into_place,
     os_error,
     sha256_hex,
     sqlite_uri,
@@ -996,7 +997,7 @@ class SqliteIndex(IndexBackend):
             except OSError as exc:
                 raise os_error(exc, "sync", self._path) from exc
             try:
-                os.link(tmp, self._path)
+                move_into_place(tmp, self._path)
             except FileExistsError:
                 return False  # another process created it first: use theirs
             except OSError as exc:
