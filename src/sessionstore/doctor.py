@@ -10,7 +10,6 @@ is reported with what to do.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ import orjson
 from .config import SETTINGS_FILE, SETTINGS_KEYS
 from .context import StoreContext
 from .errors import CorruptStoreError, SessionStoreError
+from .files import abandoned_build
 from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
 from .transcripts.jsonl import Transcript
@@ -451,9 +451,11 @@ class _Doctor:
                     age = now - path.stat().st_mtime
                 except OSError:
                     continue
-                if age < TEMP_STALE_SECONDS or (
-                    name.endswith(".tmp") and (_lock_held(lock) or _being_built(path))
-                ):
+                if name.startswith(f"{self.ctx.paths.sqlite_path.name}.") and name.endswith(".tmp"):
+                    # A database built under an flock: abandoned or not, we can tell now.
+                    if not abandoned_build(path, TEMP_STALE_SECONDS):
+                        continue
+                elif age < TEMP_STALE_SECONDS or (name.endswith(".tmp") and _lock_held(lock)):
                     continue  # possibly a write in flight
                 finding = self.add(
                     "stale-temp-file",
@@ -506,21 +508,6 @@ def _lock_held(lock: Path) -> bool:
         return False
     stale, _ = lock_is_stale(lock, 30_000, own_pid=-1)
     return not stale
-
-
-def _being_built(path: Path) -> bool:
-    """Whether a process holds ``path`` locked (a database being built under a temp name)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def sqlite_error() -> type[Exception]:

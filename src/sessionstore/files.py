@@ -8,9 +8,11 @@ import dataclasses
 import datetime
 import enum
 import errno
+import fcntl
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ import orjson
 from .errors import InvalidEntryError, SessionStoreError, StorageFullError
 
 __all__ = [
+    "abandoned_build",
     "atomic_write",
     "check_json",
     "clone_json",
@@ -122,6 +125,36 @@ def move_into_place(tmp: Path, path: Path) -> None:
     os.link(tmp, path)
     with contextlib.suppress(OSError):
         os.unlink(tmp)
+
+
+def abandoned_build(path: Path, grace_s: float) -> bool | None:
+    """Whether ``path`` is a file built under an flock whose builder is gone.
+
+    A builder creates its temporary file, takes an exclusive flock on it before writing a
+    byte, and holds it until the file has its final name or is removed. So a non-empty file
+    that nobody holds locked was left by a dead builder; an empty one may belong to a
+    builder between its create and its flock, and counts as abandoned only after
+    ``grace_s`` seconds.
+
+    Returns:
+        True when abandoned, False when being built (or too new to tell), None when the
+        file cannot be opened (gone already).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_size == 0 and st.st_mtime > time.time() - grace_s:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its builder holds it
+        return True
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

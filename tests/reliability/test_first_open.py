@@ -228,8 +228,10 @@ def test_a_dead_creators_half_built_database_is_removed_by_the_next_creation(
     Path(f"{dead}-wal").write_bytes(b"w")
     live = sessions / "sessions.sqlite.4567cdef.tmp"  # a builder still at work
     live.write_bytes(b"y")
-    fresh = sessions / "sessions.sqlite.89abcdef.tmp"  # too young to judge
-    fresh.write_bytes(b"z")
+    fresh = sessions / "sessions.sqlite.89abcdef.tmp"  # created, not locked yet: too new
+    fresh.write_bytes(b"")
+    just_killed = sessions / "sessions.sqlite.fedcba98.tmp"  # written, unlocked: dead now
+    just_killed.write_bytes(b"z" * 4096)
     old = 1_000_000_000
     for p in (dead, Path(f"{dead}-wal"), live):
         os.utime(p, (old, old))

@@ -50,6 +50,7 @@ from ..errors import (
 )
 from ..files import (
     FULL_ERRNOS,
+    abandoned_build,
     dumps_compact,
     ensure_private_dir,
     fsync_dir,
@@ -95,8 +96,8 @@ DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
 BLOB_CACHE_BYTES: Final = 1 << 19
 PAGE_CACHE_KIB: Final = 2048
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
-# A half-built database (temporary name) older than this and unlocked was left by a dead
-# creator.
+# An empty, unlocked temporary database older than this was left by a creator that died
+# between creating it and locking it (a non-empty unlocked one is abandoned at once).
 STALE_BUILD_SECONDS: Final = 60
 # Connections of ended threads kept open for the next new thread (warm statement and page
 # caches); any more are closed.
@@ -1013,31 +1014,18 @@ class SqliteIndex(IndexBackend):
     def _remove_dead_builds(self) -> None:
         """Remove databases left half-built by a creator that died (kill -9).
 
-        A builder holds an flock on its temporary file until it is done; one that is old
-        and not locked belongs to a dead process.
+        A builder holds an flock on its temporary file from before its first byte until it
+        is done (:func:`abandoned_build`), so a dead builder's file goes at once.
         """
         prefix = f"{self._path.name}."
-        cutoff = time.time() - STALE_BUILD_SECONDS
         try:
             names = [e.name for e in os.scandir(self._path.parent) if e.name.startswith(prefix)]
         except OSError:
             return
         for name in names:
-            if not name.endswith(".tmp"):
-                continue
             path = self._path.parent / name
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError:
+            if not name.endswith(".tmp") or not abandoned_build(path, STALE_BUILD_SECONDS):
                 continue
-            try:
-                if os.fstat(fd).st_mtime > cutoff:
-                    continue
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # being built right now
-            finally:
-                os.close(fd)
             for suffix in ("-journal", "-wal", "-shm", ""):
                 with contextlib.suppress(OSError):
                     os.unlink(f"{path}{suffix}")
