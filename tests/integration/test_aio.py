@@ -129,7 +129,7 @@ def test_cancelled_calls_completed_or_did_nothing(state_dir: Path, backend: str)
                 release = threading.Event()
                 blocker = None
                 if rng.random() < 0.3:
-                    blocker = asyncio.ensure_future(store.mutate(lambda _s: release.wait(30)))
+                    blocker = asyncio.ensure_future(store.mutate(lambda _s, r=release: r.wait(30)))
                     await asyncio.sleep(0)
                 if kind == "update":
                     call = store.update(
