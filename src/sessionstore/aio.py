@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -41,6 +42,8 @@ T = TypeVar("T")
 # Calls of one store run on at most this many threads: enough that a call waiting for
 # another process's lock does not hold up the rest, few enough to stay cheap.
 DEFAULT_WORKERS = 4
+# The pool shared by the faces that borrow a synchronous store (AsyncSessionStore.borrow).
+SHARED_WORKERS = 8
 
 
 class _Offload:
@@ -79,6 +82,17 @@ class _Offload:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+_SHARED: list[_Offload] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_offload() -> _Offload:
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(_Offload(SHARED_WORKERS))
+        return _SHARED[0]
 
 
 class AsyncTranscript:
@@ -177,7 +191,30 @@ class AsyncSessionStore:
             raise InvalidArgumentError(f"workers must be an integer >= 1, got {workers!r}")
         self._store = store
         self._offload = _Offload(workers)
+        self._owned = True
         self._twin: AsyncIndexBackend | None = store.index.async_twin()
+
+    @classmethod
+    def borrow(cls, store: SessionStore) -> AsyncSessionStore:
+        """An async face over a store that its owner keeps and closes.
+
+        Faces made this way share one thread pool of the process (no threads per face), and
+        their ``close()`` leaves the store open. The adapters use it for the synchronous
+        stores they are given.
+
+        Args:
+            store: The open store.
+        """
+        face = cls.__new__(cls)
+        if not isinstance(store, SessionStore):
+            raise InvalidArgumentError(
+                f"store must be a SessionStore or an AsyncSessionStore, got {type(store).__name__}"
+            )
+        face._store = store
+        face._offload = _shared_offload()
+        face._owned = False
+        face._twin = None  # the owner's store: its twin, if any, is the owner's to close
+        return face
 
     # --- basics -----------------------------------------------------------------------------
 
@@ -211,7 +248,12 @@ class AsyncSessionStore:
         await self.close()
 
     async def close(self) -> None:
-        """Release connections and threads; the store cannot be used afterwards."""
+        """Release connections and threads; the store cannot be used afterwards.
+
+        A borrowed face (:meth:`borrow`) leaves the store open.
+        """
+        if not self._owned:
+            return
         try:
             if self._twin is not None:
                 await self._twin.close()
