@@ -203,7 +203,14 @@ def test_session_settings(store: Any) -> None:
 
 
 def test_unicode_and_special_characters(store: Any) -> None:
-    texts = ["こんにちは", "😊👍", "Привет", "'; DROP TABLE sessions; --", 'quote " \\ \n tab\t', "\u2028"]
+    texts = [
+        "こんにちは",
+        "😊👍",
+        "Привет",
+        "'; DROP TABLE sessions; --",
+        'quote " \\ \n tab\t',
+        "\u2028",
+    ]
 
     async def main() -> list[Any]:
         session = StoreSession("unicodé 😊", store)
