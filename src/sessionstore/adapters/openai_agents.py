@@ -117,9 +117,7 @@ class StoreSession:
         session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(session_id, str) or not session_id.strip():
-            raise InvalidArgumentError(
-                f"session_id must be a non-empty string, got {session_id!r}"
-            )
+            raise InvalidArgumentError(f"session_id must be a non-empty string, got {session_id!r}")
         self.session_id = session_id
         self.session_settings: SessionSettings | None = (
             None if session_settings is None else coerce_session_settings(session_settings)
@@ -247,4 +245,3 @@ class StoreSession:
             await self._store.reset(self.key)
         except SessionNotFoundError:
             return
-
