@@ -311,3 +311,25 @@ def test_run_config_session_settings_override_the_session_s(store: Any) -> None:
         assert [i["content"] for i in sent] == ["Turn 8", "Turn 9", "New question"]
 
     run(main())
+
+
+def test_get_items_with_a_limit_reads_the_end_of_the_file_only(store: Any) -> None:
+    """The newest n items cost what they weigh, not the file: a 2.4 MB transcript is read in
+    full for get_items(), in a few 64 KiB blocks from its end for get_items(limit=3)."""
+
+    async def main() -> tuple[int, int]:
+        session = StoreSession("long", store)
+        for i in range(300):
+            await session.add_items([user(f"message number {i} " + "x" * 8000)])
+        for _ in range(3):
+            await session.pop_item()
+        assert contents(await session.get_items(limit=3))[0].startswith("message number 294 ")
+        limited = session.bytes_read
+        assert len(await session.get_items()) == 297
+        return limited, session.bytes_read
+
+    limited, everything = run(main())
+    sync = store.sync if isinstance(store, AsyncSessionStore) else store
+    size = sync.transcript(StoreSession("long", store).key).path.stat().st_size
+    assert everything >= size
+    assert 0 < limited < size // 10

@@ -104,6 +104,10 @@ class StoreSession:
         session_settings: The SDK's ``SessionSettings`` or its dict (``limit`` is the
             default of ``get_items``).
 
+    Attributes:
+        key: The session's hot-index key.
+        bytes_read: Bytes the last read of items took from the transcript file.
+
     Raises:
         InvalidArgumentError: ``session_id`` is not a non-empty string, or ``store`` is
             neither kind of store.
@@ -124,6 +128,7 @@ class StoreSession:
         )
         self._store = _face(store)
         self.key = session_key(self._store.agent_id, session_id)
+        self.bytes_read = 0
 
     def __repr__(self) -> str:
         return f"StoreSession({self.session_id!r}, key={self.key!r})"
@@ -144,14 +149,18 @@ class StoreSession:
 
     async def _newest(self, want: int | None) -> list[tuple[str, Any]]:
         """The newest ``want`` visible items (all when None), oldest first."""
+        self.bytes_read = 0
         transcript = await self._transcript(create=False)
         if transcript is None:
             return []
         if want is None:
-            return _fold_backwards(await transcript.messages(), None)[0]
+            records = await transcript.messages()
+            self.bytes_read = transcript.bytes_read
+            return _fold_backwards(records, None)[0]
         window = want
         while True:
             records = await transcript.tail(window)
+            self.bytes_read += transcript.bytes_read
             found, enough = _fold_backwards(records, want)
             if enough or len(records) < window:
                 return found
