@@ -332,4 +332,4 @@ def test_get_items_with_a_limit_reads_the_end_of_the_file_only(store: Any) -> No
     sync = store.sync if isinstance(store, AsyncSessionStore) else store
     size = sync.transcript(StoreSession("long", store).key).path.stat().st_size
     assert everything >= size
-    assert 0 < limited < size // 10
+    assert 0 < limited < size // 5
