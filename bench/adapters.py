@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""The async facade's overhead and the framework adapters against the frameworks' backends.
+
+    python bench/adapters.py                      # 1,000 and 10,000 sessions, SQLite
+    python bench/adapters.py --dsn postgresql://postgres@127.0.0.1/test   # also PostgreSQL
+    python bench/adapters.py --sizes 200 --out /tmp   # a quick look
+
+Writes benchmarks-adapters.md and .json (default: docs/). Needs the bench extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sessionstore.bench.adapters import main as run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="1000,10000", help="session counts (1000,10000)")
+    p.add_argument("--dsn", help="PostgreSQL DSN for the frameworks' SQLAlchemy backends")
+    p.add_argument("--out", type=Path, default=Path("docs"), help="output dir (docs)")
+    p.add_argument("--calls", type=int, default=2000, help="calls per overhead row (2000)")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results = run(args.out, sizes, args.dsn, args.calls)
+    print(f"wrote {args.out / 'benchmarks-adapters.md'} ({len(results.adapters)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
