@@ -7,7 +7,8 @@ Two measurements, both on one event loop in one process:
 - adapters: at N sessions, this store through ``StoreSession`` (OpenAI Agents SDK) against
   the SDK's ``SQLiteSession`` and ``SQLAlchemySession``, and through ``StoreSessionService``
   (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and on PostgreSQL for the
-  frameworks' SQLAlchemy backends when a DSN is given. Operations: create a session (with
+  frameworks' SQLAlchemy backends when a DSN is given (each size in a new database beside
+  the DSN's, dropped afterwards). Operations: create a session (with
   its first item/event), append one item/event, read the last 20, list the sessions.
 
 Needs the ``bench`` extra. Run it with ``python bench/adapters.py``; it writes
@@ -26,7 +27,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,15 +234,15 @@ def _sdk_target(
 
 
 def _sqlalchemy_url(dsn: str) -> str:
-    if dsn.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + dsn.split("://", 1)[1]
-    # a conninfo string ("host=... dbname=..."): psycopg's URL form takes it as a query
-    parts = dict(p.split("=", 1) for p in dsn.split())
-    user = parts.pop("user", "postgres")
-    host = parts.pop("host", "127.0.0.1")
-    port = parts.pop("port", "5432")
-    db = parts.pop("dbname", "postgres")
-    return f"postgresql+psycopg://{user}@{host}:{port}/{db}"
+    """SQLAlchemy's URL (psycopg 3 driver) for a conninfo string or URL."""
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user = info.get("user", "postgres")
+    password = f":{info['password']}" if info.get("password") else ""
+    host = info.get("host", "127.0.0.1")
+    port = info.get("port", "5432")
+    return f"postgresql+psycopg://{user}{password}@{host}:{port}/{info.get('dbname', user)}"
 
 
 @contextlib.asynccontextmanager
@@ -361,10 +362,8 @@ def run_adapters(
         for framework in (_sdk_targets, _adk_targets):
             work = root / f"{framework.__name__}-{n}"
             work.mkdir(parents=True)
-            if dsn:
-                _reset_postgres(dsn)
-
-            rows += asyncio.run(_measure_all(framework, work, n, dsn, log))
+            with _scratch_database(dsn) as scratch:
+                rows += asyncio.run(_measure_all(framework, work, n, scratch, log))
             shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -376,21 +375,27 @@ async def _measure_all(
         return [await _measure(t, n, log) for t in targets]
 
 
-def _reset_postgres(dsn: str) -> None:
-    """Drop the frameworks' tables so every size starts empty."""
+@contextlib.contextmanager
+def _scratch_database(dsn: str | None) -> Iterator[str | None]:
+    """A new, empty database beside the DSN's, dropped afterwards (nothing else touched)."""
+    if dsn is None:
+        yield None
+        return
     import psycopg
+    from psycopg import sql
 
+    name = f"sessionstore_bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in (
-            "agent_messages",
-            "agent_sessions",
-            "events",
-            "sessions",
-            "app_states",
-            "user_states",
-            "adk_internal_metadata",
-        ):
-            conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        info["dbname"] = name
+        yield psycopg.conninfo.make_conninfo("", **info)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 # --- report ---------------------------------------------------------------------------------
