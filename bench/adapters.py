@@ -5,7 +5,8 @@
     python bench/adapters.py --dsn postgresql://postgres@127.0.0.1/test   # also PostgreSQL
     python bench/adapters.py --sizes 200 --out /tmp   # a quick look
 
-Writes benchmarks-adapters.md and .json (default: docs/). Needs the bench extra.
+Writes benchmarks-adapters.md and .json into --out (default: the current dir; `--out docs`
+publishes). Needs the bench extra.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000,10000", help="session counts (1000,10000)")
     p.add_argument("--dsn", help="PostgreSQL DSN for the frameworks' SQLAlchemy backends")
-    p.add_argument("--out", type=Path, default=Path("docs"), help="output dir (docs)")
+    p.add_argument("--out", type=Path, default=Path("."), help="output dir (.); docs/ publishes")
     p.add_argument("--calls", type=int, default=2000, help="calls per overhead row (2000)")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]

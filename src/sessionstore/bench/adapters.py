@@ -11,8 +11,8 @@ Two measurements, both on one event loop in one process:
   the DSN's, dropped afterwards). Operations: create a session (with
   its first item/event), append one item/event, read the last 20, list the sessions.
 
-Needs the ``bench`` extra. Run it with ``python bench/adapters.py``; it writes
-``docs/benchmarks-adapters.md`` and ``.json``.
+Needs the ``bench`` extra. Run it with ``python bench/adapters.py --out docs``; it writes
+``benchmarks-adapters.md`` and ``.json`` there.
 """
 
 from __future__ import annotations
