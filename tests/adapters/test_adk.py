@@ -30,7 +30,7 @@ from google.genai import types
 from pydantic import Field
 
 import sessionstore
-from sessionstore import AsyncSessionStore, InvalidArgumentError
+from sessionstore import AsyncSessionStore, InvalidArgumentError, SessionStore
 from sessionstore.adapters.adk import StoreSessionService, key_part
 
 
@@ -39,16 +39,12 @@ def run(coro: Any) -> Any:
 
 
 @pytest.fixture(params=["sync", "async"])
-def service(
-    request: pytest.FixtureRequest, state_dir: Path, backend: str
-) -> Iterator[StoreSessionService]:
-    sync = sessionstore.open_store(state_dir=state_dir, store_type=backend)  # type: ignore[arg-type]
-    face = AsyncSessionStore(sync) if request.param == "async" else None
-    yield StoreSessionService(face or sync, list_state=True)
+def service(request: pytest.FixtureRequest, store: SessionStore) -> Iterator[StoreSessionService]:
+    """Over conftest's store (every backend), given as it is or as its async face."""
+    face = AsyncSessionStore(store) if request.param == "async" else None
+    yield StoreSessionService(face or store, list_state=True)
     if face is not None:
         run(face.close())
-    else:
-        sync.close()
 
 
 def test_it_is_a_session_service(service: StoreSessionService) -> None:

@@ -30,14 +30,12 @@ def run(coro: Any) -> Any:
 
 
 @pytest.fixture(params=["sync", "async"])
-def store(request: pytest.FixtureRequest, state_dir: Path, backend: str) -> Iterator[Any]:
-    """The store StoreSession is given: a SessionStore or an AsyncSessionStore."""
-    sync = sessionstore.open_store(state_dir=state_dir, store_type=backend)  # type: ignore[arg-type]
+def store(request: pytest.FixtureRequest, store: SessionStore) -> Iterator[Any]:
+    """What StoreSession is given: conftest's store (every backend), or its async face."""
     if request.param == "sync":
-        yield sync
-        sync.close()
+        yield store
     else:
-        face = AsyncSessionStore(sync)
+        face = AsyncSessionStore(store)
         yield face
         run(face.close())
 

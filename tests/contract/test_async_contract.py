@@ -7,7 +7,6 @@ The ``Test*`` classes of ``test_contract.py`` that take ``store`` run again here
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from async_facade import LoopThread, SyncFacade
@@ -31,7 +30,7 @@ from test_fields import (  # noqa: F401
     test_writes_return_the_projection_and_store_everything,
 )
 
-import sessionstore
+from sessionstore import SessionStore
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +41,9 @@ def loop_thread() -> Iterator[LoopThread]:
 
 
 @pytest.fixture
-def store(state_dir: Path, backend: str, loop_thread: LoopThread) -> Iterator[SyncFacade]:
-    s = sessionstore.open_store(agent="main", state_dir=state_dir, store_type=backend)  # type: ignore[arg-type]
-    facade = SyncFacade(s, loop_thread)
+def store(store: SessionStore, loop_thread: LoopThread) -> Iterator[SyncFacade]:
+    """conftest's store (every backend of ``backend``), used only through the async API."""
+    facade = SyncFacade(store, loop_thread)
     try:
         yield facade
     finally:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 import sessionstore
-from sessionstore import AsyncSessionStore, InvalidArgumentError, StoreClosedError
+from sessionstore import AsyncSessionStore, InvalidArgumentError, SessionStore, StoreClosedError
 from sessionstore.index.base import AsyncIndexBackend, IndexBackend, ListQuery, MaintenanceTxn
 
 T = TypeVar("T")
@@ -54,12 +54,14 @@ def test_workers_must_be_a_positive_integer(state_dir: Path, workers: Any) -> No
         run(sessionstore.open_async_store(state_dir=state_dir, workers=workers))
 
 
-def test_100_concurrent_coroutines_lose_no_update(state_dir: Path, backend: str) -> None:
+def test_100_concurrent_coroutines_lose_no_update(store: SessionStore) -> None:
+    sync = store  # conftest's store, every backend; used only through the async API
+
     def add(i: int) -> Callable[[Any], dict[str, Any]]:
         return lambda e: {"seen": [*(e or {}).get("seen", []), i]}
 
     async def main() -> tuple[list[int], int]:
-        async with await opened(state_dir, backend) as store:
+        async with AsyncSessionStore(sync) as store:
             await store.put(KEY, {"sessionId": "s1"})
             t = await store.transcript(KEY)
             await asyncio.gather(
@@ -75,12 +77,13 @@ def test_100_concurrent_coroutines_lose_no_update(state_dir: Path, backend: str)
     assert messages == 100
 
 
-def test_a_slow_call_does_not_block_the_loop(state_dir: Path, backend: str) -> None:
+def test_a_slow_call_does_not_block_the_loop(store: SessionStore) -> None:
     """The callback of an update waits until a coroutine on the loop has ticked 5 times.
 
     Were the loop blocked by the call, the ticker could not tick and the callback would
     give up (after 30 s) with ``ticked`` unset.
     """
+    sync = store  # conftest's store, every backend; used only through the async API
     ticked = threading.Event()
     in_call = threading.Event()
     ticks: list[int] = []
@@ -98,7 +101,7 @@ def test_a_slow_call_does_not_block_the_loop(state_dir: Path, backend: str) -> N
         ticked.set()
 
     async def main() -> Any:
-        async with await opened(state_dir, backend) as store:
+        async with AsyncSessionStore(sync) as store:
             await store.put(KEY, {"sessionId": "s1"})
             result, _ = await asyncio.gather(store.update(KEY, slow), ticker())
             return result
@@ -108,16 +111,17 @@ def test_a_slow_call_does_not_block_the_loop(state_dir: Path, backend: str) -> N
     assert ticks == [0, 1, 2, 3, 4]
 
 
-def test_cancelled_calls_completed_or_did_nothing(state_dir: Path, backend: str) -> None:
+def test_cancelled_calls_completed_or_did_nothing(store: SessionStore) -> None:
     """200 calls cancelled after a random number of loop turns; the store equals a model
     built from the calls that completed (a cancelled call is found either whole or not at
     all), and the store answers after every cancellation. A call queued behind another
     (one worker) when it is cancelled never starts: it did nothing."""
+    sync = store  # conftest's store, every backend; used only through the async API
     rng = random.Random(14)
     keys = [f"agent:main:k{i}" for i in range(4)]
 
     async def main() -> None:
-        async with await opened(state_dir, backend, workers=1) as store:
+        async with AsyncSessionStore(sync, workers=1) as store:
             model: dict[str, list[int]] = {}
             messages: list[str] = []
             await store.put(KEY, {"sessionId": "s-main"})
