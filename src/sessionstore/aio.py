@@ -16,6 +16,7 @@ either completed or did nothing, and the store stays usable.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import queue
@@ -373,11 +374,36 @@ class AsyncSessionStore:
 
     # --- whole store ------------------------------------------------------------------------
 
-    async def list(self, **filters: Any) -> SessionPage:
-        """See :meth:`SessionStore.list` (the same keyword arguments)."""
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        channel: str | None = None,
+        label: str | None = None,
+        search: str | None = None,
+        spawned_by: str | None = None,
+        active_minutes: int | None = None,
+        include_global: bool = False,
+        include_unknown: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+        with_total: bool = False,
+    ) -> SessionPage:
+        """See :meth:`SessionStore.list`."""
+        filters: dict[str, Any] = {
+            "agent_id": agent_id,
+            "channel": channel,
+            "label": label,
+            "search": search,
+            "spawned_by": spawned_by,
+            "active_minutes": active_minutes,
+            "include_global": include_global,
+            "include_unknown": include_unknown,
+            "limit": limit,
+            "cursor": cursor,
+        }
         if self._twin is None:
-            return await self._offload.run(self._store.list, **filters)
-        with_total = filters.pop("with_total", False)
+            return await self._offload.run(self._store.list, with_total=with_total, **filters)
         check_bool("with_total", with_total)
         query: ListQuery = self._store._list_query(**filters)
         rows, more = await self._twin.list(query)
@@ -417,7 +443,7 @@ class AsyncSessionStore:
             self._store.maintain, mode, dry_run, active_key, fix_missing=fix_missing
         )
 
-    async def check(self, fix: bool = False) -> builtins_list[Finding]:
+    async def check(self, fix: bool = False) -> builtins.list[Finding]:
         """See :meth:`SessionStore.check`."""
         return await self._offload.run(self._store.check, fix)
 
@@ -432,9 +458,6 @@ class AsyncSessionStore:
     async def openclaw_db_status(self) -> dict[str, Any] | None:
         """See :meth:`SessionStore.openclaw_db_status`."""
         return await self._offload.run(self._store.openclaw_db_status)
-
-
-builtins_list = list  # ``list`` is a method name above
 
 
 async def open_async_store(
