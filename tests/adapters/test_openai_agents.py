@@ -115,13 +115,13 @@ def test_pops_of_different_sessions_are_separate(store: Any) -> None:
 def test_concurrent_pops_never_return_the_same_item(store: Any) -> None:
     async def main() -> tuple[list[Any], list[Any]]:
         session = StoreSession("race", store)
-        await session.add_items([user(str(i)) for i in range(12)])
-        popped = await asyncio.gather(*(session.pop_item() for _ in range(8)))
+        await session.add_items([user(str(i)) for i in range(30)])
+        popped = await asyncio.gather(*(session.pop_item() for _ in range(24)))
         return contents(popped), contents(await session.get_items())
 
     popped, left = run(main())
-    assert sorted(popped, key=int) == [str(i) for i in range(4, 12)]
-    assert left == [str(i) for i in range(4)]
+    assert sorted(popped, key=int) == [str(i) for i in range(6, 30)]
+    assert left == [str(i) for i in range(6)]
 
 
 def test_get_items_limit(store: Any) -> None:

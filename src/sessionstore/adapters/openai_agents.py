@@ -43,7 +43,7 @@ __all__ = ["ROLE", "StoreSession", "session_key"]
 ROLE: Final = "openai-agents"
 # The entry's channel: SDK sessions are listed with ``store.list(channel="openai")``.
 CHANNEL: Final = "openai"
-_ATTEMPTS: Final = 8  # pops and appends racing a reset or another pop try again this often
+_ATTEMPTS: Final = 8  # an append racing clear_session tries the new transcript this often
 
 
 def session_key(agent_id: str, session_id: str) -> str:
@@ -207,9 +207,11 @@ class StoreSession:
         """Remove and return the newest item; None when the session has none.
 
         Two pops never return the same item: each marker names the item it takes and is
-        appended with that name as its idempotency key, so only one of them lands.
+        appended with that name as its idempotency key, so only one of them lands. A pop
+        that lost tries the next item: every retry follows another pop's success (or a
+        clear), so it ends, at the latest when the session is empty.
         """
-        for _ in range(_ATTEMPTS):
+        while True:
             transcript = await self._transcript(create=False)
             if transcript is None:
                 return None
@@ -228,9 +230,6 @@ class StoreSession:
                 raise
             if await self._marker_nonce(transcript, line_id) == nonce:
                 return item  # type: ignore[no-any-return]
-        raise SessionStoreError(
-            f"pop_item on {self.key!r} lost {_ATTEMPTS} races with other pops; try again"
-        )
 
     @staticmethod
     async def _marker_nonce(transcript: AsyncTranscript, line_id: str) -> object:
