@@ -465,6 +465,23 @@ def machine() -> str:
     return f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs"
 
 
+def merge(paths: Iterable[Path]) -> Results:
+    """Several runs' ``.json`` files as one result (a run per size keeps each one short).
+
+    The first run's overhead rows and machine, every run's adapter rows.
+    """
+    import json
+
+    merged = Results()
+    for path in paths:
+        data = json.loads(path.read_text())
+        if not merged.overhead:
+            merged.overhead = [OverheadRow(**r) for r in data["overhead"]]
+            merged.machine, merged.version = data["machine"], data["version"]
+        merged.adapters += [AdapterRow(**r) for r in data["adapters"]]
+    return merged
+
+
 def main(
     out_dir: Path,
     sizes: Iterable[int],
