@@ -199,7 +199,16 @@ async def _sdk_targets(root: Path, dsn: str | None) -> AsyncIterator[list[_Targe
         for s in sqlite_sessions.values():
             s.close()
 
-    targets.append(_sdk_target("SDK SQLiteSession (file)", sqlite_session, close_sqlite))
+    async def populate_sqlite(sid: str) -> None:
+        # One SQLiteSession per conversation holds its own connections: close the ones
+        # not timed, or 10,000 of them run out of file descriptors.
+        session = sqlite_sessions.pop(sid, None) or SQLiteSession(sid, db)
+        await session.add_items([_item(0)])
+        session.close()
+
+    sqlite_target = _sdk_target("SDK SQLiteSession (file)", sqlite_session, close_sqlite)
+    sqlite_target.populate = populate_sqlite
+    targets.append(sqlite_target)
     urls = [("SDK SQLAlchemySession (SQLite, aiosqlite)", f"sqlite+aiosqlite:///{root}/sa.sqlite")]
     if dsn:
         urls.append(("SDK SQLAlchemySession (PostgreSQL, psycopg)", _sqlalchemy_url(dsn)))
