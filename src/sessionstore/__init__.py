@@ -3,6 +3,7 @@
 Open a store with :func:`open_store`; entries are dicts with OpenClaw's camelCase fields.
 """
 
+from .aio import AsyncSessionStore, AsyncTranscript, open_async_store
 from .entry import SessionEntry
 from .errors import (
     BackendUnavailableError,
@@ -31,6 +32,8 @@ from .transcripts.jsonl import Transcript
 from .version import __version__
 
 __all__ = [
+    "AsyncSessionStore",
+    "AsyncTranscript",
     "BackendUnavailableError",
     "ConfigError",
     "CorruptSourceError",
@@ -57,5 +60,6 @@ __all__ = [
     "TranscriptConflictError",
     "UnsupportedSourceError",
     "__version__",
+    "open_async_store",
     "open_store",
 ]

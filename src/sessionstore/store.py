@@ -562,6 +562,40 @@ class SessionStore:
         Returns:
             A page of rows and the cursor of the next page.
         """
+        query = self._list_query(
+            agent_id=agent_id,
+            channel=channel,
+            label=label,
+            search=search,
+            spawned_by=spawned_by,
+            active_minutes=active_minutes,
+            include_global=include_global,
+            include_unknown=include_unknown,
+            limit=limit,
+            cursor=cursor,
+        )
+        check_bool("with_total", with_total)
+        rows, more = self._index.list(query)
+        total = self._index.count_matching(query) if with_total else None
+        return SessionPage(
+            rows=rows, next_cursor=encode_cursor(*more) if more else None, total=total
+        )
+
+    def _list_query(
+        self,
+        *,
+        agent_id: str | None = None,
+        channel: str | None = None,
+        label: str | None = None,
+        search: str | None = None,
+        spawned_by: str | None = None,
+        active_minutes: int | None = None,
+        include_global: bool = False,
+        include_unknown: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ListQuery:
+        """The checked query of :meth:`list` (shared with ``AsyncSessionStore``)."""
         for name, value in (
             ("agent_id", agent_id),
             ("channel", channel),
@@ -573,7 +607,6 @@ class SessionStore:
             check_optional_str(name, value)
         check_bool("include_global", include_global)
         check_bool("include_unknown", include_unknown)
-        check_bool("with_total", with_total)
         check_minutes("active_minutes", active_minutes)
         page_size = check_limit(limit)
         query = ListQuery(
@@ -588,11 +621,7 @@ class SessionStore:
             limit=page_size,
             after=decode_cursor(cursor) if cursor is not None else None,
         )
-        rows, more = self._index.list(query)
-        total = self._index.count_matching(query) if with_total else None
-        return SessionPage(
-            rows=rows, next_cursor=encode_cursor(*more) if more else None, total=total
-        )
+        return query
 
     def count(self) -> int:
         """Number of entries in the store."""

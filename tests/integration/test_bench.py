@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 import sessionstore
 from sessionstore import bench
 from sessionstore.bench.generate import generate_state_dir
+from sessionstore.bench.peers import ADAPTERS_NOTE
 from sessionstore.cli import demo as demo_module
 from sessionstore.cli.app import app
 from sessionstore.entry import json_equal
@@ -166,11 +167,8 @@ def test_adk_peer_at_tiny_n(tmp_path: Path) -> None:
     lines: list[str] = []
     peers = {p.name.split()[0]: p for p in bench.run_peers(settings, tmp_path, lines.append)}
     assert peers["OpenAI"].outcome == "not measured"
-    assert peers["OpenAI"].note == "no adapter in this version"
-    assert (
-        "[peers] OpenAI Agents SDK SQLiteSession: not measured (no adapter in this version)"
-        in lines
-    )
+    assert peers["OpenAI"].note == ADAPTERS_NOTE
+    assert f"[peers] OpenAI Agents SDK SQLiteSession: not measured ({ADAPTERS_NOTE})" in lines
     adk = peers["Google"]
     assert adk.status == "ok", adk.note
     assert [(m.backend, m.op) for m in adk.measurements] == [
@@ -289,11 +287,8 @@ def test_peers_say_what_is_measured_and_what_is_not(tmp_path: Path) -> None:
     peers = bench.run_peers(settings, tmp_path, lines.append)
     openai = peers[0]
     assert openai.status == "skipped" and openai.outcome == "not measured"
-    assert openai.note == "no adapter in this version"
-    assert (
-        "[peers] OpenAI Agents SDK SQLiteSession: not measured (no adapter in this version)"
-        in lines
-    )
+    assert openai.note == ADAPTERS_NOTE
+    assert f"[peers] OpenAI Agents SDK SQLiteSession: not measured ({ADAPTERS_NOTE})" in lines
     adk = peers[1]
     expected = f"[peers] {adk.name}: {adk.outcome}"
     if adk.status != "ok":
@@ -301,7 +296,7 @@ def test_peers_say_what_is_measured_and_what_is_not(tmp_path: Path) -> None:
     assert expected in lines
     assert not any("does not exist" in line or "yet" in line for line in lines)
     md = bench.render_markdown(bench.BenchReport(machine={}, settings={}, peers=peers))
-    assert "### OpenAI Agents SDK SQLiteSession\n\nNot measured: no adapter in this version." in md
+    assert f"### OpenAI Agents SDK SQLiteSession\n\nNot measured: {ADAPTERS_NOTE}." in md
 
 
 # --- what loads the benchmark ------------------------------------------------------------------

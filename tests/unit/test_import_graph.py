@@ -301,7 +301,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "selection",
         "store",
     ),
-    ("", "__main__", "bench", "cli"),
+    ("aio",),
+    ("", "__main__", "adapters", "bench", "cli"),
 )
 
 

@@ -1,8 +1,9 @@
 """Peers: other projects' session stores, measured against this library when installed.
 
 Google ADK's ``DatabaseSessionService`` (SQLite through aiosqlite) is measured when the
-``bench`` extra is installed; the OpenAI Agents SDK's ``SQLiteSession`` is not measured in
-this version (sessionstore has no adapter for it yet). A peer that is not measured says why.
+``bench`` extra is installed; the OpenAI Agents SDK's ``SQLiteSession`` is compared through
+the adapter by ``bench/adapters.py`` (docs/benchmarks-adapters.md), not here. A peer that is
+not measured says why.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def _peer_adk(settings: BenchSettings, root: Path, log: Callable[[str], None]) -
     return result
 
 
+ADAPTERS_NOTE = "compared by bench/adapters.py (docs/benchmarks-adapters.md)"
+
+
 def _peer_openai_agents() -> PeerResult:
     name = "OpenAI Agents SDK SQLiteSession"
     try:
@@ -116,7 +120,7 @@ def _peer_openai_agents() -> PeerResult:
         importlib.import_module("agents.memory")
     except ImportError as exc:
         return PeerResult(name, "skipped", f"not installed (pip install openai-agents): {exc}")
-    return PeerResult(name, "skipped", "no comparison in this version of the benchmark")
+    return PeerResult(name, "skipped", ADAPTERS_NOTE)
 
 
 def run_peers(settings: BenchSettings, root: Path, log: Callable[[str], None]) -> list[PeerResult]:

@@ -1,0 +1,1 @@
+"""Adapters that make this store the session layer of agent frameworks (optional extras)."""
