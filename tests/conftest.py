@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,26 @@ import sessionstore
 from hermetic import PREFIXES
 from sessionstore import SessionStore
 
-BACKENDS = ["json", "sqlite"]
+# PostgreSQL runs as a third backend when a server is given (.ci/run gives one and sets
+# SESSIONSTORE_REQUIRE_PG, which turns a skipped postgres test into a failure).
+PG_DSN_ENV = "SESSIONSTORE_TEST_PG_DSN"
+PG_REQUIRE_ENV = "SESSIONSTORE_REQUIRE_PG"
+PG_PARTITIONS_ENV = "SESSIONSTORE_TEST_PG_PARTITIONS"
+PG_DSN = os.environ.get(PG_DSN_ENV, "").strip() or None
+PG_SKIP = (
+    f"postgres backend not tested: set {PG_DSN_ENV}=postgresql://postgres@127.0.0.1:5432/test"
+    " (a server the tests may create and drop schemas on; .ci/run sets it)"
+)
+PG_TABLES = ("sessions", "blobs", "meta", "transcripts", "transcript_heads")
+BACKENDS = [
+    "json",
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=[pytest.mark.postgres]
+        + ([] if PG_DSN else [pytest.mark.skip(reason=PG_SKIP)]),
+    ),
+]
 
 # The environment pytest was started with, before it was cleaned (for run knobs such as
 # SESSIONSTORE_SLOW); and the private HOME of the whole run.
@@ -32,6 +52,20 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix="sessionstore-test-home-")
     _RUN_HOME.append(home)
     os.environ["HOME"] = home
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and _LAUNCH_ENV.get(PG_REQUIRE_ENV)
+        and item.get_closest_marker("postgres")
+        and not item.get_closest_marker("slow")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"{PG_REQUIRE_ENV} is set but this postgres test was skipped: {report.longrepr}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -66,8 +100,56 @@ def state_dir(tmp_path: Path) -> Path:
     return d
 
 
+def pg_connect(dsn: str) -> object:
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A throwaway PostgreSQL schema for this test session, dropped afterwards."""
+    if not PG_DSN:
+        pytest.skip(PG_SKIP)
+    name = f"sstest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    yield name
+    conn = pg_connect(PG_DSN)
+    try:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")  # type: ignore[attr-defined]
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+
+
+def pg_empty(schema: str) -> None:
+    """Empty the tables of ``schema`` (each test starts from an empty store)."""
+    assert PG_DSN
+    conn = pg_connect(PG_DSN)
+    try:
+        row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.sessions",)).fetchone()  # type: ignore[attr-defined]
+        if row and row[0]:
+            tables = ", ".join(f"{schema}.{t}" for t in PG_TABLES)
+            conn.execute(f"TRUNCATE {tables}")  # type: ignore[attr-defined]
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def pg_env(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point ``store_type="postgres"`` at the test schema, emptied; returns the DSN."""
+    assert PG_DSN
+    pg_empty(pg_schema)
+    monkeypatch.setenv("SESSIONSTORE_PG_DSN", PG_DSN)
+    monkeypatch.setenv("SESSIONSTORE_PG_SCHEMA", pg_schema)
+    partitions = _LAUNCH_ENV.get(PG_PARTITIONS_ENV)
+    if partitions:
+        monkeypatch.setenv("SESSIONSTORE_PG_PARTITIONS", partitions)
+    return PG_DSN
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_env")
     return str(request.param)
 
 

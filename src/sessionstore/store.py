@@ -828,7 +828,9 @@ def open_store(
             ``sessions.json`` exists; for a store with neither, the first write creates
             ``sessions.sqlite``), ``"json"`` or ``"sqlite"``. With ``"sqlite"``, an
             existing ``sessions.json`` is imported when the database is created.
-        dsn: PostgreSQL conninfo or URL (for the PostgreSQL backend, not in this version).
+        dsn: PostgreSQL conninfo or URL for ``store_type="postgres"`` (default the
+            ``postgres.dsn`` setting or ``SESSIONSTORE_PG_DSN``); its password never
+            appears in messages, ``repr`` or ``info()``.
         store: A ``session.store`` path (may contain ``{agentId}`` and ``~``) instead of
             the per-agent default under the state dir.
         durability: ``"normal"`` survives process crashes; ``"power"`` also power loss.
@@ -850,19 +852,22 @@ def open_store(
     check_bool("read_only", read_only)
     root = resolve_state_dir(state_dir)
     config = load_settings(root, config_path(root))
-    if store_type == "postgres":
-        raise ConfigError(
-            "store_type 'postgres' is not available in this version of sessionstore;"
-            " use 'sqlite' or 'json'" + (" (the dsn was not used)" if dsn else "")
-        )
     configured = resolve_store_type(store_type, config)
     level = durability or config.durability
     if level not in ("normal", "power"):
         raise ConfigError(f"durability {level!r} is not one of normal, power")
     paths = resolve_store_paths(root, agent, store or config.store)
-    index, fallback_reason = open_index(
-        configured, paths, durability=level, lock_timeout_ms=lock_timeout_ms, read_only=read_only
-    )
+    index: IndexBackend
+    if configured == "postgres":
+        index, fallback_reason = _open_postgres(config, paths, dsn, lock_timeout_ms, read_only), None
+    else:
+        index, fallback_reason = open_index(
+            configured,
+            paths,
+            durability=level,
+            lock_timeout_ms=lock_timeout_ms,
+            read_only=read_only,
+        )
     opened = SessionStore(
         index,
         paths=paths,
@@ -883,6 +888,31 @@ def open_store(
     if opened.split_warning:
         log.warning("sessionstore: %s", opened.split_warning)
     return opened
+
+
+def _open_postgres(
+    config: SessionConfig, paths: StorePaths, dsn: str | None, lock_timeout_ms: int, read_only: bool
+) -> IndexBackend:
+    """The PostgreSQL index of ``paths.agent_id`` (DSN: the argument, else the settings)."""
+    from .index.postgres import PostgresIndex, load_driver
+
+    load_driver()  # a missing extra is named before anything else is said
+    pg = config.postgres
+    chosen = dsn if dsn is not None else pg.dsn
+    if not chosen:
+        raise ConfigError(
+            "store type 'postgres' needs a DSN: pass dsn=..., set SESSIONSTORE_PG_DSN, or"
+            " put postgres.dsn in sessionstore.json"
+        )
+    return PostgresIndex(
+        chosen,
+        agent_id=paths.agent_id,
+        schema=pg.schema,
+        pool_size=pg.pool_size,
+        partitions=pg.partitions,
+        lock_timeout_ms=lock_timeout_ms,
+        read_only=read_only,
+    )
 
 
 def _check_open_arguments(
