@@ -549,13 +549,17 @@ class PostgresIndex(IndexBackend):
                     self._dsn,
                     min_size=1,
                     max_size=self.pool_size,
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, "application_name": self.application_name()},
                     timeout=self._timeout,
                     open=True,
                     name=f"sessionstore-{self.agent_id}",
                 )
                 self._pool_pid = pid
             return self._pool_obj
+
+    def application_name(self) -> str:
+        """What this process's connections show in ``pg_stat_activity.application_name``."""
+        return f"sessionstore:{self.agent_id}:{os.getpid()}"[:63]
 
     def _scrub(self, text: str) -> str:
         if self._secret:
