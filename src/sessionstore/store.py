@@ -59,6 +59,7 @@ from .index.base import (
     decode_cursor,
     encode_cursor,
 )
+from .files import ensure_private_dir
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
 from .selection import PendingIndex, open_index, sqlite_driver
@@ -204,6 +205,7 @@ class SessionStore:
             paths.sessions_dir, state_dir=state_dir, agent_id=paths.agent_id, home=resolve_home()
         )
         self._next_auto_check = 0.0
+        self._dir_ready = False
         if isinstance(index, PendingIndex):
             index.on_resolve(self._resolved)
 
@@ -487,6 +489,9 @@ class SessionStore:
     # --- transcripts ------------------------------------------------------------------------
 
     def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
+        if self.store_type == "postgres" and path.parent == self.paths.sessions_dir:
+            # The index lives on the server; the transcript files still need their dir.
+            ensure_private_dir(path.parent)
         return Transcript(
             path,
             session_id,
@@ -708,6 +713,11 @@ class SessionStore:
 
     def _after_write(self, key: str | None) -> None:
         """Run maintenance at most once per ``session.maintainEvery`` (enforce mode)."""
+        if not self._dir_ready and self.store_type == "postgres":
+            # The index is on the server; the sessions dir (transcripts) appears with the
+            # first write, as it does with the database file of a sqlite store.
+            ensure_private_dir(self.paths.sessions_dir)
+            self._dir_ready = True
         every = self.config.maintain_every_ms
         if every is None or self.config.maintenance.mode != "enforce":
             return

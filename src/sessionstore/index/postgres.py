@@ -529,6 +529,7 @@ class PostgresIndex(IndexBackend):
         self._closed = False
         self._ready = False  # the schema is at SCHEMA_VERSION
         self._blob_cache: dict[str, bytes] = {}
+        self._local = threading.local()
         self._agent_lock = _lock_id(schema, agent_id)
 
     def __repr__(self) -> str:
@@ -615,15 +616,23 @@ class PostgresIndex(IndexBackend):
         if write and self._read_only:
             raise ReadOnlyStoreError(f"{self.location} was opened read-only; nothing was written")
         if write:
+            if getattr(self._local, "in_write", False):
+                raise SessionStoreError(
+                    "a write was started from inside another write's callback on the same"
+                    " store; do all changes inside the one callback"
+                )
             self._ensure_schema()
         attempt = 0
         while True:
             attempt += 1
             began = [False]
             try:
-                with self._pool().connection() as conn:
-                    with conn.transaction():
+                with self._pool().connection() as conn, conn.transaction():
+                    self._local.in_write = write
+                    try:
                         return body(_Tracked(conn, began))  # type: ignore[arg-type]
+                    finally:
+                        self._local.in_write = False
             except (pg.errors.SerializationFailure, pg.errors.DeadlockDetected) as exc:
                 if attempt >= ATTEMPTS:
                     raise self._wrap(exc) from exc
