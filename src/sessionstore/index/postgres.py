@@ -192,7 +192,8 @@ def _schema_sql(schema: str, partitions: int) -> list[str]:
         *table(
             "transcripts",
             "agent_id text NOT NULL, session_id text NOT NULL, seq bigint NOT NULL,"
-            " line jsonb, raw text, idempotency_key text, created_at bigint NOT NULL,"
+            " entry_id text NOT NULL, line jsonb, raw text, idempotency_key text,"
+            " created_at bigint NOT NULL,"
             " PRIMARY KEY (agent_id, session_id, seq)",
         ),
         f"CREATE UNIQUE INDEX IF NOT EXISTS transcripts_idempotency ON {s}.transcripts"
