@@ -31,8 +31,7 @@ BACKENDS = [
     "sqlite",
     pytest.param(
         "postgres",
-        marks=[pytest.mark.postgres]
-        + ([] if PG_DSN else [pytest.mark.skip(reason=PG_SKIP)]),
+        marks=[pytest.mark.postgres] + ([] if PG_DSN else [pytest.mark.skip(reason=PG_SKIP)]),
     ),
 ]
 
@@ -65,7 +64,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         and not item.get_closest_marker("slow")
     ):
         report.outcome = "failed"
-        report.longrepr = f"{PG_REQUIRE_ENV} is set but this postgres test was skipped: {report.longrepr}"
+        report.longrepr = (
+            f"{PG_REQUIRE_ENV} is set but this postgres test was skipped: {report.longrepr}"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

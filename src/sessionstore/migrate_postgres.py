@@ -10,7 +10,7 @@ in the table is left as it is), unless the user keeps them as files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,9 @@ def migrate_to_postgres(
     return result
 
 
-def export_transcripts(index: PostgresIndex, entries: dict[str, Entry], directory: Path) -> int:
+def export_transcripts(
+    index: PostgresIndex, entries: Mapping[str, Mapping[str, Any]], directory: Path
+) -> int:
     """Write the transcripts of ``entries`` held in the table as ``<sessionId>.jsonl``.
 
     A file that exists with the same lines is left alone; one with other contents is

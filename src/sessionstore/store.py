@@ -50,6 +50,7 @@ from .errors import (
     SessionStoreError,
     StorageFullError,
 )
+from .files import ensure_private_dir
 from .index.base import (
     DELETE,
     LARGE_FIELDS,
@@ -59,7 +60,6 @@ from .index.base import (
     decode_cursor,
     encode_cursor,
 )
-from .files import ensure_private_dir
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
 from .selection import PendingIndex, open_index, sqlite_driver
@@ -869,7 +869,10 @@ def open_store(
     paths = resolve_store_paths(root, agent, store or config.store)
     index: IndexBackend
     if configured == "postgres":
-        index, fallback_reason = _open_postgres(config, paths, dsn, lock_timeout_ms, read_only), None
+        index, fallback_reason = (
+            _open_postgres(config, paths, dsn, lock_timeout_ms, read_only),
+            None,
+        )
     else:
         index, fallback_reason = open_index(
             configured,

@@ -740,7 +740,9 @@ def test_disk_budget_evicts_no_more_entries_than_needed(
             needed = copy.index.maintenance(count_needed, commit=False)
     else:
         shutil.copytree(state_dir, tmp_path / "copy")
-        with sessionstore.open_store(state_dir=tmp_path / "copy", store_type=store.store_type) as copy:  # type: ignore[arg-type]
+        with sessionstore.open_store(
+            state_dir=tmp_path / "copy", store_type=store.store_type
+        ) as copy:  # type: ignore[arg-type]
             needed = 0
             while dir_total(copy) > high:
                 copy.delete(f"agent:main:e{needed:02d}")

@@ -64,8 +64,18 @@ def test_migrate_to_postgres_then_export_back(
         transcript_file = src.paths.sessions_dir / f"{sid}.jsonl"
         file_lines = _lines(transcript_file)
 
-    done = _cli("migrate", "--to", "postgres", "--from", source, "--state-dir", str(state_dir),
-                "--agent", agent, "--json")
+    done = _cli(
+        "migrate",
+        "--to",
+        "postgres",
+        "--from",
+        source,
+        "--state-dir",
+        str(state_dir),
+        "--agent",
+        agent,
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     report = orjson.loads(done.stdout)
     assert report["success"] and report["results"][0]["status"] == "migrated"
@@ -81,14 +91,32 @@ def test_migrate_to_postgres_then_export_back(
         assert isinstance(index, PostgresIndex)
         assert PostgresTranscript(index, sid).entries() == file_lines
 
-    again = _cli("migrate", "--to", "postgres", "--from", source, "--state-dir", str(state_dir),
-                 "--agent", agent, "--json")
+    again = _cli(
+        "migrate",
+        "--to",
+        "postgres",
+        "--from",
+        source,
+        "--state-dir",
+        str(state_dir),
+        "--agent",
+        agent,
+        "--json",
+    )
     assert orjson.loads(again.stdout)["results"][0]["status"] == "skipped"
 
     out = tmp_path / "export" / "sessions.json"
     out.parent.mkdir()
-    exported = _cli("export", "--out", str(out), "--state-dir", str(state_dir), "--agent", agent,
-                    SESSIONSTORE_STORE_TYPE="postgres")
+    exported = _cli(
+        "export",
+        "--out",
+        str(out),
+        "--state-dir",
+        str(state_dir),
+        "--agent",
+        agent,
+        SESSIONSTORE_STORE_TYPE="postgres",
+    )
     assert exported.returncode == 0, exported.stderr
     back = orjson.loads(out.read_bytes())
     assert list(back) == list(before)
@@ -96,14 +124,19 @@ def test_migrate_to_postgres_then_export_back(
     assert _lines(out.parent / f"{sid}.jsonl") == file_lines
 
 
-def test_keep_transcript_files_leaves_them_out_of_the_table(
-    pg_env: str, state_dir: Path
-) -> None:
+def test_keep_transcript_files_leaves_them_out_of_the_table(pg_env: str, state_dir: Path) -> None:
     with sessionstore.open_store(state_dir=state_dir, store_type="json") as src:
         _fill(src)
         sid = src.get("agent:main:telegram:direct:3")["sessionId"]  # type: ignore[index]
-    done = _cli("migrate", "--to", "postgres", "--state-dir", str(state_dir),
-                "--keep-transcript-files", "--json")
+    done = _cli(
+        "migrate",
+        "--to",
+        "postgres",
+        "--state-dir",
+        str(state_dir),
+        "--keep-transcript-files",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     with sessionstore.open_store(state_dir=state_dir, store_type="postgres") as pg:
         assert pg.count() == 12
@@ -116,8 +149,9 @@ def test_keep_transcript_files_leaves_them_out_of_the_table(
 def test_store_info_shows_the_server_and_counts(pg_env: str, state_dir: Path) -> None:
     with sessionstore.open_store(state_dir=state_dir, store_type="postgres") as pg:
         pg.put("agent:main:a", {"sessionId": "a"})
-    shown = _cli("store-info", "--state-dir", str(state_dir), "--json",
-                 SESSIONSTORE_STORE_TYPE="postgres")
+    shown = _cli(
+        "store-info", "--state-dir", str(state_dir), "--json", SESSIONSTORE_STORE_TYPE="postgres"
+    )
     assert shown.returncode == 0, shown.stderr
     info = orjson.loads(shown.stdout)
     backend = info["backend"]

@@ -20,6 +20,7 @@ from hermetic import clean_env
 ROOT = Path(__file__).parents[2]
 
 
+@pytest.mark.timeout(900)  # the contract suite once more, in a child pytest
 def test_the_contract_suite_passes_on_hash_partitioned_tables(pg_env: str) -> None:
     env = clean_env(
         HOME=os.environ["HOME"],
@@ -43,7 +44,7 @@ def test_the_contract_suite_passes_on_hash_partitioned_tables(pg_env: str) -> No
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=840,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " skipped" not in done.stdout
@@ -59,7 +60,9 @@ def test_partitioned_tables_are_partitioned_by_agent(
     monkeypatch.setenv("SESSIONSTORE_PG_PARTITIONS", "4")
     try:
         for agent in ("main", "ops", "a3", "a4", "a5"):
-            with sessionstore.open_store(agent=agent, state_dir=state_dir, store_type="postgres") as s:
+            with sessionstore.open_store(
+                agent=agent, state_dir=state_dir, store_type="postgres"
+            ) as s:
                 s.put(f"agent:{agent}:x", {"sessionId": "x"})
                 assert s.count() == 1
         with psycopg.connect(pg_env) as conn:

@@ -40,9 +40,7 @@ def test_4_processes_appending_get_gap_free_unique_seqs(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("SESSIONSTORE_PG_")}
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_appender, args=(str(state_dir), env, w)) for w in range(WRITERS)
-    ]
+    procs = [ctx.Process(target=_appender, args=(str(state_dir), env, w)) for w in range(WRITERS)]
     for p in procs:
         p.start()
     for p in procs:

@@ -91,7 +91,14 @@ def migrate(
     """
     if destination == "postgres":
         _migrate_postgres(
-            source, dry_run, force, keep_transcript_files, state_dir, agent, all_agents, store,
+            source,
+            dry_run,
+            force,
+            keep_transcript_files,
+            state_dir,
+            agent,
+            all_agents,
+            store,
             json_output,
         )
         return
@@ -328,7 +335,7 @@ def export(
                 from ..migrate_postgres import export_transcripts
 
                 assert isinstance(store_.index, PostgresIndex)
-                export_transcripts(store_.index, dict(entries), destination.parent)
+                export_transcripts(store_.index, entries, destination.parent)
         results.append((target.agent_id, str(destination), count))
     if not results:
         raise CliError("no store to export: neither sessions.json nor sessions.sqlite exists")

@@ -5,7 +5,7 @@ Every table lives in one PostgreSQL schema (default ``sessionstore``) and is key
 (Citus ``create_distributed_table(..., 'agent_id')``) or hash-partitioned without code
 changes (see docs/scaling.md). A row holds the hot columns ``list`` filters and sorts on,
 the list row itself, and the entry as PostgreSQL ``json`` (kept verbatim: key order,
-number spelling and ``\\u0000`` survive, which ``jsonb`` would not keep); the large fields
+number spelling and NUL escapes survive, which ``jsonb`` would not keep); the large fields
 are stored once per content in ``blobs``.
 
 Writes are read-modify-write transactions under advisory locks: a key lock (exclusive)
@@ -81,6 +81,7 @@ __all__ = [
 ]
 
 Entry = dict[str, Any]
+Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 2
@@ -95,7 +96,7 @@ BLOB_CACHE_ITEMS: Final = 256
 
 
 def load_driver() -> tuple[ModuleType, ModuleType]:
-    """psycopg and psycopg_pool, or a ``ConfigError`` naming the extra to install.
+    """Psycopg and psycopg_pool, or a ``ConfigError`` naming the extra to install.
 
     Raises:
         ConfigError: psycopg 3 or psycopg-pool is not installed.
@@ -236,8 +237,11 @@ def _number(value: Any) -> int | float:
 
 
 def _text(value: str | None) -> str | None:
-    """A string as a ``text`` column holds it: NUL, which PostgreSQL text cannot hold, as
-    U+FFFF (a noncharacter) in the filter columns and in the query values alike."""
+    """A string as a ``text`` column holds it.
+
+    NUL, which PostgreSQL text cannot hold, becomes U+FFFF (a noncharacter), in the filter
+    columns and in the query values alike.
+    """
     return value.replace("\x00", "\uffff") if value is not None else None
 
 
@@ -596,15 +600,19 @@ class PostgresIndex(IndexBackend):
                 " attempts; nothing was written - retry"
             )
         if isinstance(exc, pg.errors.DiskFull):
-            return StorageFullError(f"{where}: the server's disk is full ({detail}); nothing was written")
+            return StorageFullError(
+                f"{where}: the server's disk is full ({detail}); nothing was written"
+            )
         if isinstance(exc, pg.errors.ReadOnlySqlTransaction):
             return ReadOnlyStoreError(f"{where} accepts no writes ({detail})")
         if isinstance(exc, pg.errors.InsufficientPrivilege):
-            return SessionStoreError(f"{where}: permission denied ({detail}); grant the role access")
+            return SessionStoreError(
+                f"{where}: permission denied ({detail}); grant the role access"
+            )
         return SessionStoreError(f"{where}: {detail}")
 
     def _retry_pause(self, attempt: int) -> None:
-        time.sleep(random.uniform(0, 0.002 * (2**attempt)))  # noqa: S311 - jitter only
+        time.sleep(random.uniform(0, 0.002 * (2**attempt)))
 
     def _run(self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool) -> T:
         """Run ``body`` in one transaction, retrying what can be retried safely.
@@ -699,7 +707,9 @@ class PostgresIndex(IndexBackend):
             self._ready = True
             return
         if self._read_only:
-            raise ReadOnlyStoreError(f"{self.location} needs a schema upgrade; it was opened read-only")
+            raise ReadOnlyStoreError(
+                f"{self.location} needs a schema upgrade; it was opened read-only"
+            )
         s = self.schema
         lock = _lock_id(s, "schema")
         for step in _UPGRADES:
@@ -717,7 +727,7 @@ class PostgresIndex(IndexBackend):
                 if row:
                     return False
                 for statement in step.in_transaction(s, self.partitions):
-                    conn.execute(statement)  # type: ignore[arg-type]
+                    conn.execute(statement)
                 return True
 
             self._ready = True  # _run must not recurse into _ensure_schema
@@ -727,7 +737,7 @@ class PostgresIndex(IndexBackend):
                 if concurrent:
                     with self._pool().connection() as conn:
                         for statement in concurrent:
-                            conn.execute(statement)  # type: ignore[arg-type]
+                            conn.execute(statement)
 
                 def record(conn: psycopg.Connection[Any], v: int = step.version) -> None:
                     conn.execute(
@@ -844,10 +854,8 @@ class PostgresIndex(IndexBackend):
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _candidates(self, conn: psycopg.Connection[Any], key: str) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = conn.execute(
-            self._sql.candidates, (self.agent_id, fold_key(key))
-        ).fetchall()
+    def _candidates(self, conn: psycopg.Connection[Any], key: str) -> Rows:
+        rows: Rows = conn.execute(self._sql.candidates, (self.agent_id, fold_key(key))).fetchall()
         if len(rows) > 1:
             rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
         return rows
@@ -914,14 +922,14 @@ class PostgresIndex(IndexBackend):
             args += [_bind_number(query.after[0]), query.after[1]]
         return where, args
 
-    def _sentinels(self, conn: psycopg.Connection[Any], query: ListQuery) -> list[tuple[Any, ...]]:
+    def _sentinels(self, conn: psycopg.Connection[Any], query: ListQuery) -> Rows:
         if not (query.include_global or query.include_unknown) or (
             query.agent_id is not None or query.spawned_by is not None
         ):
             return []
         rows = conn.execute(
-            f"SELECT session_key, list_row::text, updated_at, entry::text FROM {self.schema}.sessions"
-            " WHERE agent_id = %s AND vis = 1",
+            "SELECT session_key, list_row::text, updated_at, entry::text"
+            f" FROM {self.schema}.sessions WHERE agent_id = %s AND vis = 1",
             (self.agent_id,),
         ).fetchall()
         return [r[:3] for r in rows if query.matches(r[0], orjson.loads(r[3]), 1)]
@@ -937,14 +945,15 @@ class PostgresIndex(IndexBackend):
             sql += " LIMIT %s"
             args.append(query.limit + 1)
 
-        def read(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            raw: list[tuple[Any, ...]] = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        def read(conn: psycopg.Connection[Any]) -> Rows:
+            raw: Rows = conn.execute(sql, args).fetchall()
             extra = self._sentinels(conn, query)
             if extra:
                 raw = sorted(raw + extra, key=lambda r: (r[2], r[0]), reverse=True)
             return raw
 
-        raw = self._read(read, [])
+        empty: Rows = []
+        raw = self._read(read, empty)
         more = None
         if query.limit is not None and len(raw) > query.limit:
             raw = raw[: query.limit]
@@ -964,7 +973,7 @@ class PostgresIndex(IndexBackend):
         sql = f"SELECT count(*) FROM {self.schema}.sessions WHERE {' AND '.join(where)}"
 
         def read(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql, args).fetchone()
             extra = self._sentinels(conn, query)
             return (int(row[0]) if row else 0) + len(extra)
 
@@ -994,9 +1003,7 @@ class PostgresIndex(IndexBackend):
             self._swap_blobs(conn, orjson.loads(row[0]), None)
         return True
 
-    def _store(
-        self, conn: psycopg.Connection[Any], key: str, entry: Entry, rows: list[tuple[Any, ...]]
-    ) -> bool:
+    def _store(self, conn: psycopg.Connection[Any], key: str, entry: Entry, rows: Rows) -> bool:
         """Write ``entry`` under ``key``, folding away the case variants in ``rows``."""
         own = next((r for r in rows if r[0] == key), None)
         enc = _encode(key, entry, agent=self.agent_id, now=now_ms())
@@ -1018,7 +1025,9 @@ class PostgresIndex(IndexBackend):
         def body(conn: psycopg.Connection[Any]) -> tuple[Entry | None, bool]:
             self._lock_key(conn, key)
             rows = self._candidates(conn, key)
-            existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs) if rows else None
+            existing = (
+                self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs) if rows else None
+            )
             result = fn(existing)
             if result is None:
                 out, written = existing, False
@@ -1057,7 +1066,9 @@ class PostgresIndex(IndexBackend):
             working: dict[str, Any] = {
                 k: self._decode(conn, ej, refs, blobs=True) for k, ej, refs in rows
             }
-            acp = {k: orjson.loads(orjson.dumps(v["acp"])) for k, v in working.items() if "acp" in v}
+            acp = {
+                k: orjson.loads(orjson.dumps(v["acp"])) for k, v in working.items() if "acp" in v
+            }
             result = fn(working)
             for k in stored:
                 if k not in working:
@@ -1118,10 +1129,10 @@ class PostgresIndex(IndexBackend):
         )
         try:
             with self._pool().connection() as conn:
-                before = conn.execute(size_sql).fetchone()  # type: ignore[arg-type]
+                before = conn.execute(size_sql).fetchone()
                 for t in tables:
-                    conn.execute(f"VACUUM (ANALYZE) {self.schema}.{t}")  # type: ignore[arg-type]
-                after = conn.execute(size_sql).fetchone()  # type: ignore[arg-type]
+                    conn.execute(f"VACUUM (ANALYZE) {self.schema}.{t}")
+                after = conn.execute(size_sql).fetchone()
         except (self._psycopg.Error, self._pool_mod.PoolTimeout) as exc:
             if self._lost(exc):
                 self._discard_broken()
@@ -1296,4 +1307,6 @@ class _Tracked:
 def _two_ints(*parts: str) -> tuple[int, int]:
     """Two signed 32-bit advisory lock keys for ``parts`` (the key-lock space)."""
     digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:], "big", signed=True)
+    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(
+        digest[4:], "big", signed=True
+    )

@@ -7,7 +7,7 @@ with an ``idempotency_key`` already in the session's transcript writes nothing a
 the existing entry's id (a unique index makes that hold under concurrency too).
 
 Lines are pi v3 records, as in the .jsonl files: seq 0 is the ``session`` header, messages
-start at seq 1. A line is kept as ``jsonb`` (queryable); one holding ``\\u0000``, which
+start at seq 1. A line is kept as ``jsonb`` (queryable); one holding an escaped NUL, which
 ``jsonb`` cannot hold, is kept verbatim as text instead.
 """
 
@@ -164,8 +164,12 @@ class PostgresTranscript:
         return self._index.run(write)
 
     def import_lines(self, lines: Iterable[Line]) -> int:
-        """Replace nothing: write ``lines`` (a .jsonl file's records, header first) as a
-        new transcript in one transaction. Returns the number of lines written.
+        """Write ``lines`` (a .jsonl file's records, header first) as a new transcript.
+
+        One transaction; a transcript already in the table is never replaced.
+
+        Returns:
+            The number of lines written.
 
         Raises:
             InvalidArgumentError: The session already has a transcript in the table.
