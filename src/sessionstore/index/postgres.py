@@ -250,8 +250,21 @@ def _bind_number(value: int | float) -> int | Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else value
 
 
-class _BlobGone(Exception):
-    """A referenced blob is missing (a writer replaced the entry between two reads)."""
+class _BlobGone(CorruptStoreError):
+    """A referenced blob is missing.
+
+    Between two reads a writer may have replaced the entry (``get`` reads again in one
+    snapshot); inside one transaction it is damage, raised as the ``CorruptStoreError``
+    it is.
+    """
+
+    def __init__(self, digest: str, location: str) -> None:
+        super().__init__(
+            f"{location}: an entry references the blob {digest} that is missing; run"
+            " `sessionstore doctor` and restore the store from a backup",
+            path=location,
+        )
+        self.digest = digest
 
 
 @dataclass
@@ -793,7 +806,7 @@ class PostgresIndex(IndexBackend):
                 self._blob_cache[digest] = raw
         for d in digests:
             if d not in out:
-                raise _BlobGone(d)
+                raise _BlobGone(d, self.location)
         return out
 
     def _decode(
@@ -1263,6 +1276,55 @@ class PostgresIndex(IndexBackend):
             return int(row[0]) if row else 0
 
         return self._read(read, 0)
+
+    def blob_drift(self) -> tuple[dict[str, int], dict[str, int]]:
+        """For the doctor, in SQL: blobs referenced but missing, and refcounts that drifted.
+
+        Returns:
+            ``(missing, drift)``: digest -> sessions referencing it, for missing blobs; and
+            digest -> the true reference count, for stored blobs whose count is wrong.
+        """
+        refs = (
+            f"SELECT r.value #>> '{{}}' AS digest, count(*) AS n FROM {self.schema}.sessions s,"
+            " json_each(s.blob_refs) r WHERE s.agent_id = %s AND s.blob_refs IS NOT NULL"
+            " GROUP BY 1"
+        )
+
+        def read(conn: psycopg.Connection[Any]) -> tuple[dict[str, int], dict[str, int]]:
+            missing = conn.execute(
+                f"SELECT r.digest, r.n FROM ({refs}) r LEFT JOIN {self.schema}.blobs b"
+                " ON b.agent_id = %s AND b.digest = r.digest WHERE b.digest IS NULL",
+                (self.agent_id, self.agent_id),
+            ).fetchall()
+            drift = conn.execute(
+                f"SELECT b.digest, coalesce(r.n, 0) FROM {self.schema}.blobs b LEFT JOIN"
+                f" ({refs}) r ON r.digest = b.digest WHERE b.agent_id = %s"
+                " AND b.refcount <> coalesce(r.n, 0)",
+                (self.agent_id, self.agent_id),
+            ).fetchall()
+            return {d: int(n) for d, n in missing}, {d: int(n) for d, n in drift}
+
+        return self._read(read, ({}, {}))
+
+    def fix_blob_refcounts(self, drift: Mapping[str, int]) -> None:
+        """Set the reference counts found by :meth:`blob_drift` (0: delete the blob)."""
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            self._lock_agent(conn)
+            for digest, n in sorted(drift.items()):
+                if n == 0:
+                    conn.execute(
+                        f"DELETE FROM {self.schema}.blobs WHERE agent_id = %s AND digest = %s",
+                        (self.agent_id, digest),
+                    )
+                else:
+                    conn.execute(
+                        f"UPDATE {self.schema}.blobs SET refcount = %s"
+                        " WHERE agent_id = %s AND digest = %s",
+                        (n, self.agent_id, digest),
+                    )
+
+        self._run(write, write=True)
 
     def run(self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool = True) -> T:
         """Run ``body(conn)`` in one transaction with this store's retries and typed errors.
