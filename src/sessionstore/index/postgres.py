@@ -1304,7 +1304,8 @@ class PostgresIndex(IndexBackend):
             ).fetchall()
             return {d: int(n) for d, n in missing}, {d: int(n) for d, n in drift}
 
-        return self._read(read, ({}, {}))
+        none: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        return self._read(read, none)
 
     def fix_blob_refcounts(self, drift: Mapping[str, int]) -> None:
         """Set the reference counts found by :meth:`blob_drift` (0: delete the blob)."""
