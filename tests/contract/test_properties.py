@@ -72,8 +72,9 @@ def _slow_tier(request: pytest.FixtureRequest) -> None:
 def open_in(directory: str | Path, backend: str) -> SessionStore:
     """The store under test; the one place that turns a backend name into a store.
 
-    A postgres store is emptied first (each example starts from nothing, as a new directory
-    does) and a seeded sessions.json is imported as ``migrate --to postgres`` does.
+    A postgres store opened in a new directory is emptied first (each example starts from
+    nothing, as a new directory does), and a seeded sessions.json is imported as ``migrate
+    --to postgres`` does; opened again in the same directory it is the same store.
     """
     if backend != "postgres":
         return sessionstore.open_store(agent=AGENT, state_dir=directory, store_type=backend)  # type: ignore[arg-type]
@@ -81,9 +82,13 @@ def open_in(directory: str | Path, backend: str) -> SessionStore:
     from sessionstore.index.postgres import PostgresIndex
     from sessionstore.migrate_postgres import migrate_to_postgres
 
-    pg_empty(os.environ["SESSIONSTORE_PG_SCHEMA"])
+    marker = Path(directory) / ".postgres-example"
+    fresh = not marker.exists()
+    if fresh:
+        pg_empty(os.environ["SESSIONSTORE_PG_SCHEMA"])
+        marker.touch()
     store = sessionstore.open_store(agent=AGENT, state_dir=directory, store_type="postgres")
-    if store.paths.json_path.exists():
+    if fresh and store.paths.json_path.exists():
         assert isinstance(store.index, PostgresIndex)
         migrate_to_postgres(store.paths, store.index)
     return store
