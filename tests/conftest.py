@@ -13,19 +13,13 @@ import pytest
 
 import sessionstore
 from hermetic import PREFIXES
+from pgtest import PG_DSN, PG_SKIP, pg_connect, pg_empty
 from sessionstore import SessionStore
 
 # PostgreSQL runs as a third backend when a server is given (.ci/run gives one and sets
 # SESSIONSTORE_REQUIRE_PG, which turns a skipped postgres test into a failure).
-PG_DSN_ENV = "SESSIONSTORE_TEST_PG_DSN"
 PG_REQUIRE_ENV = "SESSIONSTORE_REQUIRE_PG"
 PG_PARTITIONS_ENV = "SESSIONSTORE_TEST_PG_PARTITIONS"
-PG_DSN = os.environ.get(PG_DSN_ENV, "").strip() or None
-PG_SKIP = (
-    f"postgres backend not tested: set {PG_DSN_ENV}=postgresql://postgres@127.0.0.1:5432/test"
-    " (a server the tests may create and drop schemas on; .ci/run sets it)"
-)
-PG_TABLES = ("sessions", "blobs", "meta", "transcripts", "transcript_heads")
 BACKENDS = [
     "json",
     "sqlite",
@@ -101,12 +95,6 @@ def state_dir(tmp_path: Path) -> Path:
     return d
 
 
-def pg_connect(dsn: str) -> object:
-    import psycopg
-
-    return psycopg.connect(dsn, autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str]:
     """A throwaway PostgreSQL schema for this test session, dropped afterwards."""
@@ -116,22 +104,9 @@ def pg_schema() -> Iterator[str]:
     yield name
     conn = pg_connect(PG_DSN)
     try:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")  # type: ignore[attr-defined]
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
     finally:
-        conn.close()  # type: ignore[attr-defined]
-
-
-def pg_empty(schema: str) -> None:
-    """Empty the tables of ``schema`` (each test starts from an empty store)."""
-    assert PG_DSN
-    conn = pg_connect(PG_DSN)
-    try:
-        row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.sessions",)).fetchone()  # type: ignore[attr-defined]
-        if row and row[0]:
-            tables = ", ".join(f"{schema}.{t}" for t in PG_TABLES)
-            conn.execute(f"TRUNCATE {tables}")  # type: ignore[attr-defined]
-    finally:
-        conn.close()  # type: ignore[attr-defined]
+        conn.close()
 
 
 @pytest.fixture

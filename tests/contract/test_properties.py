@@ -78,7 +78,7 @@ def open_in(directory: str | Path, backend: str) -> SessionStore:
     """
     if backend != "postgres":
         return sessionstore.open_store(agent=AGENT, state_dir=directory, store_type=backend)  # type: ignore[arg-type]
-    from conftest import pg_empty
+    from pgtest import pg_empty
     from sessionstore.index.postgres import PostgresIndex
     from sessionstore.migrate_postgres import migrate_to_postgres
 

@@ -105,6 +105,7 @@ BACKENDS: Final[dict[str, str]] = {
     "postgres": "postgres",
     "whole-store": "whole-store SQLite (PR #58550)",
     "bare-apsw": "bare apsw",
+    "bare-psycopg": "bare psycopg",
 }
 STORE_OPS: Final = tuple(OPS)
 # Reads before writes: a write by one store object makes the json backend's other objects

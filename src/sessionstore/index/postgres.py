@@ -546,6 +546,7 @@ class PostgresIndex(IndexBackend):
         self._pool_pid = 0
         self._closed = False
         self._ready = False  # the schema is at SCHEMA_VERSION
+        self._seen = False  # the tables exist (reads need no more look)
         self._blob_cache: dict[str, bytes] = {}
         self._local = threading.local()
         self._agent_lock = _lock_id(schema, agent_id)
@@ -627,7 +628,9 @@ class PostgresIndex(IndexBackend):
     def _retry_pause(self, attempt: int) -> None:
         time.sleep(random.uniform(0, 0.002 * (2**attempt)))
 
-    def _run(self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool) -> T:
+    def _run(
+        self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool, txn: bool = True
+    ) -> T:
         """Run ``body`` in one transaction, retrying what can be retried safely.
 
         Deadlocks and serialization failures are retried ``ATTEMPTS`` times (the whole
@@ -649,12 +652,15 @@ class PostgresIndex(IndexBackend):
             attempt += 1
             began = [False]
             try:
-                with self._pool().connection() as conn, conn.transaction():
-                    self._local.in_write = write
-                    try:
+                with self._pool().connection() as conn:
+                    if not txn:  # a read of single statements: autocommit, no BEGIN/COMMIT
                         return body(_Tracked(conn, began))  # type: ignore[arg-type]
-                    finally:
-                        self._local.in_write = False
+                    with conn.transaction():
+                        self._local.in_write = write
+                        try:
+                            return body(_Tracked(conn, began))  # type: ignore[arg-type]
+                        finally:
+                            self._local.in_write = False
             except (pg.errors.SerializationFailure, pg.errors.DeadlockDetected) as exc:
                 if attempt >= ATTEMPTS:
                     raise self._wrap(exc) from exc
@@ -668,12 +674,19 @@ class PostgresIndex(IndexBackend):
                     raise _NoSchema from exc
                 raise self._wrap(exc) from exc
 
-    def _read(self, body: Callable[[psycopg.Connection[Any]], T], empty: T) -> T:
-        """A read (autocommit statements); a store whose tables do not exist reads as empty."""
-        if not self._ready and not self._schema_exists():
+    def _read(
+        self, body: Callable[[psycopg.Connection[Any]], T], empty: T, *, snapshot: bool = False
+    ) -> T:
+        """A read; a store whose tables do not exist reads as empty.
+
+        Autocommit statements, or with ``snapshot`` one transaction (for the statements
+        that must see one state, or ``SET TRANSACTION``).
+        """
+        if not (self._ready or self._seen) and not self._schema_exists():
             return empty
+        self._seen = True
         try:
-            return self._run(body, write=False)
+            return self._run(body, write=False, txn=snapshot)
         except _NoSchema:
             return empty
 
@@ -693,7 +706,7 @@ class PostgresIndex(IndexBackend):
             ).fetchone()
             return bool(row and row[0])
 
-        return self._run(probe, write=False)
+        return self._run(probe, write=False, txn=False)
 
     def schema_version(self) -> int | None:
         """The schema version of the tables, or None when they do not exist."""
@@ -704,7 +717,7 @@ class PostgresIndex(IndexBackend):
             row = conn.execute(f"SELECT max(version) FROM {self.schema}.schema_version").fetchone()
             return int(row[0]) if row and row[0] is not None else 0
 
-        return self._run(read, write=False)
+        return self._run(read, write=False, txn=False)
 
     def _ensure_schema(self) -> None:
         """Create or upgrade the tables (in place, in order) once per process."""
@@ -892,7 +905,7 @@ class PostgresIndex(IndexBackend):
                 return read(conn)
 
             try:
-                return self._read(snapshot, None)
+                return self._read(snapshot, None, snapshot=True)
             except _BlobGone as exc:
                 raise CorruptStoreError(
                     f"{self.location}: the entry {key!r} references a blob that is missing;"
@@ -1004,7 +1017,7 @@ class PostgresIndex(IndexBackend):
             ).fetchall()
             return {k: self._decode(conn, ej, refs, blobs=True) for k, ej, refs in rows}
 
-        return self._read(read, {})
+        return self._read(read, {}, snapshot=True)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -1252,7 +1265,7 @@ class PostgresIndex(IndexBackend):
             row = conn.execute("SHOW server_version").fetchone()
             return str(row[0]) if row else None
 
-        return self._run(read, write=False)
+        return self._run(read, write=False, txn=False)
 
     def describe(self) -> dict[str, Any]:
         """Facts for ``info()``: driver, server version, schema, pool, DSN without password."""
@@ -1332,9 +1345,9 @@ class PostgresIndex(IndexBackend):
 
         For the transcript engine, the doctor and tests; ``write`` creates the schema first.
         """
-        if not write and not self._ready and not self._schema_exists():
+        if not write and not (self._ready or self._seen) and not self._schema_exists():
             raise _NoSchema
-        return self._run(body, write=write)
+        return self._run(body, write=write, txn=write)
 
 
 class _Rollback(Exception):
