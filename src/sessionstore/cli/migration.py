@@ -192,6 +192,11 @@ def _migrate_postgres(
     if source not in ("json", "sqlite"):
         raise TargetError(f"with --to postgres, --from must be json or sqlite, not {source!r}")
     selection = select_targets(state_dir, agent, all_agents, store)
+    if not selection.config.postgres.dsn:
+        raise TargetError(
+            "--to postgres needs a DSN: set SESSIONSTORE_PG_DSN, or postgres.dsn in"
+            f" {selection.state_dir / 'sessionstore.json'}"
+        )
     results: list[MigrationResult] = []
     show_progress = not json_output and err.is_terminal
     for target in selection.targets:
