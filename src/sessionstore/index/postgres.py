@@ -968,8 +968,9 @@ class PostgresIndex(IndexBackend):
             f" WHERE {' AND '.join(where)} ORDER BY updated_at DESC, session_key DESC"
         )
         if query.limit is not None:
-            sql += " LIMIT %s"
-            args.append(query.limit + 1)
+            # A literal, not a parameter: a generic plan of a prepared statement does not
+            # know the limit and may sort the whole range instead of walking the index.
+            sql += f" LIMIT {int(query.limit) + 1}"
 
         def read(conn: psycopg.Connection[Any]) -> Rows:
             raw: Rows = conn.execute(sql, args).fetchall()
