@@ -5,16 +5,29 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 import sessionstore
 from hermetic import PREFIXES
+from pgtest import PG_DSN, PG_SKIP, pg_connect, pg_empty
 from sessionstore import SessionStore
 
-BACKENDS = ["json", "sqlite"]
+# PostgreSQL runs as a third backend when a server is given (.ci/run gives one and sets
+# SESSIONSTORE_REQUIRE_PG, which turns a skipped postgres test into a failure).
+PG_REQUIRE_ENV = "SESSIONSTORE_REQUIRE_PG"
+PG_PARTITIONS_ENV = "SESSIONSTORE_TEST_PG_PARTITIONS"
+BACKENDS = [
+    "json",
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=[pytest.mark.postgres] + ([] if PG_DSN else [pytest.mark.skip(reason=PG_SKIP)]),
+    ),
+]
 
 # The environment pytest was started with, before it was cleaned (for run knobs such as
 # SESSIONSTORE_SLOW); and the private HOME of the whole run.
@@ -32,6 +45,22 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix="sessionstore-test-home-")
     _RUN_HOME.append(home)
     os.environ["HOME"] = home
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and _LAUNCH_ENV.get(PG_REQUIRE_ENV)
+        and item.get_closest_marker("postgres")
+        and not item.get_closest_marker("slow")
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{PG_REQUIRE_ENV} is set but this postgres test was skipped: {report.longrepr}"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -66,8 +95,37 @@ def state_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A throwaway PostgreSQL schema for this test session, dropped afterwards."""
+    if not PG_DSN:
+        pytest.skip(PG_SKIP)
+    name = f"sstest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    yield name
+    conn = pg_connect(PG_DSN)
+    try:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def pg_env(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point ``store_type="postgres"`` at the test schema, emptied; returns the DSN."""
+    assert PG_DSN
+    pg_empty(pg_schema)
+    monkeypatch.setenv("SESSIONSTORE_PG_DSN", PG_DSN)
+    monkeypatch.setenv("SESSIONSTORE_PG_SCHEMA", pg_schema)
+    partitions = _LAUNCH_ENV.get(PG_PARTITIONS_ENV)
+    if partitions:
+        monkeypatch.setenv("SESSIONSTORE_PG_PARTITIONS", partitions)
+    return PG_DSN
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_env")
     return str(request.param)
 
 

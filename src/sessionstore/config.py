@@ -37,6 +37,7 @@ __all__ = [
     "SETTINGS_FILE",
     "STORE_TYPES",
     "MaintenanceConfig",
+    "PostgresConfig",
     "SessionConfig",
     "load_config",
     "load_settings",
@@ -45,19 +46,35 @@ __all__ = [
     "resolve_store_type",
 ]
 
-STORE_TYPES: Final = ("auto", "json", "sqlite")
+STORE_TYPES: Final = ("auto", "json", "sqlite", "postgres")
 DURABILITIES: Final = ("normal", "power")
 MAINTENANCE_MODES: Final = ("warn", "enforce")
 ENV_STORE_TYPE: Final = "SESSIONSTORE_STORE_TYPE"
 SETTINGS_FILE: Final = "sessionstore.json"
 # Our settings, as written in sessionstore.json, and the variables that set them.
-SETTINGS_KEYS: Final = ("storeType", "store", "durability", "maintainEvery", "maintenance")
+SETTINGS_KEYS: Final = (
+    "storeType",
+    "store",
+    "durability",
+    "maintainEvery",
+    "maintenance",
+    "postgres",
+)
 ENV: Final = {
     ENV_STORE_TYPE: "storeType",
     "SESSIONSTORE_STORE": "store",
     "SESSIONSTORE_DURABILITY": "durability",
     "SESSIONSTORE_MAINTAIN_EVERY": "maintainEvery",
 }
+# The PostgreSQL settings (`postgres: {dsn, schema, poolSize}`), one variable each.
+ENV_POSTGRES: Final = {
+    "SESSIONSTORE_PG_DSN": "dsn",
+    "SESSIONSTORE_PG_SCHEMA": "schema",
+    "SESSIONSTORE_PG_POOL_SIZE": "poolSize",
+    "SESSIONSTORE_PG_PARTITIONS": "partitions",
+}
+POSTGRES_KEYS: Final = ("dsn", "schema", "poolSize", "partitions")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # The keys of OpenClaw's `session` schema (zod, `.strict()`: any other key makes the gateway
 # refuse to start), as of OpenClaw 2026.x. `storeType` is known only to PR #58550 builds.
 OPENCLAW_SESSION_KEYS: Final = frozenset(
@@ -83,7 +100,14 @@ OPENCLAW_SESSION_KEYS: Final = frozenset(
 )
 # What we read from openclaw.json's `session` section: OpenClaw's keys that concern the
 # store, and ours that older versions of this library documented there.
-_FROM_OPENCLAW: Final = ("store", "maintenance", "storeType", "durability", "maintainEvery")
+_FROM_OPENCLAW: Final = (
+    "store",
+    "maintenance",
+    "storeType",
+    "durability",
+    "maintainEvery",
+    "postgres",
+)
 
 DAY_MS: Final = 86_400_000
 _DURATION_UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
@@ -274,6 +298,63 @@ def parse_maintenance(raw: object, *, where: str = "session.maintenance") -> Mai
 
 
 @dataclass(frozen=True)
+class PostgresConfig:
+    """The ``postgres`` settings.
+
+    Attributes:
+        dsn: The PostgreSQL conninfo or URL (``SESSIONSTORE_PG_DSN``); None when not set.
+        schema: The PostgreSQL schema holding the store's tables (default ``sessionstore``).
+        pool_size: Connections the store's pool keeps at most (default 4).
+        partitions: Create the tables ``PARTITION BY HASH (agent_id)`` with this many
+            partitions (default 0: plain tables); see docs/scaling.md.
+    """
+
+    dsn: str | None = field(default=None, repr=False)  # may hold a password
+    schema: str = "sessionstore"
+    pool_size: int = 4
+    partitions: int = 0
+
+
+def parse_postgres(raw: Mapping[str, tuple[object, str]]) -> PostgresConfig:
+    """Validate the ``postgres`` settings (key -> (value, where it came from)).
+
+    Raises:
+        ConfigError: A value of the wrong type or range; the message names where it came
+            from (never the DSN itself, which may hold a password).
+    """
+    out: dict[str, Any] = {}
+    if "dsn" in raw:
+        dsn, where = raw["dsn"]
+        if dsn is not None:
+            if not isinstance(dsn, str) or not dsn.strip():
+                raise ConfigError(f"{where} must be a non-empty PostgreSQL conninfo or URL")
+            out["dsn"] = dsn.strip()
+    if "schema" in raw:
+        schema, where = raw["schema"]
+        if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+            raise ConfigError(
+                f"{where}: {show(schema)} is not a schema name this store uses (lowercase"
+                " letters, digits and _, not starting with a digit, at most 63)"
+            )
+        out["schema"] = schema
+    if "poolSize" in raw:
+        size, where = raw["poolSize"]
+        if isinstance(size, str) and size.strip().isdigit():
+            size = int(size)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
+            raise ConfigError(f"{where}: {show(size)} must be an integer from 1 to 1000")
+        out["pool_size"] = size
+    if "partitions" in raw:
+        parts, where = raw["partitions"]
+        if isinstance(parts, str) and parts.strip().isdigit():
+            parts = int(parts)
+        if isinstance(parts, bool) or not isinstance(parts, int) or not 0 <= parts <= 1024:
+            raise ConfigError(f"{where}: {show(parts)} must be an integer from 0 to 1024")
+        out["partitions"] = parts
+    return PostgresConfig(**out)
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     """The settings of a state dir, merged from every source (see the module docstring).
 
@@ -293,6 +374,7 @@ class SessionConfig:
             ``sessionstore.json``, ``openclaw.json``).
         rejected_keys: Keys of openclaw.json's ``session`` section that upstream OpenClaw
             rejects (ours included), for the doctor.
+        postgres: The ``postgres`` settings (DSN, schema, pool size).
     """
 
     path: Path | None = None
@@ -306,6 +388,7 @@ class SessionConfig:
     default_agent: str = DEFAULT_AGENT_ID
     sources: Mapping[str, str] = field(default_factory=dict)
     rejected_keys: tuple[str, ...] = ()
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
 
 
 def _choice(value: object, allowed: tuple[str, ...], key: str) -> str:
@@ -359,6 +442,8 @@ def _settle(values: dict[str, tuple[object, str]], **base: Any) -> SessionConfig
     if "maintenance" in values:
         raw, origin = values["maintenance"]
         out["maintenance"] = parse_maintenance(raw, where=origin)
+    if "postgres" in values:
+        out["postgres"] = parse_postgres(values["postgres"][0])  # type: ignore[arg-type]
     return SessionConfig(**base, **out)
 
 
@@ -392,6 +477,18 @@ def parse_config(
     rejected: list[str] = []
     maintenance: dict[str, Any] = {}
     maintenance_from: list[str] = []
+    postgres: dict[str, tuple[object, str]] = {}
+
+    def take_postgres(value: object, where: str) -> None:
+        if value is None:
+            return
+        for k, v in _object(value, where).items():
+            if k not in POSTGRES_KEYS:
+                raise ConfigError(
+                    f"{where}: {k!r} is not a postgres setting; allowed: {', '.join(POSTGRES_KEYS)}"
+                )
+            postgres[k] = (v, f"{where}.{k}")
+
     if raw is not None:
         document = _object(raw, f"{openclaw_name}: the config")
         agents, default_agent = _agents(document)
@@ -399,8 +496,10 @@ def parse_config(
         if session is not None:
             section = _object(session, f"{openclaw_name}: session")
             rejected = [k for k in section if k not in OPENCLAW_SESSION_KEYS]
+            if "postgres" in section:
+                take_postgres(section["postgres"], f"{openclaw_name}: session.postgres")
             for key in _FROM_OPENCLAW:
-                if key in section and key != "maintenance":
+                if key in section and key not in ("maintenance", "postgres"):
                     values[key] = (section[key], f"{openclaw_name}: session.{key}")
             if section.get("maintenance") is not None:
                 maintenance.update(
@@ -416,7 +515,9 @@ def parse_config(
                     f"{settings_name}: {key!r} is not a sessionstore setting; allowed:"
                     f" {', '.join(SETTINGS_KEYS)}"
                 )
-            if key == "maintenance":
+            if key == "postgres":
+                take_postgres(value, f"{settings_name}: postgres")
+            elif key == "maintenance":
                 if value is not None:
                     maintenance.update(_object(value, f"{settings_name}: maintenance"))
                     maintenance_from.append(f"{settings_name}: maintenance")
@@ -426,8 +527,14 @@ def parse_config(
         text = env.get(name, "").strip()
         if text:
             values[key] = (text, name)
+    for name, key in ENV_POSTGRES.items():
+        text = env.get(name, "").strip()
+        if text:
+            postgres[key] = (text, name)
     if maintenance_from:
         values["maintenance"] = (maintenance, " and ".join(maintenance_from))
+    if postgres:
+        values["postgres"] = (postgres, "postgres")
     return _settle(
         values,
         sources={k: _source(label) for k, (_, label) in values.items()},
@@ -511,7 +618,7 @@ def load_config(
         identity,
         os.fspath(settings) if settings is not None else None,
         settings_identity,
-        tuple(env.get(name) for name in ENV),
+        tuple(env.get(name) for name in (*ENV, *ENV_POSTGRES)),
     )
     cacheable = (identity is not None or not exists) and (
         settings_identity is not None or not settings_exists

@@ -179,6 +179,35 @@ class _Doctor:
                 " upgrade apsw (`pip install -U apsw`)",
             )
 
+    def postgres(self) -> None:
+        """The blob references of a postgres store, checked (and recounted) in SQL."""
+        if self.ctx.store_type != "postgres":
+            return
+        from .index.postgres import PostgresIndex
+
+        index = self.ctx.index
+        assert isinstance(index, PostgresIndex)
+        missing, drift = index.blob_drift()
+        for digest, n in sorted(missing.items()):
+            self.add(
+                "blob-missing",
+                f"blob {digest}",
+                f"{n} session(s) reference a blob that is gone; those entries cannot be read"
+                " whole - restore the database from a backup",
+                severity="error",
+            )
+        if not drift:
+            return
+        finding = self.add(
+            "blob-refcount",
+            index.location,
+            f"{len(drift)} blob reference count(s) disagree with the sessions referencing"
+            " them (derived data; `doctor --fix` recounts them)",
+        )
+        if self.fix:
+            index.fix_blob_refcounts(drift)
+            finding.fixed = True
+
     def _blobs(self, index: Any, conn: apsw.Connection) -> None:
         actual: Counter[str] = Counter()
         unreadable = False
@@ -555,6 +584,7 @@ def run_checks(ctx: StoreContext, *, fix: bool = False) -> list[Finding]:
     """
     doctor = _Doctor(ctx, fix)
     doctor.sqlite()
+    doctor.postgres()
     # Dead owners' locks first: a repair that writes sessions.json would otherwise remove
     # such a lock by itself, and the finding would go unreported.
     doctor.files()

@@ -10,6 +10,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "CorruptSourceError",
+    "ConnectionLostError",
     "CorruptStoreError",
     "InvalidArgumentError",
     "InvalidEntryError",
@@ -19,6 +20,7 @@ __all__ = [
     "MigrationError",
     "OutcomeUnknownError",
     "ReadOnlyStoreError",
+    "RetryableError",
     "SchemaVersionError",
     "SessionNotFoundError",
     "SessionStoreError",
@@ -26,6 +28,7 @@ __all__ = [
     "StoreClosedError",
     "TranscriptConflictError",
     "UnsupportedSourceError",
+    "WriteConflictError",
 ]
 
 
@@ -172,3 +175,27 @@ class BackendUnavailableError(SessionStoreError):
 
 class StoreClosedError(SessionStoreError):
     """The store was used after ``close()``."""
+
+
+class RetryableError(SessionStoreError):
+    """The call failed for a passing reason (a lost connection, a conflict); retry it.
+
+    The transaction was rolled back: nothing of it was written, unless the message says
+    the connection was lost while committing (then read the state back before retrying).
+    """
+
+    retryable = True
+
+
+class ConnectionLostError(RetryableError):
+    """The database connection broke (server restart, failover, a terminated backend).
+
+    The store discarded the broken connection; the next call opens a new one.
+    """
+
+
+class WriteConflictError(RetryableError):
+    """Concurrent writers kept conflicting (serialization failure or deadlock).
+
+    The store retried a bounded number of times before giving up; nothing was written.
+    """

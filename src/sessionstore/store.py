@@ -50,6 +50,7 @@ from .errors import (
     SessionStoreError,
     StorageFullError,
 )
+from .files import ensure_private_dir
 from .index.base import (
     DELETE,
     LARGE_FIELDS,
@@ -204,6 +205,7 @@ class SessionStore:
             paths.sessions_dir, state_dir=state_dir, agent_id=paths.agent_id, home=resolve_home()
         )
         self._next_auto_check = 0.0
+        self._dir_ready = False
         if isinstance(index, PendingIndex):
             index.on_resolve(self._resolved)
 
@@ -487,6 +489,9 @@ class SessionStore:
     # --- transcripts ------------------------------------------------------------------------
 
     def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
+        if self.store_type == "postgres" and path.parent == self.paths.sessions_dir:
+            # The index lives on the server; the transcript files still need their dir.
+            ensure_private_dir(path.parent)
         return Transcript(
             path,
             session_id,
@@ -737,6 +742,11 @@ class SessionStore:
 
     def _after_write(self, key: str | None) -> None:
         """Run maintenance at most once per ``session.maintainEvery`` (enforce mode)."""
+        if not self._dir_ready and self.store_type == "postgres":
+            # The index is on the server; the sessions dir (transcripts) appears with the
+            # first write, as it does with the database file of a sqlite store.
+            ensure_private_dir(self.paths.sessions_dir)
+            self._dir_ready = True
         every = self.config.maintain_every_ms
         if every is None or self.config.maintenance.mode != "enforce":
             return
@@ -857,7 +867,9 @@ def open_store(
             ``sessions.json`` exists; for a store with neither, the first write creates
             ``sessions.sqlite``), ``"json"`` or ``"sqlite"``. With ``"sqlite"``, an
             existing ``sessions.json`` is imported when the database is created.
-        dsn: PostgreSQL conninfo or URL (for the PostgreSQL backend, not in this version).
+        dsn: PostgreSQL conninfo or URL for ``store_type="postgres"`` (default the
+            ``postgres.dsn`` setting or ``SESSIONSTORE_PG_DSN``); its password never
+            appears in messages, ``repr`` or ``info()``.
         store: A ``session.store`` path (may contain ``{agentId}`` and ``~``) instead of
             the per-agent default under the state dir.
         durability: ``"normal"`` survives process crashes; ``"power"`` also power loss.
@@ -879,19 +891,25 @@ def open_store(
     check_bool("read_only", read_only)
     root = resolve_state_dir(state_dir)
     config = load_settings(root, config_path(root))
-    if store_type == "postgres":
-        raise ConfigError(
-            "store_type 'postgres' is not available in this version of sessionstore;"
-            " use 'sqlite' or 'json'" + (" (the dsn was not used)" if dsn else "")
-        )
     configured = resolve_store_type(store_type, config)
     level = durability or config.durability
     if level not in ("normal", "power"):
         raise ConfigError(f"durability {level!r} is not one of normal, power")
     paths = resolve_store_paths(root, agent, store or config.store)
-    index, fallback_reason = open_index(
-        configured, paths, durability=level, lock_timeout_ms=lock_timeout_ms, read_only=read_only
-    )
+    index: IndexBackend
+    if configured == "postgres":
+        index, fallback_reason = (
+            _open_postgres(config, paths, dsn, lock_timeout_ms, read_only),
+            None,
+        )
+    else:
+        index, fallback_reason = open_index(
+            configured,
+            paths,
+            durability=level,
+            lock_timeout_ms=lock_timeout_ms,
+            read_only=read_only,
+        )
     opened = SessionStore(
         index,
         paths=paths,
@@ -912,6 +930,31 @@ def open_store(
     if opened.split_warning:
         log.warning("sessionstore: %s", opened.split_warning)
     return opened
+
+
+def _open_postgres(
+    config: SessionConfig, paths: StorePaths, dsn: str | None, lock_timeout_ms: int, read_only: bool
+) -> IndexBackend:
+    """The PostgreSQL index of ``paths.agent_id`` (DSN: the argument, else the settings)."""
+    from .index.postgres import PostgresIndex, load_driver
+
+    load_driver()  # a missing extra is named before anything else is said
+    pg = config.postgres
+    chosen = dsn if dsn is not None else pg.dsn
+    if not chosen:
+        raise ConfigError(
+            "store type 'postgres' needs a DSN: pass dsn=..., set SESSIONSTORE_PG_DSN, or"
+            " put postgres.dsn in sessionstore.json"
+        )
+    return PostgresIndex(
+        chosen,
+        agent_id=paths.agent_id,
+        schema=pg.schema,
+        pool_size=pg.pool_size,
+        partitions=pg.partitions,
+        lock_timeout_ms=lock_timeout_ms,
+        read_only=read_only,
+    )
 
 
 def _check_open_arguments(

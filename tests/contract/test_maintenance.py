@@ -34,6 +34,7 @@ from sessionstore.clock import now_ms
 from sessionstore.context import StoreContext
 from sessionstore.entry import sort_time
 from sessionstore.files import dumps_pretty
+from sessionstore.index.base import MaintenanceTxn
 from sessionstore.maintenance import DiskBudgetReport, MaintenanceReport, run_maintenance
 from sessionstore.transcripts.naming import (
     is_archive_artifact,
@@ -136,9 +137,11 @@ def names(store: SessionStore) -> set[str]:
 
 def projected_index(store: SessionStore) -> int:
     """What the disk budget counts for the index: the serialised store (json) or the live
-    pages of the database (sqlite)."""
+    pages of the database (sqlite), the agent's rows and blobs (postgres: a row budget)."""
     if store.store_type == "json":
         return len(dumps_pretty(store.load_all()))
+    if store.store_type == "postgres":
+        return store.index.maintenance(lambda txn: txn.index_bytes(), commit=False)
     conn = store.index.connection()  # type: ignore[attr-defined]
     size, count, free = (
         int(conn.execute(f"PRAGMA {n}").fetchall()[0][0])
@@ -150,6 +153,8 @@ def projected_index(store: SessionStore) -> int:
 def other_files(store: SessionStore) -> int:
     """Bytes of the regular files directly in the sessions dir, the index files excepted."""
     skip = set(store.index.index_files())
+    if not sdir(store).exists():
+        return 0  # a postgres store without transcripts has no sessions dir
     return sum(
         p.stat().st_size
         for p in sdir(store).iterdir()
@@ -719,14 +724,29 @@ def test_disk_budget_evicts_no_more_entries_than_needed(
         )
     total = dir_total(store)
     high = total - 40_000
-    # the minimum, found on a copy by deleting the oldest one at a time
+    # the minimum, found on a copy by deleting the oldest one at a time (on postgres, in a
+    # transaction rolled back: the server is shared, there is no file to copy)
     store.close()
-    shutil.copytree(state_dir, tmp_path / "copy")
-    with sessionstore.open_store(state_dir=tmp_path / "copy", store_type=store.store_type) as copy:  # type: ignore[arg-type]
-        needed = 0
-        while dir_total(copy) > high:
-            copy.delete(f"agent:main:e{needed:02d}")
-            needed += 1
+    if store.store_type == "postgres":
+        with sessionstore.open_store(state_dir=state_dir, store_type="postgres") as copy:
+
+            def count_needed(txn: MaintenanceTxn) -> int:
+                n = 0
+                while txn.index_bytes() + other_files(copy) > high:
+                    txn.remove([f"agent:main:e{n:02d}"])
+                    n += 1
+                return n
+
+            needed = copy.index.maintenance(count_needed, commit=False)
+    else:
+        shutil.copytree(state_dir, tmp_path / "copy")
+        with sessionstore.open_store(
+            state_dir=tmp_path / "copy", store_type=store.store_type
+        ) as copy:  # type: ignore[arg-type]
+            needed = 0
+            while dir_total(copy) > high:
+                copy.delete(f"agent:main:e{needed:02d}")
+                needed += 1
     store = sessionstore.open_store(state_dir=state_dir, store_type=store.store_type)  # type: ignore[arg-type]
     with store:
         configure(store, mode="enforce", max_disk_bytes=total - 1, high_water_bytes=high)
@@ -743,6 +763,7 @@ def test_disk_budget_evicts_no_more_entries_than_needed(
         assert budget.totalBytesAfter == dir_total(store) <= high
 
 
+@pytest.mark.parametrize("backend", ["json", "sqlite"], indirect=True)  # files only
 def test_disk_budget_counts_the_projected_index_not_a_stale_file(store: SessionStore) -> None:
     configure(store, mode="enforce")
     now = now_ms()

@@ -70,8 +70,28 @@ def _slow_tier(request: pytest.FixtureRequest) -> None:
 
 
 def open_in(directory: str | Path, backend: str) -> SessionStore:
-    """The store under test; the one place that turns a backend name into a store."""
-    return sessionstore.open_store(agent=AGENT, state_dir=directory, store_type=backend)  # type: ignore[arg-type]
+    """The store under test; the one place that turns a backend name into a store.
+
+    A postgres store opened in a new directory is emptied first (each example starts from
+    nothing, as a new directory does), and a seeded sessions.json is imported as ``migrate
+    --to postgres`` does; opened again in the same directory it is the same store.
+    """
+    if backend != "postgres":
+        return sessionstore.open_store(agent=AGENT, state_dir=directory, store_type=backend)  # type: ignore[arg-type]
+    from pgtest import pg_empty
+    from sessionstore.index.postgres import PostgresIndex
+    from sessionstore.migrate_postgres import migrate_to_postgres
+
+    marker = Path(directory) / ".postgres-example"
+    fresh = not marker.exists()
+    if fresh:
+        pg_empty(os.environ["SESSIONSTORE_PG_SCHEMA"])
+        marker.touch()
+    store = sessionstore.open_store(agent=AGENT, state_dir=directory, store_type="postgres")
+    if fresh and store.paths.json_path.exists():
+        assert isinstance(store.index, PostgresIndex)
+        migrate_to_postgres(store.paths, store.index)
+    return store
 
 
 def sessions_dir(directory: str | Path) -> Path:

@@ -741,7 +741,8 @@ def test_cli_openclaw_db_path_and_usage_errors(state: Path, tmp_path: Path) -> N
     assert doc["results"][0]["openclawDbPath"] == str(odd)
 
     for args, pattern in [
-        (["--to", "postgres"], "--to postgres is not available"),
+        (["--to", "postgres"], "--to postgres needs a DSN"),
+        (["--to", "postgres", "--from", "openclaw-db"], "--from must be json or sqlite"),
         (["--to", "mysql"], "--to must be sqlite"),
         (["--from", "yaml"], "--from must be json or openclaw-db"),
         (["--openclaw-db", odd], "--openclaw-db goes with --from openclaw-db"),

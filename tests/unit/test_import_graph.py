@@ -295,6 +295,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "doctor",
         "maintenance",
         "migrate",
+        "migrate_postgres",
         "openclaw_db",
         "openclaw_import",
         "recover",

@@ -105,6 +105,7 @@ BACKENDS: Final[dict[str, str]] = {
     "postgres": "postgres",
     "whole-store": "whole-store SQLite (PR #58550)",
     "bare-apsw": "bare apsw",
+    "bare-psycopg": "bare psycopg",
 }
 STORE_OPS: Final = tuple(OPS)
 # Reads before writes: a write by one store object makes the json backend's other objects
@@ -1224,13 +1225,21 @@ def _postgres_hook(
     result: SizeResult,
     log: Callable[[str], None],
 ) -> list[Measurement]:
-    """The postgres backend, when a DSN is given (n/a with the reason when it cannot open)."""
+    """The postgres backend and a bare-psycopg floor, when a DSN is given.
+
+    Runs in a throw-away schema (``sessionstore_bench_<pid>``) dropped afterwards; n/a with
+    the reason when the server cannot be used.
+    """
     dsn = settings.postgres_dsn or os.environ.get(PG_DSN_ENV)
     if not dsn:
         result.notes.append(f"postgres: not measured (no DSN given: set {PG_DSN_ENV} to run it)")
         return []
     log(f"[{result.size.label}] postgres")
+    schema = f"sessionstore_bench_{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="sessionstore-bench-pg-") as tmp:
+        (Path(tmp) / "sessionstore.json").write_bytes(
+            orjson.dumps({"postgres": {"schema": schema}})
+        )
         subject = _StoreOps(
             "postgres", Path(tmp), keys, transcript_keys, scratch=Path(tmp), dsn=dsn
         )
@@ -1239,12 +1248,89 @@ def _postgres_hook(
             store.mutate(lambda current: current.update(entries))
         except SessionStoreError as exc:
             subject.close()
+            _drop_schema(dsn, schema)
             reason = f"unavailable: {' '.join(str(exc).split())}"[:300]
             log(f"  postgres     n/a: {reason}")
             return [_not_applicable("postgres", op, reason) for op in STORE_OPS]
-        ops = MEASURE_ORDER
-        missing = "migration into postgres is not implemented yet"
-        return [
-            *_run_ops(subject, ops, settings.budget, log),
-            _not_applicable("postgres", "migrate", missing),
+        try:
+            ops = MEASURE_ORDER
+            missing = "measured by the sqlite rows (migration reads the same source)"
+            out = [
+                *_run_ops(subject, ops, settings.budget, log),
+                _not_applicable("postgres", "migrate", missing),
+            ]
+            out += _bare_psycopg(dsn, schema, keys, settings.budget, log)
+            return out
+        finally:
+            subject.close()
+            _drop_schema(dsn, schema)
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    from ..index.postgres import load_driver
+
+    psycopg, _ = load_driver()  # psycopg is imported only through the postgres backend
+    with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _bare_psycopg(
+    dsn: str, schema: str, keys: Sequence[str], budget: Budget, log: Callable[[str], None]
+) -> list[Measurement]:
+    """The floor: one psycopg connection doing the same I/O as the store, nothing else.
+
+    get: a prepared SELECT of the entry by key; update: SELECT ... FOR UPDATE and UPDATE
+    in one transaction; list50: the top 50 rows through the list index; count: count(*).
+    """
+    from ..index.postgres import load_driver
+
+    psycopg, _ = load_driver()
+    n = len(keys)
+    s = schema
+    conn = psycopg.connect(dsn, autocommit=True)
+    try:
+        get_sql = f"SELECT entry::text FROM {s}.sessions WHERE agent_id = %s AND session_key = %s"
+        lock_sql = get_sql + " FOR UPDATE"
+        put_sql = (
+            f"UPDATE {s}.sessions SET entry = %s::json, updated_at = %s"
+            " WHERE agent_id = %s AND session_key = %s"
+        )
+        list_sql = (
+            f"SELECT session_key, list_row::text, updated_at FROM {s}.sessions WHERE agent_id"
+            " = %s AND vis = 0 ORDER BY updated_at DESC, session_key DESC LIMIT 51"
+        )
+        count_sql = f"SELECT count(*) FROM {s}.sessions WHERE agent_id = %s"
+
+        def get(i: int) -> None:
+            row = conn.execute(get_sql, (AGENT, keys[i % n]), prepare=True).fetchone()
+            discard(orjson.loads(row[0]) if row else None)
+
+        def update(i: int) -> None:
+            with conn.transaction():
+                row = conn.execute(lock_sql, (AGENT, keys[i % n]), prepare=True).fetchone()
+                entry = orjson.loads(row[0]) if row else {}
+                entry["inputTokens"] = 2_300 + i
+                conn.execute(
+                    put_sql,
+                    (orjson.dumps(entry).decode(), entry.get("updatedAt", 0), AGENT, keys[i % n]),
+                    prepare=True,
+                )
+
+        def list50(i: int) -> None:
+            rows = conn.execute(list_sql, (AGENT,), prepare=True).fetchall()
+            discard([orjson.loads(r[1]) for r in rows])
+
+        def count(i: int) -> None:
+            discard(conn.execute(count_sql, (AGENT,), prepare=True).fetchone())
+
+        out = [
+            measure("bare-psycopg", "get", get, budget),
+            measure("bare-psycopg", "list50", list50, budget),
+            measure("bare-psycopg", "count", count, budget),
+            measure("bare-psycopg", "update", update, budget),
         ]
+    finally:
+        conn.close()
+    for m in out:
+        log_measurement(log, m)
+    return out

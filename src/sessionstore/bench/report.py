@@ -27,7 +27,15 @@ __all__ = ["OUT_PREFIX", "new_out_dir", "render_markdown", "write_charts", "writ
 OUT_PREFIX: Final = "sessionstore-bench-"
 """The name of a default results folder starts with this (then the run's UTC time)."""
 
-_TABLE_BACKENDS: Final = ("legacy", "json", "sqlite", "postgres", "whole-store", "bare-apsw")
+_TABLE_BACKENDS: Final = (
+    "legacy",
+    "json",
+    "sqlite",
+    "postgres",
+    "whole-store",
+    "bare-apsw",
+    "bare-psycopg",
+)
 
 
 def _cell(m: Measurement | None, *, few: int = 30) -> str:
@@ -344,6 +352,7 @@ _COLORS: Final = {
     "postgres": "#9467bd",
     "whole-store": "#ff7f0e",
     "bare-apsw": "#7f7f7f",
+    "bare-psycopg": "#bcbd22",
 }
 
 

@@ -344,6 +344,14 @@ def bench(
         Path | None,
         typer.Option("--work-dir", help="Where datasets are generated (default: a temporary dir)."),
     ] = None,
+    pg_dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--pg-dsn",
+            help="Also measure the postgres backend (and a bare psycopg floor) on this server,"
+            " in a throw-away schema; default SESSIONSTORE_BENCH_PG_DSN.",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Benchmark json, sqlite and PR #58550's whole-store SQLite; write benchmarks.md."""
@@ -360,6 +368,8 @@ def bench(
         settings.sizes.append(engine.Size(1_000_000, "typical"))
     settings.peers = peers
     settings.work_dir = work_dir
+    if pg_dsn:
+        settings.postgres_dsn = pg_dsn
     # the folder is made first: a run of half an hour must not fail at its last step
     target = out_dir
     try:

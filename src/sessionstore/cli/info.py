@@ -14,7 +14,7 @@ __all__ = ["store_info", "target_info"]
 
 def target_info(selection: Selection, target: Target) -> dict[str, Any]:
     """``store-info`` of one target, read-only (a missing store is described, not created)."""
-    if not target.exists():
+    if selection.config.store_type != "postgres" and not target.exists():  # postgres: on the server
         from ..openclaw_import import openclaw_db_status
 
         available, version = sqlite_driver()

@@ -55,12 +55,25 @@ def migrate(
         typer.Option(
             "--from",
             help="json: sessions.json; openclaw-db: OpenClaw 2026.8+'s"
-            " agents/<agentId>/agent/openclaw-agent.sqlite (sessions and transcripts).",
+            " agents/<agentId>/agent/openclaw-agent.sqlite (sessions and transcripts);"
+            " sqlite: sessions.sqlite (with --to postgres).",
         ),
     ] = "json",
     destination: Annotated[
-        str, typer.Option("--to", help="The backend to migrate into (sqlite).")
+        str,
+        typer.Option(
+            "--to",
+            help="The backend to migrate into: sqlite, or postgres (DSN from"
+            " SESSIONSTORE_PG_DSN or postgres.dsn in sessionstore.json).",
+        ),
     ] = "sqlite",
+    keep_transcript_files: Annotated[
+        bool,
+        typer.Option(
+            "--keep-transcript-files",
+            help="With --to postgres: leave the .jsonl transcripts as files.",
+        ),
+    ] = False,
     openclaw_db: Annotated[
         Path | None,
         typer.Option("--openclaw-db", help="With --from openclaw-db: the database file to import."),
@@ -75,15 +88,25 @@ def migrate(
 
     The source is never modified; a second run changes nothing.
     """
+    if destination == "postgres":
+        _migrate_postgres(
+            source,
+            dry_run,
+            force,
+            keep_transcript_files,
+            state_dir,
+            agent,
+            all_agents,
+            store,
+            json_output,
+        )
+        return
     if source not in ("json", "openclaw-db"):
         raise TargetError(f"--from must be json or openclaw-db, not {source!r}")
-    if destination == "postgres":
-        raise TargetError(
-            "--to postgres is not available in this version of sessionstore (there is no"
-            " PostgreSQL backend yet); use --to sqlite"
-        )
+    if keep_transcript_files:
+        raise TargetError("--keep-transcript-files goes with --to postgres")
     if destination != "sqlite":
-        raise TargetError(f"--to must be sqlite, not {destination!r}")
+        raise TargetError(f"--to must be sqlite or postgres, not {destination!r}")
     if openclaw_db is not None and source != "openclaw-db":
         raise TargetError("--openclaw-db goes with --from openclaw-db")
     if openclaw_db is not None and all_agents:
@@ -149,6 +172,72 @@ def migrate(
         raise typer.Exit(1)
 
 
+def _migrate_postgres(
+    source: str,
+    dry_run: bool,
+    force: bool,
+    keep_transcript_files: bool,
+    state_dir: Path | None,
+    agent: str | None,
+    all_agents: bool,
+    store: str | None,
+    json_output: bool,
+) -> None:
+    """``migrate --to postgres --from json|sqlite``: one transaction per agent."""
+    from ..index.postgres import PostgresIndex
+    from ..migrate_postgres import migrate_to_postgres
+    from ..store import open_store
+
+    if source not in ("json", "sqlite"):
+        raise TargetError(f"with --to postgres, --from must be json or sqlite, not {source!r}")
+    selection = select_targets(state_dir, agent, all_agents, store)
+    if not selection.config.postgres.dsn:
+        raise TargetError(
+            "--to postgres needs a DSN: set SESSIONSTORE_PG_DSN, or postgres.dsn in"
+            f" {selection.state_dir / 'sessionstore.json'}"
+        )
+    results: list[MigrationResult] = []
+    show_progress = not json_output and err.is_terminal
+    for target in selection.targets:
+        try:
+            with open_store(
+                agent=target.agent_id,
+                state_dir=selection.state_dir,
+                store=target.store,
+                store_type="postgres",
+            ) as pg:
+                index = pg.index
+                assert isinstance(index, PostgresIndex)
+                with _progress(show_progress, target.agent_id) as progress:
+                    result = migrate_to_postgres(
+                        target.paths,
+                        index,
+                        source=source,
+                        dry_run=dry_run,
+                        force=force,
+                        keep_transcript_files=keep_transcript_files,
+                        progress=progress,
+                    )
+        except SessionStoreError as exc:
+            result = MigrationResult(
+                agentId=target.agent_id,
+                jsonPath=str(
+                    target.paths.json_path if source == "json" else target.paths.sqlite_path
+                ),
+                sqlitePath="postgres",
+                status="failed",
+                message=one_line(str(exc)),
+            )
+        results.append(result)
+    failed = [r for r in results if r.status == "failed"]
+    if json_output:
+        print_json({"success": not failed, "results": [r.to_dict() for r in results]})
+    else:
+        _print_migration(results, dry_run)
+    if failed:
+        raise typer.Exit(1)
+
+
 def _openclaw_db_of(selection: Selection, target: Target, explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit.expanduser().absolute()
@@ -206,7 +295,12 @@ def _print_migration(results: list[MigrationResult], dry_run: bool) -> None:
     if migrated:
         total = sum(r.migratedCount for r in migrated)
         out.print(f"Migrated {plural(total, 'session')} across {plural(len(migrated), 'agent')}.")
-    if any(not isinstance(r, OpenClawImportResult) for r in migrated):
+    if any(r.sqlitePath.startswith("postgres") for r in migrated):
+        out.print(
+            "Set storeType postgres (sessionstore.json or SESSIONSTORE_STORE_TYPE) to use the"
+            " PostgreSQL store; the source files are left in place."
+        )
+    elif any(not isinstance(r, OpenClawImportResult) for r in migrated):
         out.print(
             "The SQLite store is used from now on (store type auto or sqlite);"
             " sessions.json is left in place."
@@ -243,11 +337,18 @@ def export(
         raise TargetError("with --all-agents, --out must contain {agentId}")
     results = []
     for target in selection.targets:
-        if not target.exists():
+        if selection.config.store_type != "postgres" and not target.exists():
             continue
         destination = Path(out_path.replace("{agentId}", target.agent_id)).expanduser()
         with opened(selection, target, read_only=True) as store_:
-            count = export_entries(store_.load_all(), destination, overwrite=force)
+            entries = store_.load_all()
+            count = export_entries(entries, destination, overwrite=force)
+            if store_.store_type == "postgres":
+                from ..index.postgres import PostgresIndex
+                from ..migrate_postgres import export_transcripts
+
+                assert isinstance(store_.index, PostgresIndex)
+                export_transcripts(store_.index, entries, destination.parent)
         results.append((target.agent_id, str(destination), count))
     if not results:
         raise CliError("no store to export: neither sessions.json nor sessions.sqlite exists")
