@@ -23,6 +23,7 @@ from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
 from ..index.base import derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
+from ..index.rowcodec import pack, unpack
 from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB
 from ..lockfile import LockFile
 
@@ -423,7 +424,7 @@ class BareApsw:
         ).fetchone()
         if row is None:
             return None
-        entry: Entry = orjson.loads(row[0])
+        entry: Entry = orjson.loads(unpack(row[0]))
         if row[1]:
             for name, digest in orjson.loads(row[1]).items():
                 blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
@@ -439,13 +440,17 @@ class BareApsw:
             found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
                 "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
             ).fetchone()
-            entry = orjson.loads(found[0])
+            stored = found[0]
+            entry = orjson.loads(unpack(stored))
             now = now_ms()
             entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
+            data = orjson.dumps(entry)
+            if isinstance(stored, bytes) and stored[:1] != b"{":
+                data = pack(data)  # as the store writes it (schema 6)
             conn.execute(
                 "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
                 " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
-                (tokens, tokens, now, now, orjson.dumps(entry), key),
+                (tokens, tokens, now, now, data, key),
             )
         except BaseException:
             conn.execute("ROLLBACK")
