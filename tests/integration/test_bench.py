@@ -57,6 +57,7 @@ def test_engine_smoke_run_and_report(tmp_path: Path, caplog: pytest.LogCaptureFi
         sample_keys=8,
         work_dir=tmp_path / "work",
         cli_runs=1,
+        scenarios=False,
     )
     with caplog.at_level(logging.WARNING, logger="sessionstore"):
         report = bench.run_benchmark(settings)
@@ -244,6 +245,32 @@ def test_targets_are_computed_from_the_data() -> None:
 
     checks = {t.target: t for t in bench.evaluate_targets(_fake_report(30_100, 20_000))}
     assert checks[get].status == "missed"
+
+
+def test_scenarios_run_and_report_their_figures(tmp_path: Path) -> None:
+    from sessionstore.bench import scenarios
+
+    writers = scenarios.run_writers(tmp_path / "w", sessions=40, processes=2, seconds=0.2)
+    assert writers.ok, writers.note
+    assert writers.figures["busy_errors"] == 0
+    assert writers.figures["one_per_s"] > 0 and writers.figures["four_per_s"] > 0
+
+    maintenance = scenarios.run_maintenance_writer(tmp_path / "m", sessions=200)
+    assert maintenance.ok, maintenance.note
+    assert maintenance.figures["pruned"] == 100  # the older half
+    assert maintenance.figures["busy_errors"] == 0 and maintenance.figures["writer_updates"] > 0
+
+    long_lived = scenarios.run_long_lived(tmp_path / "l", sessions=50, updates=300, samples=5)
+    assert long_lived.ok, long_lived.note
+    assert set(long_lived.figures) >= {"get_ratio", "update_ratio", "list50_ratio"}
+    assert 0 < long_lived.figures["wal_max_bytes"] <= long_lived.figures["wal_bound_bytes"]
+
+    report = bench.BenchReport(machine={}, settings={}, scenarios=[writers, maintenance])
+    checks = {t.target.split(":")[0]: t for t in bench.evaluate_targets(report)}
+    assert checks["4 processes updating distinct sessions"].status in ("met", "missed")
+    assert checks["writer during maintain()"].status in ("met", "missed")
+    again = bench.BenchReport.from_dict(report.to_dict())
+    assert again.scenarios == report.scenarios
 
 
 def test_scenario_targets_are_computed_from_the_data() -> None:

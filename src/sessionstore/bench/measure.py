@@ -254,6 +254,10 @@ class BenchSettings:
         quick: A tiny run for development and smoke tests.
         cli: Time whole ``sessionstore`` commands on every dataset, and the import times.
         cli_runs: Timed runs of each command and import statement (the median is reported).
+        scenarios: Run the scenarios (several writers, a writer beside maintenance).
+        writer_sessions: Sessions in the several-writers scenario.
+        maintenance_sessions: Sessions in the maintenance scenario (half are pruned).
+        long_lived_updates: Updates in the long-lived scenario (0: not run).
     """
 
     sizes: list[Size] = field(default_factory=default_sizes)
@@ -271,6 +275,10 @@ class BenchSettings:
     quick: bool = False
     cli: bool = True
     cli_runs: int = 7
+    scenarios: bool = True
+    writer_sessions: int = 10_000
+    maintenance_sessions: int = 200_000
+    long_lived_updates: int = 0
 
 
 def quick_settings(**overrides: Any) -> BenchSettings:
@@ -283,6 +291,8 @@ def quick_settings(**overrides: Any) -> BenchSettings:
         peer_sessions=300,
         quick=True,
         cli_runs=3,
+        writer_sessions=1_000,
+        maintenance_sessions=4_000,
     )
     for name, value in overrides.items():
         setattr(settings, name, value)

@@ -102,6 +102,12 @@ STALE_BUILD_SECONDS: Final = 60
 # Connections of ended threads kept open for the next new thread (warm statement and page
 # caches); any more are closed.
 IDLE_CONNECTIONS: Final = 2
+# The WAL file is cut back to this size when a checkpoint resets it (a long-lived store's
+# WAL would otherwise keep the size of its largest transaction).
+WAL_LIMIT_BYTES: Final = 64 << 20
+# An import of this many rows or more (migration) is followed by PRAGMA optimize and a
+# checkpoint, so a large batch leaves statistics current and no large WAL behind.
+LARGE_BATCH_ROWS: Final = 1_000
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -894,6 +900,7 @@ class SqliteIndex(IndexBackend):
                         f"the file system of {self._path} refuses SQLite WAL mode"
                         f" (journal_mode={mode}); use a local disk, or store_type='json'"
                     )
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}").fetchall()
             conn.execute(
                 f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
                 f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
@@ -1812,7 +1819,28 @@ class SqliteIndex(IndexBackend):
                     raise _Rollback
         except _Rollback:
             pass
+        # No optimize or checkpoint here: the report's disk figures are the files as this
+        # transaction left them (optimize runs at close; the WAL is bounded by its limit).
         return outcome[0]
+
+    def _after_large_write(self, *, checkpoint: bool = True) -> None:
+        """``PRAGMA optimize`` and a passive checkpoint, after a large batch committed.
+
+        Never waits for other writers and never fails the write it follows: what it could
+        not do now is done after the next large batch, or at close.
+        """
+        conn = self._thread_conn()
+        if conn is None or self._not_writable is not None:
+            return
+        conn.set_busy_timeout(0)
+        try:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("PRAGMA analysis_limit = 1000; PRAGMA optimize").fetchall()
+            if checkpoint:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.set_busy_timeout(self._busy_timeout_ms)
 
     def _plan_on_a_copy(self, fn: Callable[[MaintenanceTxn], T]) -> T:
         # A dry run removes rows inside a transaction it rolls back; a connection that may
@@ -1913,7 +1941,7 @@ class SqliteIndex(IndexBackend):
                 rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
                 if (rows and rows[0][0]) or self._meta(conn, record_key) is not None:
                     return None
-            return self.import_into(
+            written = self.import_into(
                 conn,
                 entries,
                 record=record,
@@ -1921,6 +1949,9 @@ class SqliteIndex(IndexBackend):
                 progress=progress,
                 record_key=record_key,
             )
+        if len(entries) >= LARGE_BATCH_ROWS:
+            self._after_large_write()
+        return written
 
     def import_into(
         self,
@@ -1976,7 +2007,16 @@ class SqliteIndex(IndexBackend):
         return written
 
     def close(self) -> None:
-        """Close every connection this store opened in this process."""
+        """Close every connection this store opened in this process.
+
+        A writable store runs ``PRAGMA optimize`` first (as SQLite advises before closing a
+        connection that ran queries): it analyses only what the queries showed to need it,
+        and is skipped when another process is writing. SQLite checkpoints the WAL itself
+        when the last connection closes.
+        """
+        if not self._closed:
+            with contextlib.suppress(SessionStoreError, apsw.Error):
+                self._after_large_write(checkpoint=False)
         with self._conns_guard:
             self._closed = True
             conns, self._conns, self._idle = self._conns, [], []
