@@ -282,7 +282,7 @@ class BenchSettings:
 
 
 def quick_settings(**overrides: Any) -> BenchSettings:
-    """Settings of a tiny run (seconds, not minutes): N = 200 bloated and 500 typical."""
+    """Settings of a tiny run (seconds, not minutes): 200 bloated, 500 typical, no scenarios."""
     settings = BenchSettings(
         sizes=[Size(200, "bloated"), Size(500, "typical")],
         budget=Budget(seconds=0.25, max_iterations=500, warmup=3, op_limit_s=60.0),
@@ -291,8 +291,7 @@ def quick_settings(**overrides: Any) -> BenchSettings:
         peer_sessions=300,
         quick=True,
         cli_runs=3,
-        writer_sessions=1_000,
-        maintenance_sessions=4_000,
+        scenarios=False,  # seconds each; a smoke run stays under a minute
     )
     for name, value in overrides.items():
         setattr(settings, name, value)
