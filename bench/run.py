@@ -54,6 +54,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-data", action="store_true", help="keep the datasets")
     p.add_argument("--pg-dsn", help=f"run the postgres hook (default: ${bench.PG_DSN_ENV})")
     p.add_argument("--from-json", type=Path, help="re-render a benchmarks.json instead of running")
+    p.add_argument(
+        "--scenarios",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the several-writers and maintenance scenarios; --no-scenarios to skip",
+    )
+    p.add_argument(
+        "--maintenance-sessions",
+        type=int,
+        help="sessions in the maintenance scenario, half of them pruned (200000)",
+    )
+    p.add_argument(
+        "--long-lived",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the long-lived scenario with N updates (e.g. 1000000; default: not run)",
+    )
     return p.parse_args(argv)
 
 
@@ -80,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.million and all(s.sessions != 1_000_000 for s in settings.sizes):
             settings.sizes.append(bench.Size(1_000_000, "typical"))
         settings.peers = args.peers
+        settings.scenarios = args.scenarios
+        if args.maintenance_sessions:
+            settings.maintenance_sessions = args.maintenance_sessions
+        settings.long_lived_updates = args.long_lived
         if args.peer_sessions:
             settings.peer_sessions = args.peer_sessions
         if args.seed is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from .config import SETTINGS_FILE, SETTINGS_KEYS
 from .context import StoreContext
 from .errors import CorruptStoreError, SessionStoreError
 from .files import abandoned_build
+from .index.rowcodec import unpack
 from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
 from .transcripts.jsonl import Transcript
@@ -335,8 +337,8 @@ class _Doctor:
                 "SELECT session_key, session_id, entry_json FROM sessions ORDER BY rowid"
             ):
                 try:
-                    entry = orjson.loads(entry_json)
-                except orjson.JSONDecodeError as exc:
+                    entry = orjson.loads(unpack(entry_json))
+                except (ValueError, zlib.error) as exc:
                     entry = None
                     problem = str(exc)
                 else:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import orjson
 from .entry import load_normalize, sort_time
 from .errors import MigrationError, SessionStoreError
 from .files import fsync_dir, os_error
+from .index.rowcodec import unpack
 from .layout import StorePaths
 from .migrate import SourceSnapshot, read_source
 from .transcripts.naming import archive_timestamp
@@ -102,7 +104,7 @@ def _damage(path: Path) -> str | None:
         for key, entry_json, refs in conn.execute(
             "SELECT session_key, entry_json, blob_refs FROM sessions"
         ):
-            entry = orjson.loads(entry_json)
+            entry = orjson.loads(unpack(entry_json))
             if not isinstance(entry, dict):
                 return f"the entry of {key!r} is not a JSON object"
             if refs:
@@ -112,7 +114,7 @@ def _damage(path: Path) -> str | None:
                     ).fetchall():
                         return f"a blob of {key!r} is missing"
         return None
-    except (apsw.Error, orjson.JSONDecodeError) as exc:
+    except (apsw.Error, ValueError, zlib.error) as exc:
         return f"cannot be read ({exc})"
     finally:
         conn.close()
@@ -159,11 +161,11 @@ def _take(conn: Any, row: tuple[Any, ...], out: _Salvage) -> bool:
 
     _, key, entry_json, refs = row
     try:
-        entry = orjson.loads(entry_json)
+        entry = orjson.loads(unpack(entry_json))
         if not isinstance(entry, dict) or not isinstance(key, str):
             return False
         blob_refs = orjson.loads(refs) if refs else {}
-    except ValueError:
+    except (ValueError, zlib.error):
         return False
     broken = False
     for name, digest in blob_refs.items():

@@ -21,6 +21,7 @@ import pytest
 
 import sessionstore
 from sessionstore import SessionStore
+from sessionstore.index.rowcodec import CODEC_DEFLATE_V1, unpack
 
 SIZES = (100, 2000)
 SPECIAL = 60
@@ -355,9 +356,9 @@ def test_list_walks_the_list_index_in_order(stores: dict[int, SessionStore]) -> 
     assert len(trace.statements) == 1
     assert trace.rows == 51  # one extra row to know whether a next page exists
     lines = _list_plan_lines(stores[SIZES[-1]], trace)
-    # the index covers every column of a row: the table (entries, blobs' references) is
-    # never read
-    assert any("COVERING INDEX idx_sessions_list" in line for line in lines), lines
+    # the list index holds the sort key only (schema 6): it is walked in order and the 51
+    # table rows it points to are read; no sort
+    assert any("USING INDEX idx_sessions_list" in line for line in lines), lines
     assert not any("TEMP B-TREE" in line for line in lines), lines
     assert trace.sorts == 0
 
@@ -418,25 +419,38 @@ def test_list_filters_use_their_indexes(
         assert not any("TEMP B-TREE" in line for line in lines), lines
 
 
-def test_a_v3_database_gets_the_covering_list_index(tmp_path: Path) -> None:
+def test_old_databases_upgrade_in_place_to_deflated_entries(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
         for i in range(20):
             store.put(f"agent:main:k{i}", {"sessionId": f"s{i}", "updatedAt": 1_000 + i})
+        before = {k: store.get(k) for k in (f"agent:main:k{i}" for i in range(20))}
         conn = store.index.connection()  # type: ignore[attr-defined]
-        # what schema version 3 had: the list index without the row's columns
+        # what schema version 3 had: the list index without the row's columns, and (as
+        # before version 6) every entry as plain JSON
+        for rowid, stored in conn.execute("SELECT rowid, entry_json FROM sessions").fetchall():
+            conn.execute(
+                "UPDATE sessions SET entry_json = ? WHERE rowid = ?", (unpack(stored), rowid)
+            )
         conn.execute(
             "DROP INDEX idx_sessions_list;"
             " CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key);"
             " UPDATE meta SET value = '3' WHERE key = 'schema_version'"
         )
+        assert all(
+            bytes(r[0]).startswith(b"{")
+            for r in conn.execute("SELECT entry_json FROM sessions").fetchall()
+        )
     with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
-        assert store.info().backend["schemaVersion"] == 5  # v4, then v5's checkpoint tables
+        assert store.info().backend["schemaVersion"] == 6  # v4, v5, then v6
         conn = store.index.connection()  # type: ignore[attr-defined]
         (sql,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'idx_sessions_list'"
         ).fetchone()
-        assert "message_count" in sql
+        assert "message_count" not in sql  # v6: the sort key only
+        stored = [bytes(r[0]) for r in conn.execute("SELECT entry_json FROM sessions")]
+        assert all(b[0] == CODEC_DEFLATE_V1 for b in stored)
+        assert {k: store.get(k) for k in before} == before
         page = store.list(limit=5)
         assert [r["key"] for r in page.rows] == [f"agent:main:k{i}" for i in range(19, 14, -1)]
         assert store.count() == 20

@@ -63,6 +63,7 @@ __all__ = [
     "Measurement",
     "MemoryResult",
     "PeerResult",
+    "Scenario",
     "Size",
     "SizeResult",
     "TargetCheck",
@@ -122,7 +123,17 @@ MEASURE_ORDER: Final = (
     "update_power",
     "append",
 )
-BARE_OPS: Final = ("get", "update", "update_power")
+BARE_OPS: Final = (
+    "open_get",
+    "get",
+    "update",
+    "update_power",
+    "list50",
+    "list_all",
+    "count",
+    "tail",
+    "append",
+)
 LIST_CHANNEL: Final = "telegram"
 INSTALL_HINT: Final = "pip install 'sessionstore[bench]'"
 PG_DSN_ENV: Final = "SESSIONSTORE_BENCH_PG_DSN"
@@ -244,6 +255,10 @@ class BenchSettings:
         quick: A tiny run for development and smoke tests.
         cli: Time whole ``sessionstore`` commands on every dataset, and the import times.
         cli_runs: Timed runs of each command and import statement (the median is reported).
+        scenarios: Run the scenarios (several writers, a writer beside maintenance).
+        writer_sessions: Sessions in the several-writers scenario.
+        maintenance_sessions: Sessions in the maintenance scenario (half are pruned).
+        long_lived_updates: Updates in the long-lived scenario (0: not run).
     """
 
     sizes: list[Size] = field(default_factory=default_sizes)
@@ -261,10 +276,14 @@ class BenchSettings:
     quick: bool = False
     cli: bool = True
     cli_runs: int = 7
+    scenarios: bool = True
+    writer_sessions: int = 10_000
+    maintenance_sessions: int = 200_000
+    long_lived_updates: int = 0
 
 
 def quick_settings(**overrides: Any) -> BenchSettings:
-    """Settings of a tiny run (seconds, not minutes): N = 200 bloated and 500 typical."""
+    """Settings of a tiny run (seconds, not minutes): 200 bloated, 500 typical, no scenarios."""
     settings = BenchSettings(
         sizes=[Size(200, "bloated"), Size(500, "typical")],
         budget=Budget(seconds=0.25, max_iterations=500, warmup=3, op_limit_s=60.0),
@@ -273,6 +292,7 @@ def quick_settings(**overrides: Any) -> BenchSettings:
         peer_sessions=300,
         quick=True,
         cli_runs=3,
+        scenarios=False,  # seconds each; a smoke run stays under a minute
     )
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -444,6 +464,28 @@ class TargetCheck:
 
 
 @dataclass
+class Scenario:
+    """A measurement that is not one timed call: several processes, a long run, maintenance.
+
+    Attributes:
+        name: ``writers4``, ``maintenance`` or ``long_lived``.
+        status: ``ok`` (measured), ``skipped`` (not asked for) or ``failed``.
+        figures: What was measured (numbers in ns, bytes or counts, named by their unit).
+        note: Why it was not measured, or what to know about it (the size it ran at).
+    """
+
+    name: str
+    status: Literal["ok", "skipped", "failed"] = "ok"
+    figures: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether there are figures."""
+        return self.status == "ok"
+
+
+@dataclass
 class BenchReport:
     """A whole run: machine, settings, import times, results per dataset, peers, targets.
 
@@ -456,6 +498,7 @@ class BenchReport:
         started_at: When the run started (UTC, ISO 8601).
         seconds: How long it took.
         imports: ``python -X importtime`` totals of the package and of the CLI.
+        scenarios: Several writers, maintenance beside a writer, a long-lived store.
     """
 
     machine: dict[str, Any]
@@ -466,11 +509,19 @@ class BenchReport:
     started_at: str = ""
     seconds: float = 0.0
     imports: list[ImportTime] = field(default_factory=list)
+    scenarios: list[Scenario] = field(default_factory=list)
 
     def size(self, label: str) -> SizeResult | None:
         """The results of the dataset labelled ``label`` (``1000b``), if it was run."""
         for s in self.sizes:
             if s.size.label == label:
+                return s
+        return None
+
+    def scenario(self, name: str) -> Scenario | None:
+        """The scenario ``name`` (``writers4``), if it was run."""
+        for s in self.scenarios:
+            if s.name == name:
                 return s
         return None
 
@@ -513,6 +564,7 @@ class BenchReport:
             started_at=data.get("started_at", ""),
             seconds=data.get("seconds", 0.0),
             imports=[build(ImportTime, t) for t in data.get("imports", [])],
+            scenarios=[build(Scenario, t) for t in data.get("scenarios", [])],
         )
 
 
@@ -899,24 +951,72 @@ def measure_store_ops(
 
 
 def _run_bare(
-    db: Path, keys: Sequence[str], budget: Budget, log: Callable[[str], None]
+    db: Path,
+    keys: Sequence[str],
+    budget: Budget,
+    log: Callable[[str], None],
+    *,
+    transcripts: Sequence[tuple[str, Path]] = (),
+    scratch: Path | None = None,
 ) -> list[Measurement]:
-    out = [_bare_op(db, op, keys, budget) for op in BARE_OPS]
+    out = [_bare_op(db, op, keys, budget, transcripts, scratch) for op in BARE_OPS]
     for m in out:
         log_measurement(log, m)
     return out
 
 
-def _bare_op(db: Path, op: str, keys: Sequence[str], budget: Budget) -> Measurement:
+def _bare_op(
+    db: Path,
+    op: str,
+    keys: Sequence[str],
+    budget: Budget,
+    transcripts: Sequence[tuple[str, Path]],
+    scratch: Path | None,
+) -> Measurement:
     n = len(keys)
+    if op in ("append", "tail") and (not transcripts or scratch is None):
+        return _not_applicable("bare-apsw", op, "no transcript keys")
+    if op == "open_get":
+
+        def open_get(i: int) -> Callable[[], None]:
+            b = BareApsw(db)
+            b.get(keys[i % n])
+            return b.close
+
+        return measure("bare-apsw", op, open_get, budget)
     try:
         bare = BareApsw(db, synchronous="FULL" if op == "update_power" else "NORMAL")
     except apsw.Error as exc:
         return _not_applicable("bare-apsw", op, f"failed: {exc}")
     try:
+        t = len(transcripts)
         if op == "get":
             return measure("bare-apsw", op, lambda i: discard(bare.get(keys[i % n])), budget)
-        return measure("bare-apsw", op, lambda i: bare.update(keys[i % n], 2_300 + i), budget)
+        if op in ("update", "update_power"):
+            return measure("bare-apsw", op, lambda i: bare.update(keys[i % n], 2_300 + i), budget)
+        if op in ("list50", "list_all"):
+            limit = 50 if op == "list50" else None
+            return measure("bare-apsw", op, lambda i: discard(bare.list(limit)), budget)
+        if op == "count":
+            return measure("bare-apsw", op, lambda i: discard(bare.count()), budget)
+        if op == "tail":
+            return measure(
+                "bare-apsw", op, lambda i: discard(bare.tail(transcripts[i % t][1])), budget
+            )
+        assert scratch is not None
+        # appends go to copies: the store's own transcripts stay as its timings left them
+        copies = []
+        for j, (key, path) in enumerate(transcripts):
+            copy = scratch / f"floor-{j}.jsonl"
+            shutil.copyfile(path, copy)
+            copies.append((key, copy))
+
+        def append(i: int) -> None:
+            key, path = copies[i % t]
+            line = b'{"type":"message","message":' + orjson.dumps(_message(i)) + b"}\n"
+            bare.append(key, path, line)
+
+        return measure("bare-apsw", op, append, budget)
     finally:
         bare.close()
 
@@ -1187,7 +1287,16 @@ def run_size(
         _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
     )
     log(f"[{size.label}] {BACKENDS['bare-apsw']}")
-    result.measurements += _run_bare(paths.sqlite_path, keys, budget, log)
+    entries = agent.entries
+    floor_transcripts = [
+        (k, Path(entries[k]["sessionFile"]))
+        for k in transcript_keys["sqlite"]
+        if isinstance(entries[k].get("sessionFile"), str)
+        and Path(entries[k]["sessionFile"]).is_file()
+    ]
+    result.measurements += _run_bare(
+        paths.sqlite_path, keys, budget, log, transcripts=floor_transcripts, scratch=scratch
+    )
     result.measurements += _postgres_hook(
         settings, generated.agents[AGENT].entries, keys, transcript_keys["postgres"], result, log
     )

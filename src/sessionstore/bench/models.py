@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 from typing import Any, Final
@@ -22,7 +23,8 @@ from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
 from ..index.base import derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
-from ..index.sqlite import PAGE_CACHE_KIB
+from ..index.rowcodec import pack, unpack
+from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB
 from ..lockfile import LockFile
 
 __all__ = ["AGENT", "PR_SCHEMA", "BareApsw", "Entry", "LegacyJsonStore", "WholeStoreSqlite"]
@@ -31,6 +33,8 @@ Entry = dict[str, Any]
 
 AGENT: Final = "main"
 """The agent of every benchmark dataset."""
+TAIL_FLOOR_BYTES: Final = 64 * 1024
+"""What the ``tail(20)`` floor reads from the end of a transcript."""
 
 # --- the whole-store baseline (PR #58550 as wired) -------------------------------------------
 
@@ -325,16 +329,26 @@ class LegacyJsonStore:
 
 
 class BareApsw:
-    """The same row I/O as ``SessionStore.get``/``update`` on sqlite, with nothing around it.
+    """The same row I/O as the sqlite store's operations, with nothing around it: the floor.
 
-    ``get``: the row by primary key, then each of its blob rows by digest (as the store
-    reads them, but with no cache), and ``orjson.loads`` of the same bytes the store parses
-    (zlib-compressed blobs are decompressed first, as the store does). ``update``: in a
-    ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set the token fields and
-    ``updatedAt`` in it, and write it back with the token and time columns: the
-    read-modify-write every update needs, without blob decoding for a returned entry. No key
-    folding, merging, normalisation or row derivation: the floor the library is compared
-    with. It mirrors the storage format and page cache of ``index/sqlite.py``.
+    Every target of issue 15 is a ratio against this class, measured in the same run:
+
+    - ``get``: the row by primary key, then each of its blob rows by digest (as the store
+      reads them, but with no cache), and ``orjson.loads`` of the same bytes the store
+      parses (compressed rows and blobs are inflated first, as the store does);
+    - ``update``: in a ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set
+      the token fields and ``updatedAt`` in it, and write it back with the token and time
+      columns: the read-modify-write every update needs, without blob decoding for a
+      returned entry;
+    - ``open_get``: open a connection with the store's pragmas, ``get``, close;
+    - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
+    - ``count``: the row counter the store keeps;
+    - ``append``: one ``O_APPEND`` write of a line plus one index ``UPDATE``
+      (``message_count``, ``updated_at``) in its own transaction;
+    - ``tail``: read the last 64 KB of a transcript.
+
+    No key folding, merging, normalisation, row derivation or dict building. It mirrors
+    the storage format and page cache of ``index/sqlite.py``.
 
     Args:
         path: A ``sessions.sqlite`` written by this library.
@@ -356,6 +370,52 @@ class BareApsw:
         """Close the connection."""
         self._conn.close()
 
+    def list(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """The store's list query: visible rows' list columns, newest first."""
+        sql = (
+            f"SELECT {_LIST_COLUMNS} FROM sessions WHERE vis = 0"
+            " ORDER BY updated_at DESC, session_key DESC"
+        )
+        if limit is None:
+            return self._conn.execute(sql).fetchall()
+        # the store asks for one row more, to know whether there is a next page
+        return self._conn.execute(sql + " LIMIT ?", (limit + 1,)).fetchall()
+
+    def count(self) -> int:
+        """The row counter (kept by triggers)."""
+        row: tuple[Any, ...] = self._conn.execute(  # type: ignore[assignment]
+            "SELECT row_count FROM stats WHERE id = 1"
+        ).fetchone()
+        return int(row[0])
+
+    def append(self, key: str, transcript: Path, line: bytes) -> None:
+        """One ``O_APPEND`` write of ``line``, then one index UPDATE in its own transaction."""
+        fd = os.open(transcript, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "UPDATE sessions SET message_count = coalesce(message_count, 0) + 1,"
+                " updated_at = ?, row_updated_at = ? WHERE session_key = ?",
+                (now_ms(), now_ms(), key),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def tail(transcript: Path) -> bytes:
+        """The last 64 KB of a transcript."""
+        with open(transcript, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TAIL_FLOOR_BYTES))
+            return f.read()
+
     def get(self, key: str) -> Entry | None:
         """Read and parse one row and its blobs."""
         conn = self._conn
@@ -364,7 +424,7 @@ class BareApsw:
         ).fetchone()
         if row is None:
             return None
-        entry: Entry = orjson.loads(row[0])
+        entry: Entry = orjson.loads(unpack(row[0]))
         if row[1]:
             for name, digest in orjson.loads(row[1]).items():
                 blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
@@ -380,13 +440,17 @@ class BareApsw:
             found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
                 "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
             ).fetchone()
-            entry = orjson.loads(found[0])
+            stored = found[0]
+            entry = orjson.loads(unpack(stored))
             now = now_ms()
             entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
+            data = orjson.dumps(entry)
+            if isinstance(stored, bytes) and stored[:1] != b"{":
+                data = pack(data)  # as the store writes it (schema 6)
             conn.execute(
                 "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
                 " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
-                (tokens, tokens, now, now, orjson.dumps(entry), key),
+                (tokens, tokens, now, now, data, key),
             )
         except BaseException:
             conn.execute("ROLLBACK")

@@ -18,9 +18,10 @@ import apsw
 import orjson
 
 from ..version import __version__
-from .measure import BenchReport, BenchSettings, quiet, run_size
+from .measure import BenchReport, BenchSettings, Scenario, quiet, run_size
 from .peers import run_peers
 from .responsiveness import IMPORT_STATEMENTS, ImportTime, measure_import
+from .scenarios import run_long_lived, run_maintenance_writer, run_writers
 from .targets import evaluate_targets
 from .units import format_duration
 
@@ -109,12 +110,43 @@ def run_benchmark(
                     shutil.rmtree(root, ignore_errors=True)
         if settings.peers:
             report.peers = run_peers(settings, work, log)
+        if settings.scenarios:
+            report.scenarios = _scenarios(settings, work, log)
     finally:
         if owned and not settings.keep_data:
             shutil.rmtree(work, ignore_errors=True)
     report.targets = evaluate_targets(report)
     report.seconds = round(time.perf_counter() - started, 1)
     return report
+
+
+def _scenarios(settings: BenchSettings, work: Path, log: Callable[[str], None]) -> list[Scenario]:
+    out = []
+    runs: list[tuple[str, Callable[[Path], Scenario]]] = [
+        ("writers", lambda d: run_writers(d, sessions=settings.writer_sessions, log=log)),
+        (
+            "maintenance",
+            lambda d: run_maintenance_writer(d, sessions=settings.maintenance_sessions, log=log),
+        ),
+    ]
+    for name, run in runs:
+        root = work / f"scenario-{name}"
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            out.append(run(root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    if settings.long_lived_updates > 0:
+        root = work / "scenario-long-lived"
+        try:
+            out.append(run_long_lived(root, updates=settings.long_lived_updates, log=log))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    else:
+        out.append(
+            Scenario("long_lived", "skipped", note="not asked for (--long-lived N to run it)")
+        )
+    return out
 
 
 def _import_line(t: ImportTime) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import os
 import threading
 import time
@@ -76,6 +77,7 @@ from .base import (
     visibility,
     writes_when_absent,
 )
+from .rowcodec import pack, unpack
 
 __all__ = ["BLOB_FIELDS", "SCHEMA_VERSION", "SqliteIndex"]
 
@@ -83,7 +85,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 BLOB_FIELDS: Final = LARGE_FIELDS
 # Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
 # skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
@@ -102,6 +104,12 @@ STALE_BUILD_SECONDS: Final = 60
 # Connections of ended threads kept open for the next new thread (warm statement and page
 # caches); any more are closed.
 IDLE_CONNECTIONS: Final = 2
+# The WAL file is cut back to this size when a checkpoint resets it (a long-lived store's
+# WAL would otherwise keep the size of its largest transaction).
+WAL_LIMIT_BYTES: Final = 64 << 20
+# An import of this many rows or more (migration) is followed by PRAGMA optimize and a
+# checkpoint, so a large batch leaves statistics current and no large WAL behind.
+LARGE_BATCH_ROWS: Final = 1_000
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -247,10 +255,50 @@ class _BadRow(Exception):
 
 
 def _load_entry(entry_json: bytes | str) -> Entry:
-    entry = orjson.loads(entry_json)
+    try:
+        entry = orjson.loads(unpack(entry_json))
+    except (zlib.error, ValueError) as exc:
+        if isinstance(exc, orjson.JSONDecodeError):
+            raise
+        raise _BadRow(f"a stored entry does not inflate: {exc}") from exc
     if not isinstance(entry, dict):
         raise _BadRow(f"a stored entry is a JSON {type(entry).__name__}, not an object")
     return entry
+
+
+def _entry_field(*args: Any) -> Any:
+    """SQL ``entry_field(entry_json, name)``: one top-level string field of a stored entry.
+
+    Maintenance reads ``sessionFile`` of every row it plans for: the entry is inflated and
+    the field's value decoded alone, never the whole entry (as ``json_extract`` did while
+    entries were stored as plain JSON).
+    """
+    entry_json, name = args
+    if not isinstance(entry_json, (bytes, str)) or not isinstance(name, str):
+        return None
+    try:
+        raw = unpack(entry_json)
+        text = raw if isinstance(raw, str) else raw.decode()
+        marker = f'"{name}":'
+        at = text.find(marker)
+        if at < 0:
+            return None
+        if text.find(marker, at + 1) >= 0:  # may be nested too: read the entry's own
+            value = orjson.loads(text).get(name)
+        else:
+            value, _ = _JSON_VALUE.raw_decode(text, at + len(marker))
+    except (zlib.error, ValueError, AttributeError):
+        return None  # damaged: maintenance takes it for a row without that field
+    return value if isinstance(value, str) else None
+
+
+_JSON_VALUE: Final = json.JSONDecoder()
+
+
+def _prepare(conn: apsw.Connection) -> apsw.Connection:
+    """Register what this module's SQL uses on a new connection."""
+    conn.create_scalar_function("entry_field", _entry_field, 2, deterministic=True)
+    return conn
 
 
 def _load_refs(refs_json: str | None) -> dict[str, str]:
@@ -417,10 +465,19 @@ CREATE TABLE IF NOT EXISTS transcript_keys (
 ) WITHOUT ROWID;
 """
 
-# What maintenance reads of a row: never the entry itself. entry_json is bound as a BLOB,
-# which SQLite's JSON functions would take for JSONB: read it as text.
+# v6: entries stored deflated (rowcodec.py) and a list index of the sort key only: list
+# columns are read from the table row, which is now small (docs/storage-format.md).
+_V6_INDEXES = """
+DROP INDEX IF EXISTS idx_sessions_list;
+CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key);
+"""
+# Rows packed per statement batch by the v6 upgrade.
+_PACK_BATCH: Final = 500
+
+# What maintenance reads of a row: never the entry itself, one field of it (entry_json may
+# be deflated: see rowcodec.py).
 _REF_COLUMNS: Final = (
-    "session_key, session_id, json_extract(CAST(entry_json AS TEXT), '$.sessionFile'),"
+    "session_key, session_id, entry_field(entry_json, 'sessionFile'),"
     " row_updated_at, model,"
     " length(entry_json) + length(search_text) + 3 * length(session_key) + 96, message_count"
 )
@@ -490,7 +547,7 @@ def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
             refs[field] = digest
             blobs[digest] = (field, data)
             light[field] = 0
-    entry_json = dumps_compact(light, what="entry", prefix=(key,), keyed=True)
+    entry_json = pack(dumps_compact(light, what="entry", prefix=(key,), keyed=True))
     row = derive_row(key, entry, default_agent="")
     session_id = entry.get("sessionId")
     params = (
@@ -836,6 +893,7 @@ class SqliteIndex(IndexBackend):
         else:
             conn = self._open_read_only()
         try:
+            _prepare(conn)
             conn.set_busy_timeout(self._busy_timeout_ms)
             if problem is None:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
@@ -844,6 +902,7 @@ class SqliteIndex(IndexBackend):
                         f"the file system of {self._path} refuses SQLite WAL mode"
                         f" (journal_mode={mode}); use a local disk, or store_type='json'"
                     )
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}").fetchall()
             conn.execute(
                 f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
                 f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
@@ -1031,7 +1090,7 @@ class SqliteIndex(IndexBackend):
                     os.unlink(f"{path}{suffix}")
 
     def _build(self, tmp: Path) -> None:
-        conn = apsw.Connection(str(tmp), flags=apsw.SQLITE_OPEN_READWRITE)
+        conn = _prepare(apsw.Connection(str(tmp), flags=apsw.SQLITE_OPEN_READWRITE))
         try:
             conn.set_busy_timeout(self._busy_timeout_ms)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
@@ -1214,12 +1273,37 @@ class SqliteIndex(IndexBackend):
             # v5: transcript checkpoints, so tails and appends read only new bytes.
             txn.execute(_V5_TABLES)
             version = 5
+        if version == 5:
+            # v6: deflated entries, a narrow list index (a quarter of the file, see
+            # docs/storage-format.md).
+            self._pack_entries(txn)
+            txn.execute(_V6_INDEXES)
+            version = 6
         txn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         applied = self._meta(txn, "migrations_applied")
         history = orjson.loads(applied) if applied else []
         history.append({"version": version, "at": now_ms()})
         self._set_meta(txn, "schema_version", str(version))
         self._set_meta(txn, "migrations_applied", dumps_compact(history).decode())
+
+    @staticmethod
+    def _pack_entries(conn: apsw.Connection) -> None:
+        """Store every entry still kept as plain JSON deflated (v6), by rowid ranges."""
+        last = -1
+        while True:
+            rows: Rows = conn.execute(
+                "SELECT rowid, entry_json FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (last, _PACK_BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            packed = []
+            for rowid, stored in rows:
+                data = stored.encode() if isinstance(stored, str) else bytes(stored)
+                if data[:1] == b"{":  # plain JSON (what else is there is left as it is)
+                    packed.append((pack(data), rowid))
+            conn.executemany("UPDATE sessions SET entry_json = ? WHERE rowid = ?", packed)
 
     def _schema_version(self, conn: apsw.Connection) -> int:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -1724,13 +1808,34 @@ class SqliteIndex(IndexBackend):
                     raise _Rollback
         except _Rollback:
             pass
+        # No optimize or checkpoint here: the report's disk figures are the files as this
+        # transaction left them (optimize runs at close; the WAL is bounded by its limit).
         return outcome[0]
+
+    def _after_large_write(self, *, checkpoint: bool = True) -> None:
+        """``PRAGMA optimize`` and a passive checkpoint, after a large batch committed.
+
+        Never waits for other writers and never fails the write it follows: what it could
+        not do now is done after the next large batch, or at close.
+        """
+        conn = self._thread_conn()
+        if conn is None or self._not_writable is not None:
+            return
+        conn.set_busy_timeout(0)
+        try:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("PRAGMA analysis_limit = 1000; PRAGMA optimize").fetchall()
+            if checkpoint:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.set_busy_timeout(self._busy_timeout_ms)
 
     def _plan_on_a_copy(self, fn: Callable[[MaintenanceTxn], T]) -> T:
         # A dry run removes rows inside a transaction it rolls back; a connection that may
         # not write cannot do even that, so the plan is made on an in-memory copy.
         with self._errors():
-            copy = apsw.Connection(":memory:")
+            copy = _prepare(apsw.Connection(":memory:"))
             try:
                 with copy.backup("main", self._conn(), "main") as backup:
                     backup.step(-1)
@@ -1825,7 +1930,7 @@ class SqliteIndex(IndexBackend):
                 rows: Rows = conn.execute("SELECT row_count FROM stats WHERE id = 1").fetchall()
                 if (rows and rows[0][0]) or self._meta(conn, record_key) is not None:
                     return None
-            return self.import_into(
+            written = self.import_into(
                 conn,
                 entries,
                 record=record,
@@ -1833,6 +1938,9 @@ class SqliteIndex(IndexBackend):
                 progress=progress,
                 record_key=record_key,
             )
+        if len(entries) >= LARGE_BATCH_ROWS:
+            self._after_large_write()
+        return written
 
     def import_into(
         self,
@@ -1888,7 +1996,16 @@ class SqliteIndex(IndexBackend):
         return written
 
     def close(self) -> None:
-        """Close every connection this store opened in this process."""
+        """Close every connection this store opened in this process.
+
+        A writable store runs ``PRAGMA optimize`` first (as SQLite advises before closing a
+        connection that ran queries): it analyses only what the queries showed to need it,
+        and is skipped when another process is writing. SQLite checkpoints the WAL itself
+        when the last connection closes.
+        """
+        if not self._closed:
+            with contextlib.suppress(SessionStoreError, apsw.Error):
+                self._after_large_write(checkpoint=False)
         with self._conns_guard:
             self._closed = True
             conns, self._conns, self._idle = self._conns, [], []
