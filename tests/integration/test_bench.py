@@ -463,6 +463,7 @@ def _tiny_quick_settings(**overrides: Any) -> bench.BenchSettings:
         sample_keys=4,
         quick=True,
         cli=False,
+        scenarios=False,
     )
     for name, value in overrides.items():
         setattr(settings, name, value)

@@ -19,6 +19,8 @@ import sessionstore
 from hermetic import clean_env
 from sessionstore import SessionStore
 
+pytestmark = pytest.mark.transcript_files
+
 KEY = "agent:main:telegram:direct:8123456789"
 ARCHIVE_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?Z$")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

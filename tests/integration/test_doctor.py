@@ -31,6 +31,8 @@ from sessionstore.errors import CorruptStoreError, InvalidArgumentError, Session
 from sessionstore.lockfile import process_start_time
 from sessionstore.transcripts.jsonl import Transcript
 
+pytestmark = pytest.mark.transcript_files
+
 CHAT = "agent:main:telegram:direct:42"
 SQLITE_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
 TORN = b'{"type":"message","id":"deadbeef","parentId":"0000'  # a line cut short: no newline

@@ -27,6 +27,8 @@ from sessionstore.transcripts.naming import (
     validate_session_id,
 )
 
+pytestmark = pytest.mark.transcript_files
+
 FIXTURE = Path("/work/shared/fixtures/transcript.jsonl")
 FIXTURE_SID = "6f1c2b9e-4d7a-4b1e-9a53-2f8e0c7d1a44"
 KEY = "agent:main:telegram:direct:8123456789"

@@ -22,9 +22,12 @@ import sessionstore
 from gateway_files import GatewayWriter
 from sessionstore import SessionStore
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
-)
+pytestmark = [
+    pytest.mark.transcript_files,
+    pytest.mark.skipif(
+        "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
+    ),
+]
 
 CTX = mp.get_context("fork")
 KEY = "agent:main:telegram:direct:8123456789"

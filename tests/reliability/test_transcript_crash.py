@@ -25,6 +25,8 @@ from faultkit.harness import Acks, Child, Gate, join_all, spawn
 import sessionstore
 from sessionstore import SessionStore
 
+pytestmark = pytest.mark.transcript_files
+
 KEY = "agent:main:main"
 HEX8 = re.compile(r"^[0-9a-f]{8}$")
 
