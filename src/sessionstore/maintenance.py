@@ -5,12 +5,16 @@ differences: the active session passed by the caller is never pruned, capped or 
 and maintenance runs when asked (``store.maintain()``, ``sessionstore cleanup``, or at most
 once per ``session.maintainEvery`` after a write) instead of on every save.
 
-Everything that touches the index runs in one write transaction of the backend
-(:meth:`IndexBackend.maintenance`) through :class:`MaintenanceTxn`, whose SQL backends
-answer from indexed columns without loading entries. Dry runs and warn mode run the very
-same steps and roll the transaction back, so they report exactly what enforcing would do.
-File actions are planned against a model of the sessions dir and carried out only after the
-index change committed; only files directly inside the sessions dir are ever touched.
+Everything that touches the index runs through the backend's
+:meth:`IndexBackend.maintenance` and :class:`MaintenanceTxn`, whose SQL backends answer
+from indexed columns without loading entries. The json and postgres backends run it in one
+write transaction; sqlite plans on a snapshot copy and applies the removals in short
+batches, keeping rows a writer changed since the plan (``kept_keys`` of its transaction
+object; :func:`_drop_kept` takes them out of the report and the file plan). Dry runs and
+warn mode run the very same steps and change nothing, so they report exactly what
+enforcing would do. File actions are planned against a model of the sessions dir and
+carried out only after the index change committed; only files directly inside the sessions
+dir are ever touched.
 """
 
 from __future__ import annotations
