@@ -5,12 +5,16 @@ differences: the active session passed by the caller is never pruned, capped or 
 and maintenance runs when asked (``store.maintain()``, ``sessionstore cleanup``, or at most
 once per ``session.maintainEvery`` after a write) instead of on every save.
 
-Everything that touches the index runs in one write transaction of the backend
-(:meth:`IndexBackend.maintenance`) through :class:`MaintenanceTxn`, whose SQL backends
-answer from indexed columns without loading entries. Dry runs and warn mode run the very
-same steps and roll the transaction back, so they report exactly what enforcing would do.
-File actions are planned against a model of the sessions dir and carried out only after the
-index change committed; only files directly inside the sessions dir are ever touched.
+Everything that touches the index runs through the backend's
+:meth:`IndexBackend.maintenance` and :class:`MaintenanceTxn`, whose SQL backends answer
+from indexed columns without loading entries. The json and postgres backends run it in one
+write transaction; sqlite plans on a snapshot copy and applies the removals in short
+batches, keeping rows a writer changed since the plan (``kept_keys`` of its transaction
+object; :func:`_drop_kept` takes them out of the report and the file plan). Dry runs and
+warn mode run the very same steps and change nothing, so they report exactly what
+enforcing would do. File actions are planned against a model of the sessions dir and
+carried out only after the index change committed; only files directly inside the sessions
+dir are ever touched.
 """
 
 from __future__ import annotations
@@ -190,6 +194,8 @@ class _Plan:
     archive: list[tuple[str, str]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     delete_bytes: int = 0
+    # file name -> the session id of the removed row(s) it belongs to
+    owner: dict[str, str] = field(default_factory=dict)
 
 
 def _scan(directory: Path) -> dict[str, _File]:
@@ -309,6 +315,7 @@ class _Run:
             if ref.session_id in referenced:
                 continue
             for name in self._transcript_names(ref, referenced):
+                self.plan.owner[name] = ref.session_id
                 archived = f"{name}.deleted.{stamp}"
                 self.files[archived] = self.files.pop(name)
                 self.plan.archive.append((name, archived))
@@ -419,6 +426,7 @@ class _Run:
                     ids[ref.session_id] -= 1
                     if ref.session_id and ids[ref.session_id] <= 0:
                         for name in self._transcript_names(ref, live):
+                            self.plan.owner[name] = ref.session_id
                             freed = self._delete_file(name)
                             total -= freed
                             files_bytes -= freed
@@ -439,6 +447,45 @@ class _Run:
             highWaterBytes=high,
             overBudget=before > limit,
         )
+
+
+_COUNTERS: Final = {
+    "prune-missing": "missing",
+    "prune-stale": "pruned",
+    "cap-overflow": "capped",
+    "evict-budget": "evicted",
+}
+
+
+def _drop_kept(kept: frozenset[str], plan: _Plan, report: MaintenanceReport) -> None:
+    """Take rows a concurrent writer changed after the plan out of the report and file plan.
+
+    The plan was made on a snapshot and applied in batches (sqlite); a row changed since
+    it was planned is kept as it now is. Its action leaves the report (and its count), the
+    entry count after is corrected, its transcripts stay, and a warning says how many.
+    """
+    if not kept:
+        return
+    ids = set()
+    actions = []
+    for action in report.actions:
+        if action.key in kept:
+            ids.add(action.sessionId)
+            name = _COUNTERS[action.action]
+            setattr(report, name, getattr(report, name) - 1)
+        else:
+            actions.append(action)
+    dropped = len(report.actions) - len(actions)
+    report.actions = actions
+    report.afterCount += dropped
+    if report.diskBudget is not None:
+        report.diskBudget.removedEntries = report.evicted
+    plan.archive = [(n, a) for n, a in plan.archive if plan.owner.get(n) not in ids]
+    plan.delete = [n for n in plan.delete if plan.owner.get(n) not in ids]
+    report.warnings.append(
+        f"{dropped} session(s) changed by another writer while maintenance ran were kept"
+        " (run maintenance again to judge them anew)"
+    )
 
 
 def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> None:
@@ -505,6 +552,8 @@ def _pass(
 
     run = ctx.index.maintenance(body, commit=apply)
     if apply:
+        # Backends that apply a snapshot's plan in batches (sqlite) name the rows they kept.
+        _drop_kept(getattr(run.txn, "kept_keys", frozenset()), run.plan, report)
         _carry_out(ctx, run.plan, report)
     else:
         report.removedFiles = [str(ctx.paths.sessions_dir / n) for n in run.plan.delete]

@@ -25,7 +25,7 @@ import uuid
 import weakref
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -110,6 +110,10 @@ WAL_LIMIT_BYTES: Final = 64 << 20
 # An import of this many rows or more (migration) is followed by PRAGMA optimize and a
 # checkpoint, so a large batch leaves statistics current and no large WAL behind.
 LARGE_BATCH_ROWS: Final = 1_000
+# Maintenance applies its plan in write transactions of at most this many rows or this
+# long, so a concurrent writer waits for one batch, not the whole run (issue 15).
+MAINTENANCE_BATCH_ROWS: Final = 500
+MAINTENANCE_BATCH_SECONDS: Final = 0.02
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -725,6 +729,35 @@ class _SqliteMaintenance(MaintenanceTxn):
         return values[0] * (values[1] - values[2])
 
 
+class _PlanningMaintenance(_SqliteMaintenance):
+    """Maintenance planned on a snapshot copy: removals are recorded for the live store.
+
+    Each removed row is recorded with its version as the batched apply compares it:
+    ``updatedAt``, the row's ``updated_at`` column, the stored entry's length and its blob
+    references (maintenance never reads an entry; a write that changes none of them, such
+    as one field rewritten to a value of the same length with ``updatedAt`` untouched, is
+    not told apart).
+    """
+
+    def __init__(self, index: SqliteIndex, conn: apsw.Connection) -> None:
+        super().__init__(index, conn)
+        self.removed: list[tuple[Any, ...]] = []
+        self.kept_keys: frozenset[str] = frozenset()
+
+    def remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            gone: Rows = self._conn.execute(
+                "DELETE FROM sessions WHERE session_key = ?"
+                " RETURNING session_key, updated_at, row_updated_at, length(entry_json),"
+                " blob_refs",
+                (key,),
+            ).fetchall()
+            for r in gone:
+                self.removed.append(tuple(r))
+                if r[4]:
+                    self._index._drop_blobs(self._conn, _load_refs(r[4]))
+
+
 class SqliteIndex(IndexBackend):
     """``sessions.sqlite`` backend.
 
@@ -769,6 +802,9 @@ class SqliteIndex(IndexBackend):
         self._closed = False
         self._blob_cache = BlobCache()
         self._checkpoints = SqliteCheckpoints(self)
+        self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
+        # Called between two batches of maintenance's apply (tests force interleavings).
+        self.maintenance_batch_hook: Callable[[], None] | None = None
         _live.add(self)
         # Nothing is created here: a store that does not exist yet is read as empty, and
         # the database appears with the first write (``create``).
@@ -1787,30 +1823,83 @@ class SqliteIndex(IndexBackend):
             return result
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; roll it back unless ``commit``."""
+        """Plan with ``fn`` on a snapshot copy, then apply its removals in short batches.
+
+        The plan (and so the report) is made exactly as in one transaction, but on an
+        in-memory copy taken inside a read snapshot, which in WAL mode never blocks a
+        writer: a dry run takes no write lock at all. When ``commit``, the rows the plan
+        removed are deleted from the live database in batches of at most
+        ``maintenance_batch_rows`` rows or ``MAINTENANCE_BATCH_SECONDS``, each its own
+        ``BEGIN IMMEDIATE`` transaction, so other writers get in between batches. A row is
+        deleted only if it is still the version the plan saw (see
+        ``_PlanningMaintenance``): one a writer changed (or re-created) since is kept, and
+        its key is listed in the planning transaction's ``kept_keys`` for the caller to
+        take out of its report and file plan.
+        """
         if commit and self._read_only:
             raise ReadOnlyStoreError(f"cannot maintain {self._path}: it was opened read-only")
-
-        class _Rollback(Exception):
-            """Ends a transaction that must leave no trace (dry runs, warn mode)."""
-
         if self._thread_conn() is None and not self.exists():
             return fn(EmptyMaintenance())  # nothing to maintain, and nothing to create
-        if not commit and not self.writable:
-            return self._plan_on_a_copy(fn)
-        outcome: list[T] = []
-        try:
+        if commit and self._not_writable is not None:
+            raise ReadOnlyStoreError(
+                f"cannot write {self._path}: {self._not_writable}; reads work, writes need"
+                " write access to the file and its directory"
+            )
+        with self._errors():
+            copy = _prepare(apsw.Connection(":memory:"))
+            try:
+                with self._errors():
+                    source = self._conn()
+                    # One step: the copy is one read snapshot of the live database.
+                    with copy.backup("main", source, "main") as backup:
+                        backup.step(-1)
+                copy.execute("BEGIN")
+                try:
+                    planning = _PlanningMaintenance(self, copy)
+                    outcome = fn(planning)
+                finally:
+                    copy.execute("ROLLBACK")
+            finally:
+                copy.close()
+        if commit and planning.removed:
+            planning.kept_keys = self._apply_removals(planning.removed)
+        return outcome
+
+    def _apply_removals(self, removed: Sequence[tuple[Any, ...]]) -> frozenset[str]:
+        """Delete the planned rows in short write transactions; the keys kept instead."""
+        kept: set[str] = set()
+        limit = max(1, self.maintenance_batch_rows)
+        at = 0
+        while at < len(removed):
+            if at and self.maintenance_batch_hook is not None:
+                self.maintenance_batch_hook()
             with self._errors(), self._write_txn() as conn:
-                outcome.append(fn(_SqliteMaintenance(self, conn)))
-                if not commit:
-                    # A whole ROLLBACK, not ROLLBACK TO + COMMIT: the latter still writes
-                    # the pages it touched to the WAL, so a dry run would change the files.
-                    raise _Rollback
-        except _Rollback:
-            pass
-        # No optimize or checkpoint here: the report's disk figures are the files as this
-        # transaction left them (optimize runs at close; the WAL is bounded by its limit).
-        return outcome[0]
+                started = time.monotonic()
+                stop = min(at + limit, len(removed))
+                while at < stop:
+                    key, updated, row_updated, length, refs_json = removed[at]
+                    at += 1
+                    gone: Rows = conn.execute(
+                        "DELETE FROM sessions WHERE session_key = ? AND updated_at IS ?"
+                        " AND row_updated_at IS ? AND length(entry_json) IS ?"
+                        " AND blob_refs IS ? RETURNING blob_refs",
+                        (key, updated, row_updated, length, refs_json),
+                    ).fetchall()
+                    if gone:
+                        if refs_json:
+                            self._drop_blobs(conn, _load_refs(refs_json))
+                    elif conn.execute(
+                        "SELECT 1 FROM sessions WHERE session_key = ?", (key,)
+                    ).fetchall():
+                        kept.add(key)
+                    if time.monotonic() - started >= MAINTENANCE_BATCH_SECONDS:
+                        break
+        if len(removed) >= LARGE_BATCH_ROWS:
+            # A checkpoint only: PRAGMA optimize could add statistics pages, and the
+            # report's disk figures are the database as the plan projected it.
+            with contextlib.suppress(apsw.Error):
+                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return frozenset(kept)
 
     def _after_large_write(self, *, checkpoint: bool = True) -> None:
         """``PRAGMA optimize`` and a passive checkpoint, after a large batch committed.
@@ -1830,22 +1919,6 @@ class SqliteIndex(IndexBackend):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             conn.set_busy_timeout(self._busy_timeout_ms)
-
-    def _plan_on_a_copy(self, fn: Callable[[MaintenanceTxn], T]) -> T:
-        # A dry run removes rows inside a transaction it rolls back; a connection that may
-        # not write cannot do even that, so the plan is made on an in-memory copy.
-        with self._errors():
-            copy = _prepare(apsw.Connection(":memory:"))
-            try:
-                with copy.backup("main", self._conn(), "main") as backup:
-                    backup.step(-1)
-                copy.execute("BEGIN")
-                try:
-                    return fn(_SqliteMaintenance(self, copy))
-                finally:
-                    copy.execute("ROLLBACK")
-            finally:
-                copy.close()
 
     def index_files(self) -> tuple[str, ...]:
         """The database, its WAL and its shared-memory file."""
