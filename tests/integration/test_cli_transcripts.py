@@ -19,6 +19,10 @@ import sessionstore
 from hermetic import clean_env
 from sessionstore import SessionStore
 
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
+
 KEY = "agent:main:telegram:direct:8123456789"
 ARCHIVE_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?Z$")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -22,9 +22,13 @@ import sessionstore
 from gateway_files import GatewayWriter
 from sessionstore import SessionStore
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
-)
+# The file engine on every backend (a postgres store set to keep files).
+pytestmark = [
+    pytest.mark.skipif(
+        "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
+    ),
+    pytest.mark.file_transcripts,  # the .jsonl engine: a postgres store keeps a table
+]
 
 CTX = mp.get_context("fork")
 KEY = "agent:main:telegram:direct:8123456789"

@@ -224,12 +224,17 @@ def _v2_concurrent(schema: str, partitions: int) -> list[str]:
 def _v3_message_counts(schema: str, partitions: int) -> list[str]:
     # The message count of each transcript, kept by appends (tail's seq numbers and the
     # entry's messageCount without counting rows); existing transcripts are counted once.
+    # Only when the column is missing: a step applied but not yet recorded is run again by
+    # the next process, and ALTER TABLE's exclusive lock would queue behind live appends.
     return [
-        f"ALTER TABLE {schema}.transcript_heads ADD COLUMN IF NOT EXISTS messages bigint"
-        " NOT NULL DEFAULT 0",
-        f"UPDATE {schema}.transcript_heads h SET messages = (SELECT count(*) FROM"
-        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id AND t.session_id = h.session_id"
-        f" AND t.seq > 0 AND {IS_MESSAGE})",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
+        f" WHERE table_schema = '{schema}' AND table_name = 'transcript_heads'"
+        " AND column_name = 'messages') THEN"
+        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN messages bigint NOT NULL DEFAULT 0;"
+        f" UPDATE {schema}.transcript_heads h SET messages = (SELECT count(*) FROM"
+        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id"
+        f" AND t.session_id = h.session_id AND t.seq > 0 AND {IS_MESSAGE});"
+        " END IF; END $$",
     ]
 
 
@@ -777,12 +782,11 @@ class PostgresIndex(IndexBackend):
 
             self._ready = True  # _run must not recurse into _ensure_schema
             try:
-                self._run(apply, write=False)
+                if not self._run(apply, write=False):
+                    continue  # recorded by another process
                 concurrent = step.concurrent(s, self.partitions)
                 if concurrent:
-                    with self._pool().connection() as conn:
-                        for statement in concurrent:
-                            conn.execute(statement)
+                    self._build_concurrently(step.version, concurrent)
 
                 def record(conn: psycopg.Connection[Any], v: int = step.version) -> None:
                     conn.execute(
@@ -798,6 +802,29 @@ class PostgresIndex(IndexBackend):
             except BaseException:
                 self._ready = False
                 raise
+
+    def _build_concurrently(self, version: int, statements: list[str]) -> None:
+        """Run one version's ``CREATE INDEX CONCURRENTLY`` statements in one process only.
+
+        Two concurrent builds of one index wait for each other's transaction (a deadlock),
+        and so would a build and a process blocked on a lock in a statement: the others
+        poll a try-lock, in statements that end at once, and skip a version recorded
+        meanwhile.
+        """
+        s = self.schema
+        lock = _lock_id(s, "schema-concurrent")
+        with self._pool().connection() as conn:
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()[0]:  # type: ignore[index]
+                time.sleep(0.02)
+            try:
+                done = conn.execute(
+                    f"SELECT 1 FROM {s}.schema_version WHERE version = %s", (version,)
+                ).fetchone()
+                if done is None:
+                    for statement in statements:
+                        conn.execute(statement)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
     def create(self) -> None:
         """Create the schema and tables now (writes create them too)."""
