@@ -814,7 +814,8 @@ class PostgresIndex(IndexBackend):
         s = self.schema
         lock = _lock_id(s, "schema-concurrent")
         with self._pool().connection() as conn:
-            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()[0]:  # type: ignore[index]
+            try_lock = f"SELECT pg_try_advisory_lock({lock})"
+            while not conn.execute(try_lock).fetchone()[0]:
                 time.sleep(0.02)
             try:
                 done = conn.execute(
