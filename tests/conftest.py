@@ -138,6 +138,16 @@ def pg_env(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return PG_DSN
 
 
+@pytest.fixture
+def pg_transcript_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A postgres store keeps .jsonl transcript files (``postgres.transcripts: files``).
+
+    For tests of what maintenance and the doctor do with files; with the transcripts in
+    the table they are tested in tests/postgres.
+    """
+    monkeypatch.setenv("SESSIONSTORE_PG_TRANSCRIPTS", "files")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":

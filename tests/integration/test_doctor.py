@@ -31,6 +31,10 @@ from sessionstore.errors import CorruptStoreError, InvalidArgumentError, Session
 from sessionstore.lockfile import process_start_time
 from sessionstore.transcripts.jsonl import Transcript
 
+# Generated stores with transcript files: the json and sqlite backends. The doctor on a
+# postgres store: tests/postgres/test_doctor_vacuum.py and test_table_transcripts.py.
+pytestmark = pytest.mark.file_transcripts
+
 CHAT = "agent:main:telegram:direct:42"
 SQLITE_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
 TORN = b'{"type":"message","id":"deadbeef","parentId":"0000'  # a line cut short: no newline

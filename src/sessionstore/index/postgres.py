@@ -440,6 +440,11 @@ class _PgMaintenance(MaintenanceTxn):
         self._s = index.schema
         self._a = index.agent_id
 
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The transaction's connection (the agent's lock is held exclusively on it)."""
+        return self._conn
+
     def _refs(self, sql: str, args: Iterable[Any] = ()) -> list[RowRef]:
         cols = self._index._sql.ref_columns
         rows = self._conn.execute(

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .link import IndexLink
 
-__all__ = ["PostgresTranscript"]
+__all__ = ["PostgresTranscript", "transcript_counts"]
 
 Line = dict[str, Any]
 _Row = tuple[int, str, str, str | None, int]  # seq, entry id, text, idempotency key, created
@@ -507,3 +507,28 @@ class PostgresTranscript:
             return self._index.run(read, write=False)
         except _NoSchema:
             return 0
+
+
+def transcript_counts(
+    index: PostgresIndex, conn: psycopg.Connection[Any] | None = None
+) -> dict[str, int]:
+    """Every transcript of the store's agent in the table (archives too): id -> messages.
+
+    One read of the head rows, no line read: what ``cleanup --fix-missing`` and the doctor
+    check entries against. ``conn``: read in that transaction (maintenance's, which holds
+    the agent's lock, so no append commits meanwhile).
+    """
+
+    def read(c: psycopg.Connection[Any]) -> dict[str, int]:
+        rows = c.execute(
+            f"SELECT session_id, messages FROM {index.schema}.transcript_heads WHERE agent_id = %s",
+            (index.agent_id,),
+        ).fetchall()
+        return {str(sid): int(n) for sid, n in rows}
+
+    if conn is not None:
+        return read(conn)
+    try:
+        return index.run(read, write=False)
+    except _NoSchema:
+        return {}
