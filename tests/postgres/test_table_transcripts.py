@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 import sessionstore
 from sessionstore import SessionStore
+from sessionstore.clock import now_ms
 from sessionstore.errors import (
     ConfigError,
     InvalidArgumentError,
@@ -323,3 +325,51 @@ def test_4_processes_appending_through_the_store(
     entries = t.entries()
     assert [e["parentId"] for e in entries[2:]] == [e["id"] for e in entries[1:-1]]
     assert pg_store.get(KEY)["messageCount"] == total == t.message_count()  # type: ignore[index]
+
+
+# --- maintenance and doctor with the transcripts in the table --------------------------------
+
+
+def test_fix_missing_and_prune_judge_the_table(
+    pg_store: SessionStore, pg_env: str, pg_schema: str
+) -> None:
+    now = now_ms()
+    pg_store.put("agent:main:kept", {"sessionId": "s-kept", "updatedAt": now})
+    pg_store.transcript("agent:main:kept").append(_user("here"))
+    # claims a transcript (messageCount) that the table lacks: missing
+    pg_store.put("agent:main:lost", {"sessionId": "s-lost", "messageCount": 4, "updatedAt": now})
+    # claims none: kept whatever the table holds
+    pg_store.put("agent:main:new", {"sessionId": "s-new", "updatedAt": now})
+    report = pg_store.maintain(fix_missing=True)
+    assert report.missing == 1
+    assert sorted(pg_store.load_all()) == ["agent:main:kept", "agent:main:new"]
+    # a stale session is pruned and its rows archived, never dropped
+    pg_store.put("agent:main:old", {"sessionId": "s-old"})
+    pg_store.transcript("agent:main:old").append(_user("old"))  # moves updatedAt to now
+    pg_store.put("agent:main:old", {"sessionId": "s-old", "updatedAt": now - 40 * 86_400_000})
+    pg_store.config = replace(
+        pg_store.config, maintenance=replace(pg_store.config.maintenance, mode="enforce")
+    )
+    report = pg_store.maintain()
+    assert report.pruned == 1 and report.errors == []
+    heads = _heads(pg_env, pg_schema)
+    assert "s-old" not in heads and heads["s-kept"] == (1, 1)
+    (archived,) = [k for k in heads if k.startswith("s-old.deleted.")]
+    assert heads[archived] == (1, 1)
+
+
+def test_doctor_reports_missing_and_recounts_drift(pg_store: SessionStore) -> None:
+    pg_store.put("agent:main:lost", {"sessionId": "s-lost", "messageCount": 2})
+    pg_store.put("agent:main:drift", {"sessionId": "s-drift"})
+    t = pg_store.transcript("agent:main:drift")
+    t.append(_user("one"))
+    t.append(_user("two"))
+    pg_store.update("agent:main:drift", {"messageCount": 7})
+    found = {(f.kind, f.subject) for f in pg_store.check()}
+    assert ("missing-transcript", "agent:main:lost") in found
+    assert ("message-count-drift", "agent:main:drift") in found
+    fixed = {f.kind: f.fixed for f in pg_store.check(fix=True)}
+    assert fixed["message-count-drift"] is True
+    assert fixed["missing-transcript"] is False  # reported, never repaired
+    assert pg_store.get("agent:main:drift")["messageCount"] == 2  # type: ignore[index]
+    assert "message-count-drift" not in {f.kind for f in pg_store.check()}
