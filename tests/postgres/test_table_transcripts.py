@@ -6,8 +6,11 @@ step, archives on delete/reset/compact, and the API of the .jsonl engine.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +20,7 @@ import psycopg
 import pytest
 
 import sessionstore
+from hermetic import clean_env
 from sessionstore import SessionStore
 from sessionstore.clock import now_ms
 from sessionstore.errors import (
@@ -373,3 +377,29 @@ def test_doctor_reports_missing_and_recounts_drift(pg_store: SessionStore) -> No
     assert fixed["missing-transcript"] is False  # reported, never repaired
     assert pg_store.get("agent:main:drift")["messageCount"] == 2  # type: ignore[index]
     assert "message-count-drift" not in {f.kind for f in pg_store.check()}
+
+
+def test_history_command_reads_the_table(pg_store: SessionStore, state_dir: Path) -> None:
+    pg_store.put(KEY, {"sessionId": SID})
+    pg_store.transcript(KEY).append(_user("from the table"))
+    env = {k: v for k, v in os.environ.items() if k.startswith("SESSIONSTORE_PG_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sessionstore",
+            "history",
+            KEY,
+            "--json",
+            "--state-dir",
+            str(state_dir),
+        ],
+        env=clean_env(HOME=os.environ["HOME"], SESSIONSTORE_STORE_TYPE="postgres", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["path"] is None
+    assert [m["content"][0]["text"] for m in shown["messages"]] == ["from the table"]
