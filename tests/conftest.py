@@ -47,23 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HOME"] = home
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Tests about transcript *files* (torn tails, sessionFile candidates, bytes read, file
-    # locks) have no postgres case: a postgres store's transcripts are rows, tested in
-    # tests/postgres. They are deselected there, not skipped (a skip would hide a gap).
-    kept, dropped = [], []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
-        if on_postgres and item.get_closest_marker("transcript_files"):
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
     outcome = yield
@@ -78,6 +61,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (
             f"{PG_REQUIRE_ENV} is set but this postgres test was skipped: {report.longrepr}"
         )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests of the .jsonl file engine (marked file_transcripts) do not run on postgres, whose
+    # store keeps transcripts in a table: deselected, not skipped (a skipped postgres test
+    # fails a run that requires postgres).
+    dropped = [
+        item
+        for item in items
+        if item.get_closest_marker("file_transcripts")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("backend") == "postgres"  # type: ignore[attr-defined]
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -137,6 +136,16 @@ def pg_env(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> str:
     if partitions:
         monkeypatch.setenv("SESSIONSTORE_PG_PARTITIONS", partitions)
     return PG_DSN
+
+
+@pytest.fixture
+def pg_transcript_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A postgres store keeps .jsonl transcript files (``postgres.transcripts: files``).
+
+    For tests of what maintenance and the doctor do with files; with the transcripts in
+    the table they are tested in tests/postgres.
+    """
+    monkeypatch.setenv("SESSIONSTORE_PG_TRANSCRIPTS", "files")
 
 
 @pytest.fixture(params=BACKENDS)

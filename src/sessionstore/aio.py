@@ -36,6 +36,7 @@ from .transcripts.jsonl import Transcript
 if TYPE_CHECKING:
     from .doctor import Finding
     from .maintenance import MaintenanceReport
+    from .transcripts.postgres import PostgresTranscript
 
 __all__ = ["AsyncSessionStore", "AsyncTranscript", "open_async_store"]
 
@@ -158,18 +159,18 @@ class AsyncTranscript:
     ``async for message in transcript`` iterates over every message record in order.
     """
 
-    def __init__(self, transcript: Transcript, offload: _Offload) -> None:
+    def __init__(self, transcript: Transcript | PostgresTranscript, offload: _Offload) -> None:
         self._t = transcript
         self._offload = offload
 
     @property
-    def sync(self) -> Transcript:
+    def sync(self) -> Transcript | PostgresTranscript:
         """The underlying synchronous transcript."""
         return self._t
 
     @property
-    def path(self) -> Path:
-        """The ``.jsonl`` file."""
+    def path(self) -> Path | None:
+        """The ``.jsonl`` file (None for a transcript kept in a PostgreSQL table)."""
         return self._t.path
 
     @property
@@ -188,7 +189,8 @@ class AsyncTranscript:
         return self._t.bytes_read
 
     def __repr__(self) -> str:
-        return f"AsyncTranscript({str(self._t.path)!r})"
+        where = self._t.path if self._t.path is not None else f"table:{self._t.session_id}"
+        return f"AsyncTranscript({str(where)!r})"
 
     async def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """See :meth:`Transcript.append`."""
@@ -210,7 +212,7 @@ class AsyncTranscript:
         """See :meth:`Transcript.message_count`."""
         return await self._offload.run(self._t.message_count)
 
-    async def compact(self, max_lines: int) -> Path | None:
+    async def compact(self, max_lines: int) -> Path | str | None:
         """See :meth:`Transcript.compact`."""
         return await self._offload.run(self._t.compact, max_lines)
 

@@ -72,8 +72,10 @@ ENV_POSTGRES: Final = {
     "SESSIONSTORE_PG_SCHEMA": "schema",
     "SESSIONSTORE_PG_POOL_SIZE": "poolSize",
     "SESSIONSTORE_PG_PARTITIONS": "partitions",
+    "SESSIONSTORE_PG_TRANSCRIPTS": "transcripts",
 }
-POSTGRES_KEYS: Final = ("dsn", "schema", "poolSize", "partitions")
+POSTGRES_KEYS: Final = ("dsn", "schema", "poolSize", "partitions", "transcripts")
+PG_TRANSCRIPT_MODES: Final = ("table", "files")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # The keys of OpenClaw's `session` schema (zod, `.strict()`: any other key makes the gateway
 # refuse to start), as of OpenClaw 2026.x. `storeType` is known only to PR #58550 builds.
@@ -307,12 +309,17 @@ class PostgresConfig:
         pool_size: Connections the store's pool keeps at most (default 4).
         partitions: Create the tables ``PARTITION BY HASH (agent_id)`` with this many
             partitions (default 0: plain tables); see docs/scaling.md.
+        transcripts: Where ``store.transcript(key)`` keeps transcripts: ``table`` (the
+            default: the ``transcripts`` table, shared by every host) or ``files``
+            (``.jsonl`` files in the sessions dir, e.g. after ``migrate
+            --keep-transcript-files``).
     """
 
     dsn: str | None = field(default=None, repr=False)  # may hold a password
     schema: str = "sessionstore"
     pool_size: int = 4
     partitions: int = 0
+    transcripts: str = "table"
 
 
 def parse_postgres(raw: Mapping[str, tuple[object, str]]) -> PostgresConfig:
@@ -351,6 +358,11 @@ def parse_postgres(raw: Mapping[str, tuple[object, str]]) -> PostgresConfig:
         if isinstance(parts, bool) or not isinstance(parts, int) or not 0 <= parts <= 1024:
             raise ConfigError(f"{where}: {show(parts)} must be an integer from 0 to 1024")
         out["partitions"] = parts
+    if "transcripts" in raw:
+        mode, where = raw["transcripts"]
+        if mode not in PG_TRANSCRIPT_MODES:
+            raise ConfigError(f"{where}: {show(mode)} must be one of table, files")
+        out["transcripts"] = mode
     return PostgresConfig(**out)
 
 

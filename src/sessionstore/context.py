@@ -67,5 +67,10 @@ class StoreContext:
 
     @property
     def store_type(self) -> str:
-        """The backend: ``json`` or ``sqlite``."""
+        """The backend: ``json``, ``sqlite`` or ``postgres``."""
         return self.index.store_type
+
+    @property
+    def table_transcripts(self) -> bool:
+        """Whether transcripts live in the PostgreSQL ``transcripts`` table, not in files."""
+        return self.store_type == "postgres" and self.config.postgres.transcripts == "table"

@@ -29,7 +29,9 @@ from .keys import canonical_key
 from .lockfile import lock_is_stale, remove_stale_lock
 from .transcripts.jsonl import Transcript
 from .transcripts.naming import (
+    claims_transcript,
     file_names,
+    is_session_id,
     locate_transcript,
     missing_transcript,
     parse_name,
@@ -364,6 +366,9 @@ class _Doctor:
         entries = self._entries()
         if entries is None:
             return  # without the entries every transcript would look orphaned
+        if self.ctx.table_transcripts:
+            self._table_transcripts(entries)
+            return
         dirs = self.ctx.transcript_dirs
         names = file_names(self.dir)
         ids = {e["sessionId"] for e in entries.values() if isinstance(e.get("sessionId"), str)}
@@ -400,6 +405,36 @@ class _Doctor:
                 self._drift(key, sid, path, count, size)
         self._orphans(names, ids, referenced_names)
 
+    def _table_transcripts(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Entries against the postgres ``transcripts`` table (heads only, no line read).
+
+        An entry that claims a transcript the table lacks is reported (never repaired); a
+        ``messageCount`` that differs from the table's count is recounted by ``--fix``.
+        """
+        from .index.postgres import PostgresIndex
+        from .transcripts.postgres import transcript_counts
+
+        index = self.ctx.index
+        assert isinstance(index, PostgresIndex)
+        counts = transcript_counts(index)
+        for key, entry in entries.items():
+            sid, count = entry.get("sessionId"), entry.get("messageCount")
+            if not is_session_id(sid):
+                continue
+            assert isinstance(sid, str)
+            if sid not in counts:
+                if claims_transcript(entry.get("sessionFile"), count):
+                    self.add(
+                        "missing-transcript",
+                        key,
+                        f"the transcript of session {sid} is not in {index.location}; import"
+                        " it (`sessionstore migrate --to postgres`), or drop such entries with"
+                        " `sessionstore cleanup --fix-missing`",
+                    )
+                continue
+            if isinstance(count, int) and not isinstance(count, bool) and count != counts[sid]:
+                self._recount(key, sid, count, counts[sid], None)
+
     def _torn(self, transcript: Transcript) -> None:
         cut = transcript.torn_bytes()
         if not cut:
@@ -420,6 +455,12 @@ class _Doctor:
         actual_size = path.stat().st_size
         if actual == count and (not isinstance(size, int) or size <= actual_size):
             return
+        self._recount(key, sid, count, actual, actual_size)
+
+    def _recount(
+        self, key: str, sid: str, count: int, actual: int, actual_size: int | None
+    ) -> None:
+        """Report a drifted ``messageCount`` and, with ``fix``, store the actual count."""
         finding = self.add(
             "message-count-drift",
             key,
@@ -432,7 +473,10 @@ class _Doctor:
         def recount(existing: dict[str, Any] | None) -> dict[str, Any] | None:
             if existing is None or existing.get("sessionId") != sid:
                 return None
-            return {**existing, "messageCount": actual, "transcriptBytes": actual_size}
+            out = {**existing, "messageCount": actual}
+            if actual_size is not None:
+                out["transcriptBytes"] = actual_size
+            return out
 
         try:
             _, written = self.ctx.index.modify(

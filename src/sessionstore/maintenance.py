@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,8 +36,10 @@ from .index.base import MaintenanceTxn, RowRef
 from .keys import canonical_key, fold_key
 from .transcripts.naming import (
     archive_timestamp,
+    claims_transcript,
     is_archive_artifact,
     is_primary_transcript,
+    is_session_id,
     missing_transcript,
     parse_archive_name,
     parse_name,
@@ -196,6 +198,8 @@ class _Plan:
     delete_bytes: int = 0
     # file name -> the session id of the removed row(s) it belongs to
     owner: dict[str, str] = field(default_factory=dict)
+    # Session ids whose transcript rows (postgres table) are archived as .deleted.<ts>.
+    archive_rows: list[str] = field(default_factory=list)
 
 
 def _scan(directory: Path) -> dict[str, _File]:
@@ -230,8 +234,11 @@ class _Run:
         protect: frozenset[str],
         apply: bool,
         now: int,
+        in_table: Mapping[str, int] | None = None,
     ) -> None:
         self.ctx = ctx
+        # The transcripts in the postgres table (id -> messages); None: transcripts are files.
+        self.in_table = in_table
         self.txn = txn
         self.report = report
         self.cfg = cfg
@@ -280,6 +287,18 @@ class _Run:
         # transcript (sessionFile, messageCount > 0) and have none of spec 3.5's candidates.
         rows = list(self.txn.rows())
         ids = {ref.session_id for ref in rows if ref.session_id}
+        if self.in_table is not None:
+            table = self.in_table
+            gone = [
+                ref
+                for ref in rows
+                if fold_key(ref.key) not in self.protect
+                and is_session_id(ref.session_id)
+                and claims_transcript(ref.session_file, ref.message_count)
+                and ref.session_id not in table
+            ]
+            self.report.missing = len(self._remove(gone, "prune-missing"))
+            return
         missing = [
             ref
             for ref in rows
@@ -313,6 +332,9 @@ class _Run:
                 continue
             seen.add(ref.session_id)
             if ref.session_id in referenced:
+                continue
+            if self.in_table is not None:
+                self.plan.archive_rows.append(ref.session_id)
                 continue
             for name in self._transcript_names(ref, referenced):
                 self.plan.owner[name] = ref.session_id
@@ -492,6 +514,18 @@ def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> Non
     """Archive and delete the planned files (after the index change committed)."""
     directory = ctx.paths.sessions_dir
     archived = []
+    if plan.archive_rows:
+        from .index.postgres import PostgresIndex
+        from .transcripts.postgres import PostgresTranscript
+
+        assert isinstance(ctx.index, PostgresIndex)
+        stamp = archive_timestamp()
+        for sid in plan.archive_rows:
+            try:
+                if PostgresTranscript(ctx.index, sid).archive("deleted", stamp=stamp):
+                    archived.append(f"{ctx.index.location}: transcript {sid}.deleted.{stamp}")
+            except SessionStoreError as exc:
+                report.errors.append(f"cannot archive the transcript of {sid}: {exc}")
     for name, archive_name in plan.archive:
         path = directory / name
         target = directory / archive_name
@@ -536,7 +570,16 @@ def _pass(
     now: int,
 ) -> None:
     def body(txn: MaintenanceTxn) -> _Run:
-        run = _Run(ctx, txn, report, cfg=cfg, protect=protect, apply=apply, now=now)
+        in_table = None
+        if ctx.table_transcripts:
+            from .index.postgres import PostgresIndex, _PgMaintenance
+            from .transcripts.postgres import transcript_counts
+
+            assert isinstance(ctx.index, PostgresIndex) and isinstance(txn, _PgMaintenance)
+            in_table = transcript_counts(ctx.index, txn.connection)
+        run = _Run(
+            ctx, txn, report, cfg=cfg, protect=protect, apply=apply, now=now, in_table=in_table
+        )
         report.beforeCount = txn.count()
         if "missing" in steps:
             run.fix_missing()

@@ -182,6 +182,11 @@ def migrate_to_postgres(
         result.message += f"; {imported} transcripts imported"
         if kept:
             result.message += f" ({kept} already in the table, left as they were)"
+    else:
+        result.message += (
+            "; transcripts left as files: set postgres.transcripts to files"
+            " (SESSIONSTORE_PG_TRANSCRIPTS=files) for the store to use them"
+        )
     return result
 
 

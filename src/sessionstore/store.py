@@ -74,6 +74,7 @@ from .transcripts.naming import (
     resolve_transcript_path,
     session_transcripts,
     transcript_dirs,
+    transcript_name,
     transcript_path,
     validate_session_id,
 )
@@ -81,6 +82,7 @@ from .transcripts.naming import (
 if TYPE_CHECKING:
     from .doctor import Finding
     from .maintenance import MaintenanceReport
+    from .transcripts.postgres import PostgresTranscript
 
 __all__ = ["SessionStore", "StoreInfo", "open_store", "sqlite_driver"]
 
@@ -435,11 +437,13 @@ class SessionStore:
                 raise SessionNotFoundError(f"no session {canonical!r} to reset")
             session_id = new_session_id()
             path = transcript_path(self.paths.sessions_dir, session_id)
-            size = self._make_transcript(path, session_id).write_header()
             fresh = reset_entry(existing, session_id)
             fresh["sessionFile"] = str(path)
             fresh["messageCount"] = 0
-            fresh["transcriptBytes"] = size
+            if self.table_transcripts:
+                fresh.pop("transcriptBytes", None)  # the header is written once this commits
+            else:
+                fresh["transcriptBytes"] = self._make_transcript(path, session_id).write_header()
             old.append(existing)
             return fresh
 
@@ -447,6 +451,8 @@ class SessionStore:
             canonical, renew, needs_blobs=False, full_result=names is None or _wants_large(names)
         )
         assert result is not None
+        if self.table_transcripts:
+            self._table_transcript(result["sessionId"]).write_header()
         self._archive_after(canonical, old[0], "reset")
         self._after_write(canonical)
         return cast(SessionEntry, result if names is None else _project(result, names))
@@ -468,6 +474,12 @@ class SessionStore:
         if not is_session_id(session_id):
             return  # an id that cannot name a file has no transcript to archive
         assert isinstance(session_id, str)
+        if self.table_transcripts:
+            # The rows are renamed, as the files would be; a session id another entry
+            # still references keeps its transcript.
+            if not self._referenced({session_id}):
+                self._table_transcript(session_id).archive(reason)
+            return
         directory = self.paths.sessions_dir
         session_file = entry.get("sessionFile")
         names = file_names(directory)
@@ -488,6 +500,20 @@ class SessionStore:
 
     # --- transcripts ------------------------------------------------------------------------
 
+    @property
+    def table_transcripts(self) -> bool:
+        """Whether transcripts live in the PostgreSQL ``transcripts`` table (not in files)."""
+        return self.store_type == "postgres" and self.config.postgres.transcripts == "table"
+
+    def _table_transcript(
+        self, transcript_id: str, link: IndexLink | None = None
+    ) -> PostgresTranscript:
+        from .index.postgres import PostgresIndex
+        from .transcripts.postgres import PostgresTranscript
+
+        assert isinstance(self._index, PostgresIndex)
+        return PostgresTranscript(self._index, transcript_id, link=link)
+
     def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
         if self.store_type == "postgres" and path.parent == self.paths.sessions_dir:
             # The index lives on the server; the transcript files still need their dir.
@@ -500,12 +526,18 @@ class SessionStore:
             **hooks,
         )
 
-    def transcript(self, key: str, topic_id: str | int | None = None) -> Transcript:
+    def transcript(
+        self, key: str, topic_id: str | int | None = None
+    ) -> Transcript | PostgresTranscript:
         """The transcript (cold tier) of the session under ``key``.
 
         On a SQLite store, appends keep the entry's ``messageCount``, ``transcriptBytes``
         and ``updatedAt`` in step with the file (a topic transcript only ``updatedAt``); a
         ``sessions.json`` store is not rewritten by appends (see ``transcripts/link.py``).
+        On a postgres store the transcript is a :class:`~.transcripts.postgres.
+        PostgresTranscript` in the ``transcripts`` table (same API; appends keep
+        ``messageCount`` and ``updatedAt`` in the same transaction), unless the
+        ``postgres.transcripts`` setting is ``files``.
 
         Args:
             key: The session key.
@@ -520,10 +552,13 @@ class SessionStore:
         if entry is None:
             raise SessionNotFoundError(f"no session {canonical!r}; create it before appending")
         session_id = validate_session_id(entry.get("sessionId"))
+        link = IndexLink(self._index, canonical, session_id, primary=topic_id is None)
+        if self.table_transcripts:
+            name = transcript_name(session_id, topic_id)
+            return self._table_transcript(name.removesuffix(".jsonl"), link)
         path = resolve_transcript_path(
             self.transcript_dirs, session_id, entry.get("sessionFile"), topic_id
         )
-        link = IndexLink(self._index, canonical, session_id, primary=topic_id is None)
         return self._make_transcript(path, session_id, link=link)
 
     # --- whole store ------------------------------------------------------------------------

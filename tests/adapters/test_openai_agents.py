@@ -311,7 +311,7 @@ def test_run_config_session_settings_override_the_session_s(store: Any) -> None:
     run(main())
 
 
-@pytest.mark.transcript_files
+@pytest.mark.file_transcripts
 def test_get_items_with_a_limit_reads_the_end_of_the_file_only(store: Any) -> None:
     """The newest n items cost what they weigh, not the file: a 2.4 MB transcript is read in
     full for get_items(), in a few 64 KiB blocks from its end for get_items(limit=3)."""

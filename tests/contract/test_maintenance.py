@@ -42,6 +42,10 @@ from sessionstore.transcripts.naming import (
     parse_archive_name,
 )
 
+# Transcripts as files on every backend (a postgres store set to keep files); with the
+# transcripts in the postgres table: tests/postgres/test_table_transcripts.py.
+pytestmark = pytest.mark.usefixtures("pg_transcript_files")
+
 DAY = 86_400_000
 HOUR = 3_600_000
 Entry = dict[str, Any]

@@ -649,13 +649,14 @@ class StoreMachine(RuleBasedStateMachine):
         session_id = result["sessionId"]
         assert is_uuid4(session_id) and session_id != old.get("sessionId")
         assert before <= result["updatedAt"] <= after
-        # DESIGN: reset writes the new transcript's header; the store records the file.
+        # DESIGN: reset writes the new transcript's header; the store records the file
+        # (on postgres the header is a row of the transcript table, which has no size).
         path = sessions_dir(self.dir) / f"{session_id}.jsonl"
-        extra = {
-            "sessionFile": str(path),
-            "messageCount": 0,
-            "transcriptBytes": path.stat().st_size,
-        }
+        extra: dict[str, Any] = {"sessionFile": str(path), "messageCount": 0}
+        if self.s.table_transcripts:
+            assert self.s.transcript(key).entries()[0]["id"] == session_id
+        else:
+            extra["transcriptBytes"] = path.stat().st_size
         expected = self.model.reset(
             key, session_id=session_id, now=result["updatedAt"], extra=extra
         )

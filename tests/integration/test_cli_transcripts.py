@@ -19,7 +19,9 @@ import sessionstore
 from hermetic import clean_env
 from sessionstore import SessionStore
 
-pytestmark = pytest.mark.transcript_files
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
 
 KEY = "agent:main:telegram:direct:8123456789"
 ARCHIVE_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?Z$")

@@ -31,7 +31,9 @@ from sessionstore.errors import CorruptStoreError, InvalidArgumentError, Session
 from sessionstore.lockfile import process_start_time
 from sessionstore.transcripts.jsonl import Transcript
 
-pytestmark = pytest.mark.transcript_files
+# Generated stores with transcript files: the json and sqlite backends. The doctor on a
+# postgres store: tests/postgres/test_doctor_vacuum.py and test_table_transcripts.py.
+pytestmark = pytest.mark.file_transcripts
 
 CHAT = "agent:main:telegram:direct:42"
 SQLITE_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
@@ -632,30 +634,6 @@ def test_stale_temp_files_are_removed_fresh_ones_kept(populated: SessionStore) -
     assert not old_tmp.exists() and not old_aside.exists()
     assert fresh_tmp.exists()
     assert populated.check() == []
-
-
-def test_a_dead_builders_database_is_stale_at_once_a_live_or_new_one_is_not(
-    populated: SessionStore,
-) -> None:
-    import fcntl
-    import os
-
-    sessions_dir = populated.paths.sessions_dir
-    dead = sessions_dir / f"sessions.sqlite.{uuid.uuid4().hex}.tmp"
-    dead.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)  # killed a moment ago
-    live = sessions_dir / f"sessions.sqlite.{uuid.uuid4().hex}.tmp"
-    live.write_bytes(b"SQLite format 3\x00")
-    new = sessions_dir / f"sessions.sqlite.{uuid.uuid4().hex}.tmp"
-    new.write_bytes(b"")  # created, its builder about to lock it
-    holder = os.open(live, os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
-        found = populated.check()
-        assert [(f.kind, f.subject) for f in found] == [("stale-temp-file", str(dead))]
-        assert only(populated.check(fix=True), "stale-temp-file").fixed
-    finally:
-        os.close(holder)
-    assert not dead.exists() and live.exists() and new.exists()
 
 
 def test_old_temp_file_is_kept_while_a_live_writer_holds_the_lock(

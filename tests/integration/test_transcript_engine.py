@@ -26,6 +26,10 @@ from sessionstore import (
     SessionStoreError,
 )
 
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
+
 KEY = "agent:main:telegram:direct:8123456789"
 SID = "6f1c2b9e-4d7a-4b1e-9a53-2f8e0c7d1a44"
 MB = 1 << 20

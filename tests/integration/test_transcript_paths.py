@@ -27,6 +27,10 @@ from sessionstore.clock import now_ms
 from sessionstore.context import StoreContext
 from sessionstore.maintenance import run_maintenance
 
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
+
 Opener = Callable[[], SessionStore]
 KEY = "agent:main:telegram:direct:8123456789"
 TOPIC_KEY = "agent:main:telegram:group:-1001234567890:topic:42"

@@ -23,6 +23,10 @@ import pytest
 import sessionstore
 from sessionstore import LockTimeoutError, SessionStore
 
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
+
 KEY = "agent:main:telegram:direct:7"
 
 # An OpenClaw-style holder: the lock file holds {pid, createdAt}, created exclusively.

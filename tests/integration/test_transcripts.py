@@ -27,7 +27,9 @@ from sessionstore.transcripts.naming import (
     validate_session_id,
 )
 
-pytestmark = pytest.mark.transcript_files
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
 
 FIXTURE = Path("/work/shared/fixtures/transcript.jsonl")
 FIXTURE_SID = "6f1c2b9e-4d7a-4b1e-9a53-2f8e0c7d1a44"

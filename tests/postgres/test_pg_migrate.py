@@ -124,7 +124,9 @@ def test_migrate_to_postgres_then_export_back(
     assert _lines(out.parent / f"{sid}.jsonl") == file_lines
 
 
-def test_keep_transcript_files_leaves_them_out_of_the_table(pg_env: str, state_dir: Path) -> None:
+def test_keep_transcript_files_leaves_them_out_of_the_table(
+    pg_env: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with sessionstore.open_store(state_dir=state_dir, store_type="json") as src:
         _fill(src)
         sid = src.get("agent:main:telegram:direct:3")["sessionId"]  # type: ignore[index]
@@ -143,6 +145,9 @@ def test_keep_transcript_files_leaves_them_out_of_the_table(pg_env: str, state_d
         index = pg.index
         assert isinstance(index, PostgresIndex)
         assert PostgresTranscript(index, sid).entries() == []
+        assert pg.transcript("agent:main:telegram:direct:3").messages() == []  # the table
+    monkeypatch.setenv("SESSIONSTORE_PG_TRANSCRIPTS", "files")
+    with sessionstore.open_store(state_dir=state_dir, store_type="postgres") as pg:
         assert len(pg.transcript("agent:main:telegram:direct:3").messages()) == 2  # the file
 
 

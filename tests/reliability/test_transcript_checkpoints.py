@@ -22,11 +22,12 @@ import sessionstore
 from gateway_files import GatewayWriter
 from sessionstore import SessionStore
 
+# The file engine on every backend (a postgres store set to keep files).
 pytestmark = [
-    pytest.mark.transcript_files,
     pytest.mark.skipif(
         "fork" not in mp.get_all_start_methods(), reason="needs the fork start method"
     ),
+    pytest.mark.file_transcripts,  # the .jsonl engine: a postgres store keeps a table
 ]
 
 CTX = mp.get_context("fork")

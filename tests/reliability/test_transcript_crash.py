@@ -25,7 +25,9 @@ from faultkit.harness import Acks, Child, Gate, join_all, spawn
 import sessionstore
 from sessionstore import SessionStore
 
-pytestmark = pytest.mark.transcript_files
+# The .jsonl file engine: a postgres store keeps its transcripts in its table (tested in
+# tests/postgres/test_table_transcripts.py), so these run on the file-backed stores.
+pytestmark = pytest.mark.file_transcripts
 
 KEY = "agent:main:main"
 HEX8 = re.compile(r"^[0-9a-f]{8}$")

@@ -71,7 +71,10 @@ def migrate(
         bool,
         typer.Option(
             "--keep-transcript-files",
-            help="With --to postgres: leave the .jsonl transcripts as files.",
+            help=(
+                "With --to postgres: leave the .jsonl transcripts as files (the store then"
+                " needs postgres.transcripts: files, SESSIONSTORE_PG_TRANSCRIPTS=files)."
+            ),
         ),
     ] = False,
     openclaw_db: Annotated[

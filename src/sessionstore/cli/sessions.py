@@ -264,18 +264,21 @@ def history(
         transcript = store_.transcript(canonical)
         messages = transcript.tail(tail)
         skipped = transcript.skipped
+        # A postgres store's transcript is rows of its table, not a file.
+        path = None if transcript.path is None else str(transcript.path)
+        where = path or f"{store_.index.location}, transcript {transcript.session_id}"
     if json_output:
         print_json(
             {
                 "key": canonical,
                 "agentId": target.agent_id,
-                "path": str(transcript.path),
+                "path": path,
                 "skipped": skipped,
                 "messages": messages,
             }
         )
         return
-    out.print(f"Transcript: {transcript.path}", markup=False)
+    out.print(f"Transcript: {where}", markup=False)
     if not messages:
         out.print("No messages.")
     for m in messages:

@@ -84,7 +84,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 EXTRA_HINT: Final = "pip install 'sessionstore[postgres]'"
 # Attempts of a transaction that hit a deadlock or serialization failure, or that lost its
 # connection before doing anything (a pooled connection the server had closed).
@@ -221,9 +221,33 @@ def _v2_concurrent(schema: str, partitions: int) -> list[str]:
     ]
 
 
+def _v3_message_counts(schema: str, partitions: int) -> list[str]:
+    # The message count of each transcript, kept by appends (tail's seq numbers and the
+    # entry's messageCount without counting rows); existing transcripts are counted once.
+    # Only when the column is missing: a step applied but not yet recorded is run again by
+    # the next process, and ALTER TABLE's exclusive lock would queue behind live appends.
+    return [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
+        f" WHERE table_schema = '{schema}' AND table_name = 'transcript_heads'"
+        " AND column_name = 'messages') THEN"
+        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN messages bigint NOT NULL DEFAULT 0;"
+        f" UPDATE {schema}.transcript_heads h SET messages = (SELECT count(*) FROM"
+        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id"
+        f" AND t.session_id = h.session_id AND t.seq > 0 AND {IS_MESSAGE});"
+        " END IF; END $$",
+    ]
+
+
+# A transcript row that is a message record (the verbatim text of a NUL line parses as json).
+IS_MESSAGE: Final = (
+    "coalesce(t.line::json, t.raw::json) ->> 'type' = 'message'"
+    " AND json_typeof(coalesce(t.line::json, t.raw::json) -> 'message') = 'object'"
+)
+
 _UPGRADES: Final = (
     _Upgrade(1, _schema_sql, lambda s, p: []),
     _Upgrade(2, lambda s, p: [], _v2_concurrent),
+    _Upgrade(3, _v3_message_counts, lambda s, p: []),
 )
 
 
@@ -415,6 +439,11 @@ class _PgMaintenance(MaintenanceTxn):
         self._conn = conn
         self._s = index.schema
         self._a = index.agent_id
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The transaction's connection (the agent's lock is held exclusively on it)."""
+        return self._conn
 
     def _refs(self, sql: str, args: Iterable[Any] = ()) -> list[RowRef]:
         cols = self._index._sql.ref_columns
@@ -758,12 +787,11 @@ class PostgresIndex(IndexBackend):
 
             self._ready = True  # _run must not recurse into _ensure_schema
             try:
-                self._run(apply, write=False)
+                if not self._run(apply, write=False):
+                    continue  # recorded by another process
                 concurrent = step.concurrent(s, self.partitions)
                 if concurrent:
-                    with self._pool().connection() as conn:
-                        for statement in concurrent:
-                            conn.execute(statement)
+                    self._build_concurrently(step.version, concurrent)
 
                 def record(conn: psycopg.Connection[Any], v: int = step.version) -> None:
                     conn.execute(
@@ -779,6 +807,30 @@ class PostgresIndex(IndexBackend):
             except BaseException:
                 self._ready = False
                 raise
+
+    def _build_concurrently(self, version: int, statements: list[str]) -> None:
+        """Run one version's ``CREATE INDEX CONCURRENTLY`` statements in one process only.
+
+        Two concurrent builds of one index wait for each other's transaction (a deadlock),
+        and so would a build and a process blocked on a lock in a statement: the others
+        poll a try-lock, in statements that end at once, and skip a version recorded
+        meanwhile.
+        """
+        s = self.schema
+        lock = _lock_id(s, "schema-concurrent")
+        with self._pool().connection() as conn:
+            try_lock = f"SELECT pg_try_advisory_lock({lock})"
+            while not conn.execute(try_lock).fetchone()[0]:
+                time.sleep(0.02)
+            try:
+                done = conn.execute(
+                    f"SELECT 1 FROM {s}.schema_version WHERE version = %s", (version,)
+                ).fetchone()
+                if done is None:
+                    for statement in statements:
+                        conn.execute(statement)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
     def create(self) -> None:
         """Create the schema and tables now (writes create them too)."""
@@ -1050,25 +1102,7 @@ class PostgresIndex(IndexBackend):
         """Read-modify-write one key in one transaction under its advisory lock."""
 
         def body(conn: psycopg.Connection[Any]) -> tuple[Entry | None, bool]:
-            self._lock_key(conn, key)
-            rows = self._candidates(conn, key)
-            existing = (
-                self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs) if rows else None
-            )
-            result = fn(existing)
-            if result is None:
-                out, written = existing, False
-            elif result is DELETE:
-                for r in rows:
-                    self._delete_row(conn, r[0])
-                out, written = None, bool(rows)
-            else:
-                assert isinstance(result, dict)
-                written = self._store(conn, key, result, rows)
-                out = result
-            if out is not None and full_result:
-                out = self._materialize(conn, out)
-            return out, written
+            return self.modify_in(conn, key, fn, needs_blobs=needs_blobs, full_result=full_result)
 
         if not self._ready and not self._schema_exists():
             from .base import writes_when_absent
@@ -1078,6 +1112,38 @@ class PostgresIndex(IndexBackend):
                 return None, False
             fn = again
         return self._run(body, write=True)
+
+    def modify_in(
+        self,
+        conn: psycopg.Connection[Any],
+        key: str,
+        fn: ModifyFn,
+        *,
+        needs_blobs: bool = True,
+        full_result: bool = True,
+    ) -> tuple[Entry | None, bool]:
+        """:meth:`modify` inside a transaction of :meth:`run` (the transcript engine's).
+
+        Takes the key's lock first, so a transcript write that joins it orders its own
+        locks after the key's, as every writer of the key does.
+        """
+        self._lock_key(conn, key)
+        rows = self._candidates(conn, key)
+        existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs) if rows else None
+        result = fn(existing)
+        if result is None:
+            out, written = existing, False
+        elif result is DELETE:
+            for r in rows:
+                self._delete_row(conn, r[0])
+            out, written = None, bool(rows)
+        else:
+            assert isinstance(result, dict)
+            written = self._store(conn, key, result, rows)
+            out = result
+        if out is not None and full_result:
+            out = self._materialize(conn, out)
+        return out, written
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Whole-agent mutator in one transaction under the agent lock; changed rows only."""

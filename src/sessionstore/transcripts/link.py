@@ -78,17 +78,45 @@ class IndexLink:
             return
 
         def record(existing: Entry | None) -> Entry:
-            if existing is None or not self._ours(existing):
-                raise self._gone()
+            out = self.appended(existing, count, size)
             save()
-            out = dict(existing)
-            if self.primary:
-                out["messageCount"] = count
-                out["transcriptBytes"] = size
-            out["updatedAt"] = max(sort_time(existing), now_ms())
             return out
 
         self._index.modify(self.key, record, needs_blobs=False, full_result=False)
+
+    def appended(self, existing: Entry | None, count: int, size: int | None) -> Entry:
+        """The entry after an append to its transcript (inside the index transaction).
+
+        Args:
+            existing: The entry as stored now.
+            count: Messages in the transcript after the append.
+            size: Bytes of the transcript after the append; None leaves
+                ``transcriptBytes`` alone (a transcript that is not a file).
+
+        Raises:
+            SessionStoreError: The entry no longer names this session (reset or deleted).
+        """
+        if existing is None or not self._ours(existing):
+            raise self._gone()
+        out = dict(existing)
+        if self.primary:
+            out["messageCount"] = count
+            if size is not None:
+                out["transcriptBytes"] = size
+        out["updatedAt"] = max(sort_time(existing), now_ms())
+        return out
+
+    def compacted(self, existing: Entry | None, count: int, size: int | None) -> Entry | None:
+        """The entry after a ``compact`` of its transcript; None when it is not ours."""
+        if existing is None or not self._ours(existing):
+            return None
+        out = {k: v for k, v in existing.items() if k not in TOKEN_FIELDS}
+        if self.primary:
+            out["messageCount"] = count
+            if size is not None:
+                out["transcriptBytes"] = size
+        out["updatedAt"] = now_ms()
+        return out
 
     def commit_compact(self, save: Callable[[], object], count: int, size: int) -> None:
         """Record a ``compact``: token counters dropped, ``updatedAt`` now, new checkpoint.

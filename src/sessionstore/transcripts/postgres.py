@@ -1,10 +1,19 @@
 """Transcripts in PostgreSQL: one row per line, keyed by (agent, session id, seq).
 
-The cold tier of a postgres store shared by many hosts: appends from any host get
-gap-free sequence numbers per session (a per-session head row is locked for the length of
+The cold tier of a postgres store shared by many hosts (``postgres.transcripts: table``,
+the default): ``SessionStore.transcript(key)`` returns a :class:`PostgresTranscript`, with
+the public API of the ``.jsonl`` :class:`~.jsonl.Transcript`. Appends from any host get
+gap-free sequence numbers per session (the session's head row is locked for the length of
 the append's transaction, so seq n+1 is written only after seq n committed), and an append
 with an ``idempotency_key`` already in the session's transcript writes nothing and returns
 the existing entry's id (a unique index makes that hold under concurrency too).
+
+An append through the store is one transaction with the index change: the key's lock,
+the check that the entry still names this session, the line, and the entry's
+``messageCount`` and ``updatedAt`` (``transcriptBytes`` is a file's size and is left
+alone). A ``delete``/``reset`` archives the session's rows by renaming their session id to
+``<sessionId>.deleted.<ts>`` / ``.reset.<ts>`` (as the file engine renames files; nothing
+is removed), and ``compact`` keeps the old rows as ``<sessionId>.bak.<ts>``.
 
 Lines are pi v3 records, as in the .jsonl files: seq 0 is the ``session`` header, messages
 start at seq 1. A line is kept as ``jsonb`` (queryable); one holding an escaped NUL, which
@@ -23,26 +32,48 @@ from ..clock import iso_now, now_ms
 from ..errors import InvalidArgumentError, InvalidEntryError
 from ..files import dumps_compact
 from ..index.postgres import PostgresIndex, _NoSchema
+from .jsonl import _check_count, _is_message, _record
+from .naming import archive_timestamp
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresTranscript"]
+    from .link import IndexLink
+
+__all__ = ["PostgresTranscript", "transcript_counts"]
 
 Line = dict[str, Any]
+_Row = tuple[int, str, str, str | None, int]  # seq, entry id, text, idempotency key, created
 
 
 class PostgresTranscript:
     """One session's transcript in the store's ``transcripts`` table.
 
+    Obtain it from ``SessionStore.transcript(key)`` on a postgres store.
+
     Args:
         index: The store's PostgreSQL index (its pool, schema, agent, retries).
-        session_id: The session whose transcript this is.
+        session_id: The transcript's id in the table (``<sessionId>`` or
+            ``<sessionId>-topic-<topic>``).
+        link: Keeps the session's entry in step (None: the table alone, as for migrations).
+
+    Attributes:
+        path: None: the transcript is not a file (the ``.jsonl`` engine's is its path).
+        session_id: The transcript's id in the table.
+        skipped: Malformed lines met by the last read (always 0: every row is JSON).
+        bytes_read: Bytes of lines read by the last read.
     """
 
-    def __init__(self, index: PostgresIndex, session_id: str) -> None:
+    path = None
+
+    def __init__(
+        self, index: PostgresIndex, session_id: str, *, link: IndexLink | None = None
+    ) -> None:
         self._index = index
         self.session_id = session_id
+        self.skipped = 0
+        self.bytes_read = 0
+        self._link = link
         self._s = index.schema
         self._a = index.agent_id
 
@@ -63,6 +94,8 @@ class PostgresTranscript:
         entry_id: str,
         text: bytes,
         key: str | None,
+        created: int | None = None,
+        session_id: str | None = None,
     ) -> None:
         # jsonb cannot hold U+0000: such a line is kept as it was written, as text.
         verbatim = b"\\u0000" in text
@@ -71,51 +104,73 @@ class PostgresTranscript:
             " raw, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
             (
                 self._a,
-                self.session_id,
+                session_id or self.session_id,
                 seq,
                 entry_id,
                 None if verbatim else text.decode(),
                 text.decode() if verbatim else None,
                 key,
-                now_ms(),
+                created if created is not None else now_ms(),
             ),
         )
 
-    def _head(self, conn: psycopg.Connection[Any]) -> int:
-        """Lock the session's head row (creating it with the header) and return its seq."""
+    def _head(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        """Lock the session's head row (creating it with the header): (last seq, messages)."""
         created = conn.execute(
             f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq)"
             " VALUES (%s, %s, 0) ON CONFLICT DO NOTHING",
             (self._a, self.session_id),
         ).rowcount
         row = conn.execute(
-            f"SELECT last_seq FROM {self._s}.transcript_heads"
+            f"SELECT last_seq, messages FROM {self._s}.transcript_heads"
             " WHERE agent_id = %s AND session_id = %s FOR UPDATE",
             (self._a, self.session_id),
         ).fetchone()
         assert row is not None
         if created:
             self._insert(conn, 0, self.session_id, self._header(), None)
-        return int(row[0])
+        return int(row[0]), int(row[1])
+
+    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int) -> None:
+        conn.execute(
+            f"UPDATE {self._s}.transcript_heads SET last_seq = %s, messages = %s"
+            " WHERE agent_id = %s AND session_id = %s",
+            (last, messages, self._a, self.session_id),
+        )
+
+    def write_header(self) -> int:
+        """Create the transcript with its ``session`` header (if missing); returns 0.
+
+        The ``.jsonl`` engine returns the file's size; a table transcript has none.
+        """
+        self._index.run(self._head)
+        return 0
 
     def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Append a message as a pi v3 ``message`` line; returns its entry id.
 
         With an ``idempotency_key`` already used in this transcript nothing is written and
-        the existing entry's id is returned (a retried append writes once).
+        the existing entry's id is returned (a retried append writes once). Through the
+        store, the session's ``messageCount`` and ``updatedAt`` change in the same
+        transaction.
 
         Raises:
             InvalidEntryError: ``message`` is not a JSON object or holds a non-JSON value.
             InvalidArgumentError: ``idempotency_key`` is not a string.
-            RetryableError: The connection was lost or writers kept conflicting.
+            RetryableError: The connection was lost or writers kept conflicting (nothing
+                was written).
+            SessionStoreError: The session was reset or deleted since this transcript was
+                opened (nothing was written).
         """
         if not isinstance(message, dict):
             raise InvalidEntryError(
-                f"a message must be a JSON object (a dict), got {type(message).__name__}"
+                f"a message must be a JSON object (a dict), got {type(message).__name__}:"
+                f" {message!r:.80}"
             )
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise InvalidArgumentError(
-                f"idempotency_key must be a string, got {type(idempotency_key).__name__}"
+                f"idempotency_key must be a string, got {idempotency_key!r}"
+                f" ({type(idempotency_key).__name__})"
             )
         msg = dict(message)
         if idempotency_key is not None:
@@ -123,8 +178,8 @@ class PostgresTranscript:
         msg.setdefault("timestamp", now_ms())
         body = dumps_compact(msg, what="transcript message")
 
-        def write(conn: psycopg.Connection[Any]) -> str:
-            last = self._head(conn)
+        def write(conn: psycopg.Connection[Any]) -> tuple[str, int | None]:
+            last, messages = self._head(conn)
             if idempotency_key is not None:
                 found = conn.execute(
                     f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
@@ -132,7 +187,7 @@ class PostgresTranscript:
                     (self._a, self.session_id, idempotency_key),
                 ).fetchone()
                 if found is not None:
-                    return str(found[0])
+                    return str(found[0]), None
             parent = None
             if last > 0:
                 row = conn.execute(
@@ -142,6 +197,8 @@ class PostgresTranscript:
                 ).fetchone()
                 parent = str(row[0]) if row else None
             entry_id = uuid.uuid4().hex[:8]
+            while entry_id == parent:
+                entry_id = uuid.uuid4().hex[:8]
             line = (
                 b'{"type":"message","id":"'
                 + entry_id.encode()
@@ -154,14 +211,28 @@ class PostgresTranscript:
                 + b"}"
             )
             self._insert(conn, last + 1, entry_id, line, idempotency_key)
-            conn.execute(
-                f"UPDATE {self._s}.transcript_heads SET last_seq = %s"
-                " WHERE agent_id = %s AND session_id = %s",
-                (last + 1, self._a, self.session_id),
-            )
-            return entry_id
+            self._set_head(conn, last + 1, messages + 1)
+            return entry_id, messages + 1
 
-        return self._index.run(write)
+        link = self._link
+        if link is None:
+            return self._index.run(write)[0]
+
+        def linked(conn: psycopg.Connection[Any]) -> str:
+            done: list[str] = []
+
+            def record(existing: dict[str, Any] | None) -> dict[str, Any] | None:
+                # The session is checked before the line is written: nothing is written
+                # to a session that was reset or deleted.
+                link.appended(existing, 0, None)
+                entry_id, count = write(conn)
+                done.append(entry_id)
+                return None if count is None else link.appended(existing, count, None)
+
+            self._index.modify_in(conn, link.key, record, needs_blobs=False, full_result=False)
+            return done[0]
+
+        return self._index.run(linked)
 
     def import_lines(self, lines: Iterable[Line]) -> int:
         """Write ``lines`` (a .jsonl file's records, header first) as a new transcript.
@@ -175,12 +246,13 @@ class PostgresTranscript:
             InvalidArgumentError: The session already has a transcript in the table.
         """
         records = list(lines)
+        messages = sum(1 for r in records if _is_message(r))
 
         def write(conn: psycopg.Connection[Any]) -> int:
             created = conn.execute(
-                f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq)"
-                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (self._a, self.session_id, max(len(records) - 1, 0)),
+                f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq,"
+                " messages) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (self._a, self.session_id, max(len(records) - 1, 0), messages),
             ).rowcount
             if not created:
                 raise InvalidArgumentError(
@@ -198,15 +270,138 @@ class PostgresTranscript:
 
         return self._index.run(write)
 
+    def archive(self, reason: str, *, stamp: str | None = None) -> int:
+        """Rename the session's rows (topics too) to ``<sessionId>.<reason>.<ts>``.
+
+        What the file engine does by renaming ``<id>.jsonl`` to ``<id>.jsonl.<reason>.<ts>``:
+        the lines stay in the table, out of the session's way.
+
+        Returns:
+            How many transcripts (the session's own and its topics') were archived.
+        """
+        stamp = stamp or archive_timestamp()
+        sid = self.session_id
+        topics = f"{sid}-topic-"
+
+        def write(conn: psycopg.Connection[Any]) -> int:
+            names = [
+                str(r[0])
+                for r in conn.execute(
+                    f"SELECT session_id FROM {self._s}.transcript_heads WHERE agent_id = %s"
+                    " AND (session_id = %s OR starts_with(session_id, %s)) FOR UPDATE",
+                    (self._a, sid, topics),
+                )
+            ]
+            for name in names:
+                archived = f"{name}.{reason}.{stamp}"
+                for table in ("transcript_heads", "transcripts"):
+                    conn.execute(
+                        f"UPDATE {self._s}.{table} SET session_id = %s"
+                        " WHERE agent_id = %s AND session_id = %s",
+                        (archived, self._a, name),
+                    )
+            return len(names)
+
+        return self._index.run(write)
+
+    def compact(self, max_lines: int) -> str | None:
+        """Cut the transcript to its header and last ``max_lines`` lines (``sessions.compact``).
+
+        The old rows stay in the table as ``<sessionId>.bak.<ts>``. Through the store the
+        entry loses its token counters and gets a fresh ``updatedAt``, in the same
+        transaction.
+
+        Returns:
+            The backup's id in the table, or None when there were no more than
+            ``max_lines`` lines.
+
+        Raises:
+            InvalidArgumentError: ``max_lines`` is not a positive integer.
+        """
+        if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
+            raise InvalidArgumentError(f"max_lines must be a positive integer, got {max_lines!r}")
+
+        def cut(conn: psycopg.Connection[Any]) -> tuple[str, int] | None:
+            head = conn.execute(
+                f"SELECT last_seq FROM {self._s}.transcript_heads"
+                " WHERE agent_id = %s AND session_id = %s FOR UPDATE",
+                (self._a, self.session_id),
+            ).fetchone()
+            if head is None:
+                return None
+            rows: list[_Row] = [
+                (int(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]))
+                for r in conn.execute(
+                    f"SELECT seq, entry_id, coalesce(raw, line::text), idempotency_key,"
+                    f" created_at FROM {self._s}.transcripts WHERE agent_id = %s"
+                    " AND session_id = %s ORDER BY seq",
+                    (self._a, self.session_id),
+                )
+            ]
+            header = rows[0] if rows and orjson.loads(rows[0][2]).get("type") == "session" else None
+            body = rows[1:] if header is not None else rows
+            if len(body) <= max_lines:
+                return None
+            kept = ([header] if header is not None else []) + body[-max_lines:]
+            backup = f"{self.session_id}.bak.{archive_timestamp()}"
+            for table in ("transcript_heads", "transcripts"):
+                conn.execute(
+                    f"UPDATE {self._s}.{table} SET session_id = %s"
+                    " WHERE agent_id = %s AND session_id = %s",
+                    (backup, self._a, self.session_id),
+                )
+            messages = 0
+            for seq, (_, entry_id, text, key, created) in enumerate(kept):
+                self._insert(conn, seq, entry_id, text.encode(), key, created)
+                messages += _is_message(orjson.loads(text))
+            conn.execute(
+                f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq,"
+                " messages) VALUES (%s, %s, %s, %s)",
+                (self._a, self.session_id, len(kept) - 1, messages),
+            )
+            return backup, messages
+
+        link = self._link
+        if link is None:
+            done = self._index.run(cut)
+            return done[0] if done else None
+
+        def linked(conn: psycopg.Connection[Any]) -> str | None:
+            out: list[str] = []
+
+            def record(existing: dict[str, Any] | None) -> dict[str, Any] | None:
+                done = cut(conn)
+                if done is None:
+                    return None
+                out.append(done[0])
+                return link.compacted(existing, done[1], None)
+
+            self._index.modify_in(conn, link.key, record, needs_blobs=False, full_result=False)
+            return out[0] if out else None
+
+        return self._index.run(linked)
+
+    def torn_bytes(self) -> int:
+        """0: a row is written whole or not at all (the ``.jsonl`` engine's torn tail)."""
+        return 0
+
+    def repair_tail(self) -> None:
+        """Nothing to repair: a row is written whole or not at all."""
+        return None
+
     # --- reads ------------------------------------------------------------------------------
 
     def _lines(self, where: str = "", args: tuple[Any, ...] = ()) -> list[tuple[int, Line]]:
+        self.skipped = 0
+        self.bytes_read = 0
+
         def read(conn: psycopg.Connection[Any]) -> list[tuple[int, Line]]:
             rows = conn.execute(
                 f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
                 f" WHERE agent_id = %s AND session_id = %s {where} ORDER BY seq",
                 (self._a, self.session_id, *args),
             ).fetchall()
+            self.bytes_read = sum(len(text) for _, text in rows)
             return [(int(seq), orjson.loads(text)) for seq, text in rows]
 
         try:
@@ -219,28 +414,90 @@ class PostgresTranscript:
         return [line for _, line in self._lines()]
 
     def messages(self) -> list[Line]:
-        """Every message in order, annotated ``__openclaw: {id, seq}`` (seq from 1)."""
+        """Every message record in order, annotated ``__openclaw: {id, seq}`` (seq from 1).
+
+        A ``compaction`` line becomes the gateway's synthetic system marker, annotated
+        ``{id, kind: "compaction"}`` without a seq, as in the ``.jsonl`` engine.
+        """
         out = []
-        for seq, line in self._lines("AND seq > 0"):
-            if line.get("type") != "message" or not isinstance(line.get("message"), dict):
+        seq = 0
+        for _, line in self._lines():
+            rec = _record(line)
+            if rec is None:
                 continue
-            msg = dict(line["message"])
-            msg["__openclaw"] = {"id": line.get("id"), "seq": seq}
-            out.append(msg)
+            if rec["__openclaw"].get("kind") is None:
+                seq += 1
+                rec["__openclaw"]["seq"] = seq
+            out.append(rec)
         return out
 
     def tail(self, n: int) -> list[Line]:
-        """The last ``n`` messages (annotated as by :meth:`messages`)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InvalidArgumentError(f"n must be a non-negative integer, got {n!r}")
-        return self.messages()[-n:] if n else []
+        """The last ``n`` message records, oldest first, with their absolute seq numbers.
+
+        Reads the last rows only (by seq, newest first) and the head's message count.
+
+        Raises:
+            InvalidArgumentError: ``n`` is not an integer.
+        """
+        n = _check_count(n)
+        self.skipped = 0
+        self.bytes_read = 0
+        if n <= 0:
+            return []
+
+        def read(conn: psycopg.Connection[Any]) -> list[Line]:
+            head = conn.execute(
+                f"SELECT last_seq, messages FROM {self._s}.transcript_heads"
+                " WHERE agent_id = %s AND session_id = %s",
+                (self._a, self.session_id),
+            ).fetchone()
+            if head is None:
+                return []
+            # Rows up to the head's seq are committed and final: the count matches them.
+            upper, total = int(head[0]) + 1, int(head[1])
+            picked: list[Line] = []
+            seen = 0
+            batch = max(n, 16)
+            while len(picked) < n and upper > 1:
+                rows = conn.execute(
+                    f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
+                    " WHERE agent_id = %s AND session_id = %s AND seq > 0 AND seq < %s"
+                    " ORDER BY seq DESC LIMIT %s",
+                    (self._a, self.session_id, upper, batch),
+                ).fetchall()
+                if not rows:
+                    break
+                for seq, text in rows:
+                    upper = int(seq)
+                    self.bytes_read += len(text)
+                    rec = _record(orjson.loads(text))
+                    if rec is None:
+                        continue
+                    if rec["__openclaw"].get("kind") is None:
+                        seen += 1
+                    picked.append(rec)
+                    if len(picked) >= n:
+                        break
+                batch *= 2
+            picked.reverse()
+            seq = total - seen
+            for rec in picked:
+                if rec["__openclaw"].get("kind") is None:
+                    seq += 1
+                    rec["__openclaw"]["seq"] = seq
+            return picked
+
+        try:
+            return self._index.run(read, write=False)
+        except _NoSchema:
+            return []
 
     def message_count(self) -> int:
-        """How many lines follow the header (one query, no line read)."""
+        """Number of message records (the head's count: one query, no line read)."""
 
         def read(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute(
-                f"SELECT last_seq FROM {self._s}.transcript_heads"
+                f"SELECT messages FROM {self._s}.transcript_heads"
                 " WHERE agent_id = %s AND session_id = %s",
                 (self._a, self.session_id),
             ).fetchone()
@@ -250,3 +507,28 @@ class PostgresTranscript:
             return self._index.run(read, write=False)
         except _NoSchema:
             return 0
+
+
+def transcript_counts(
+    index: PostgresIndex, conn: psycopg.Connection[Any] | None = None
+) -> dict[str, int]:
+    """Every transcript of the store's agent in the table (archives too): id -> messages.
+
+    One read of the head rows, no line read: what ``cleanup --fix-missing`` and the doctor
+    check entries against. ``conn``: read in that transaction (maintenance's, which holds
+    the agent's lock, so no append commits meanwhile).
+    """
+
+    def read(c: psycopg.Connection[Any]) -> dict[str, int]:
+        rows = c.execute(
+            f"SELECT session_id, messages FROM {index.schema}.transcript_heads WHERE agent_id = %s",
+            (index.agent_id,),
+        ).fetchall()
+        return {str(sid): int(n) for sid, n in rows}
+
+    if conn is not None:
+        return read(conn)
+    try:
+        return index.run(read, write=False)
+    except _NoSchema:
+        return {}
