@@ -154,6 +154,7 @@ def _append_raw(store: Any, session: StoreSession, line: bytes) -> None:
         f.write(line)
 
 
+@pytest.mark.file_transcripts  # writes raw bytes into the .jsonl file
 def test_corrupt_newest_records_are_skipped_and_not_counted(store: Any) -> None:
     async def main() -> StoreSession:
         session = StoreSession("corrupt", store)
@@ -245,8 +246,9 @@ def test_clear_keeps_the_old_transcript_as_a_reset_archive(store: Any) -> None:
     sync: SessionStore = store.sync if isinstance(store, AsyncSessionStore) else store
     old = sync.transcript(session.key).path
     run(session.clear_session())
-    archived = list(old.parent.glob(old.name + ".reset.*"))
-    assert len(archived) == 1 and b'"x"' in archived[0].read_bytes()
+    if old is not None:  # a file (a postgres store archives rows: tests/postgres)
+        archived = list(old.parent.glob(old.name + ".reset.*"))
+        assert len(archived) == 1 and b'"x"' in archived[0].read_bytes()
     assert run(session.get_items()) == []
     run(session.add_items([user("y")]))
     assert contents(run(session.get_items())) == ["y"]
