@@ -57,8 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="run the several-writers and maintenance scenarios; --no-scenarios to skip",
+        default=None,
+        help="run the several-writers and maintenance scenarios (default: yes, but not with"
+        " --quick); --no-scenarios to skip",
     )
     p.add_argument(
         "--maintenance-sessions",
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.million and all(s.sessions != 1_000_000 for s in settings.sizes):
             settings.sizes.append(bench.Size(1_000_000, "typical"))
         settings.peers = args.peers
-        settings.scenarios = args.scenarios
+        if args.scenarios is not None:
+            settings.scenarios = args.scenarios
         if args.maintenance_sessions:
             settings.maintenance_sessions = args.maintenance_sessions
         settings.long_lived_updates = args.long_lived
