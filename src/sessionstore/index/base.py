@@ -37,6 +37,7 @@ from ..transcripts.checkpoint import MEMORY, CheckpointStore
 __all__ = [
     "DELETE",
     "AsyncIndexBackend",
+    "BlobRef",
     "EmptyMaintenance",
     "IndexBackend",
     "LARGE_FIELDS",
@@ -57,6 +58,24 @@ T = TypeVar("T")
 # The large nested fields a backend may keep apart from the entry (stored once per content
 # and read only when asked for: ``get(..., blobs=False)`` may leave placeholders for them).
 LARGE_FIELDS: Final = ("skillsSnapshot", "systemPromptReport")
+
+
+class BlobRef:
+    """Placeholder for a large field whose blob a backend did not read (its digest only)."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlobRef) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"BlobRef({self.digest[:12]})"
 
 
 class _Delete:

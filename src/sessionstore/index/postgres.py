@@ -58,6 +58,7 @@ from ..keys import fold_key
 from .base import (
     DELETE,
     LARGE_FIELDS,
+    BlobRef,
     IndexBackend,
     ListQuery,
     MaintenanceTxn,
@@ -298,24 +299,6 @@ class _Encoded:
     entry_json: str
     refs: dict[str, str]
     blobs: dict[str, tuple[str, bytes]]
-
-
-class BlobRef:
-    """Placeholder for a blob field that was not read (``needs_blobs=False``)."""
-
-    __slots__ = ("digest",)
-
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BlobRef) and other.digest == self.digest
-
-    def __hash__(self) -> int:
-        return hash(self.digest)
-
-    def __repr__(self) -> str:
-        return f"BlobRef({self.digest[:12]})"
 
 
 def _encode(key: str, entry: Entry, *, agent: str, now: int) -> _Encoded:

@@ -65,6 +65,7 @@ from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
     DELETE,
     LARGE_FIELDS,
+    BlobRef,
     EmptyMaintenance,
     IndexBackend,
     ListQuery,
@@ -226,24 +227,6 @@ class _Lease:
         index = self.index()
         if index is not None:
             index._release_connection(self.conn)
-
-
-class BlobRef:
-    """Placeholder for a blob field not loaded from the ``blobs`` table."""
-
-    __slots__ = ("digest",)
-
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BlobRef) and other.digest == self.digest
-
-    def __hash__(self) -> int:
-        return hash(self.digest)
-
-    def __repr__(self) -> str:
-        return f"BlobRef({self.digest[:12]})"
 
 
 class _BlobGone(Exception):
