@@ -3,7 +3,8 @@
 Open a store with :func:`open_store`; entries are dicts with OpenClaw's camelCase fields.
 """
 
-from .aio import AsyncSessionStore, AsyncTranscript, open_async_store
+from typing import TYPE_CHECKING, Any
+
 from .entry import SessionEntry
 from .errors import (
     BackendUnavailableError,
@@ -30,6 +31,9 @@ from .index.base import SessionPage, SessionRow
 from .store import SessionStore, StoreInfo, open_store
 from .transcripts.jsonl import Transcript
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .aio import AsyncSessionStore, AsyncTranscript, open_async_store
 
 __all__ = [
     "AsyncSessionStore",
@@ -63,3 +67,18 @@ __all__ = [
     "open_async_store",
     "open_store",
 ]
+
+
+_ASYNC = frozenset({"AsyncSessionStore", "AsyncTranscript", "open_async_store"})
+
+
+def __getattr__(name: str) -> Any:
+    # The async API is imported on first use: asyncio alone costs a synchronous program
+    # (and every CLI call) ~40 ms of start-up.
+    if name in _ASYNC:
+        from . import aio
+
+        value = getattr(aio, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

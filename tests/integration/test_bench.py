@@ -528,3 +528,30 @@ def test_bench_removes_its_new_folder_when_the_run_fails(
     result = CliRunner().invoke(app, ["bench", "--quick", "--work-dir", "file"])
     assert result.exit_code != 0
     assert sorted(p.name for p in cwd.iterdir()) == ["file"]
+
+
+def test_a_list_run_loads_only_what_list_needs(tmp_path: Path) -> None:
+    """`sessionstore list` loads neither asyncio nor the other commands' modules.
+
+    Each costs the command's start-up (asyncio alone ~40 ms); ``import sessionstore.cli``
+    once built every command, and ``import sessionstore`` imported the async API.
+    """
+    generate_state_dir(tmp_path, sessions=3)
+    unwanted = ("asyncio", "sessionstore.aio", "sessionstore.doctor", "sessionstore.maintenance")
+    probe = (
+        "import sys\n"
+        "from sessionstore.cli import main\n"
+        f"sys.argv = ['sessionstore', 'list', '--state-dir', {str(tmp_path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        f"print(','.join(m for m in {unwanted!r} if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == ""
+    import sessionstore
+
+    assert sessionstore.open_async_store.__module__ == "sessionstore.aio"
+    assert set(sessionstore.__all__) >= {"AsyncSessionStore", "AsyncTranscript", "open_async_store"}
