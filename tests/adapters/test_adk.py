@@ -100,6 +100,25 @@ def test_create_and_list_sessions(service: StoreSessionService) -> None:
     run(main())
 
 
+def test_newest_first_lists_the_most_recent_update_first(service: StoreSessionService) -> None:
+    async def main() -> None:
+        for sid in ("a", "b", "c"):
+            await service.create_session(app_name="my_app", user_id="u", session_id=sid)
+        newest = StoreSessionService(service._store, newest_first=True)
+        session = await newest.get_session(app_name="my_app", user_id="u", session_id="a")
+        assert session is not None
+        event = Event(invocation_id="i", author="user", timestamp=time.time() + 5)
+        await newest.append_event(session, event)  # "a" is now the most recent
+        listed = (await newest.list_sessions(app_name="my_app", user_id="u")).sessions
+        assert [s.id for s in listed] == ["a", "c", "b"]
+        oldest = (await service.list_sessions(app_name="my_app", user_id="u")).sessions
+        assert [s.id for s in oldest] == ["b", "c", "a"]
+        with pytest.raises(InvalidArgumentError, match="newest_first"):
+            StoreSessionService(service._store, newest_first="yes")  # type: ignore[arg-type]
+
+    run(main())
+
+
 def test_list_sessions_all_users_and_metadata_only(
     service: StoreSessionService, state_dir: Path
 ) -> None:

@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..aio import AsyncSessionStore, AsyncTranscript
+from ..args import check_bool
 from ..errors import InvalidArgumentError, SessionNotFoundError
 from ..keys import canonical_key
 from ..store import SessionStore
@@ -139,9 +140,18 @@ class StoreSessionService(BaseSessionService):
         list_state: Also fill each listed session's (merged) state, as ADK's
             ``DatabaseSessionService`` does: one entry read per session. Default False:
             ``list_sessions`` returns metadata only, as ``BaseSessionService`` documents.
+        newest_first: ``list_sessions`` returns the most recently updated session first
+            (the order of ``sessionstore list``). Default False: oldest first, the order
+            ``BaseSessionService.list_sessions`` documents and ADK's own services return.
     """
 
-    def __init__(self, store: SessionStore | AsyncSessionStore, *, list_state: bool = False):
+    def __init__(
+        self,
+        store: SessionStore | AsyncSessionStore,
+        *,
+        list_state: bool = False,
+        newest_first: bool = False,
+    ):
         if isinstance(store, AsyncSessionStore):
             self._store = store
         elif isinstance(store, SessionStore):
@@ -150,7 +160,8 @@ class StoreSessionService(BaseSessionService):
             raise InvalidArgumentError(
                 f"store must be a SessionStore or an AsyncSessionStore, got {type(store).__name__}"
             )
-        self._list_state = bool(list_state)
+        self._list_state = check_bool("list_state", list_state)
+        self._newest_first = check_bool("newest_first", newest_first)
         self._root = canonical_key(f"agent:{self._store.agent_id}:adk")
 
     # --- keys -------------------------------------------------------------------------------
@@ -297,6 +308,8 @@ class StoreSessionService(BaseSessionService):
     ) -> ListSessionsResponse:
         """The sessions of an app (of one user, or all), oldest update first.
 
+        (Newest first when the service was made with ``newest_first=True``.)
+
         Metadata only (no events; no state unless ``list_state``), read from the hot index's
         listing, so it stays fast with many sessions.
         """
@@ -306,7 +319,7 @@ class StoreSessionService(BaseSessionService):
         page = await self._store.list(channel=CHANNEL, search=prefix)
         depth = self._root.count(":") + 3
         sessions: list[Session] = []
-        for row in reversed(page.rows):
+        for row in page.rows if self._newest_first else reversed(page.rows):
             key = row["key"]
             if not key.startswith(prefix) or key.count(":") != depth:
                 continue
