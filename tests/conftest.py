@@ -37,7 +37,11 @@ _RUN_HOME: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     # Module-level code and fixtures of wider scope than a test run before the autouse
-    # fixture below: clean the whole process once, before collection.
+    # fixture below: clean the whole process once, before collection. The xdist controller
+    # runs no test: it keeps its environment for the workers it starts, each of which
+    # then cleans its own here (after its conftest read the launch knobs, as without xdist).
+    if getattr(config, "workerinput", None) is None and config.getoption("numprocesses", None):
+        return
     _LAUNCH_ENV.update(os.environ)
     for name in list(os.environ):
         if name.startswith(PREFIXES):

@@ -35,6 +35,8 @@ def test_the_contract_suite_passes_on_hash_partitioned_tables(pg_env: str) -> No
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",  # one process: this test already runs on a worker of its own
             "-x",
             str(ROOT / "tests" / "contract" / "test_contract.py"),
             "-k",

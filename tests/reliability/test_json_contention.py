@@ -206,7 +206,7 @@ def _contend(root: Path, processes: int, updates: int, sessions: int) -> None:
 
 
 def test_four_processes_contending_lose_and_fail_nothing(tmp_path: Path) -> None:
-    _contend(tmp_path / "state", processes=4, updates=60, sessions=100)
+    _contend(tmp_path / "state", processes=4, updates=50, sessions=40)
 
 
 @pytest.mark.slow
