@@ -82,6 +82,18 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+_own_start: tuple[int, int | None] = (-1, None)
+
+
+def _own_start_time() -> int | None:
+    """This process's start time, read once per pid (a forked child reads its own)."""
+    global _own_start
+    pid = os.getpid()
+    if _own_start[0] != pid:
+        _own_start = (pid, process_start_time(pid))
+    return _own_start[1]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -207,6 +219,7 @@ class _Held:
     token: str = ""
     since: float = 0.0  # time.monotonic() when the lock file was placed
     pid: int = field(default_factory=os.getpid)
+    path: str = ""  # where the lock file was placed (released there, resolved once)
 
 
 _registry: dict[str, _Held] = {}
@@ -327,14 +340,20 @@ def _holds_lock_in(directory: Path) -> bool:
         )
 
 
-def _read_payload(path: Path) -> dict[str, Any] | None:
+def _read_payload(path: Path | str) -> dict[str, Any] | None:
     """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError:
         return {}
+    try:
+        raw = os.read(fd, 4096)  # a payload is about 120 bytes
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
     try:
         payload = json.loads(raw.decode("utf-8")) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError):
@@ -368,15 +387,31 @@ class LockFile:
         self.stale_ms = stale_ms
         self.queue = queue
         self.max_hold_ms = max_hold_ms
+        self._resolved: tuple[str, str, str] | None = None  # (parent, its realpath, lock)
 
     @property
     def path(self) -> Path:
         """``realpath(dirname(target))/<name>.lock`` (symlinked paths share one lock)."""
-        parent = os.path.realpath(self.target.parent)
-        return Path(parent) / (self.target.name + ".lock")
+        return Path(self._lock_path())
 
-    def _held(self, path: Path | None = None) -> _Held:
-        key = str(self.path if path is None else path)
+    def _lock_path(self) -> str:
+        # realpath costs an lstat per path component; a resolved directory is reused while
+        # the target's directory still is that very directory (same dev and inode): then
+        # the lock file named in it is the same file, whatever the path's symlinks say now.
+        parent = str(self.target.parent)
+        cached = self._resolved
+        if cached is not None and cached[0] == parent:
+            with contextlib.suppress(OSError):
+                here, there = os.stat(parent), os.stat(cached[1])
+                if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+                    return cached[2]
+        real = os.path.realpath(parent)
+        lock = os.path.join(real, self.target.name + ".lock")
+        self._resolved = (parent, real, lock)
+        return lock
+
+    def _held(self, path: Path | str | None = None) -> _Held:
+        key = self._lock_path() if path is None else str(path)
         with _registry_guard:
             held = _registry.get(key)
             if held is None:
@@ -426,6 +461,7 @@ class LockFile:
         if held.count > 0:
             held.count += 1
             return held
+        held.path = str(path)
         try:
             # A thread already holding another lock of this directory skips the queue: the
             # process at its head may be waiting for that very lock.
@@ -453,7 +489,7 @@ class LockFile:
         held.count -= 1
         try:
             if held.count == 0:
-                self._remove_own(self.path, held.token)
+                self._remove_own(held.path, held.token)
         finally:
             held.mutex.release()
 
@@ -521,7 +557,7 @@ class LockFile:
 
     def _create(self, held: _Held, path: Path, deadline: float, timeout: int) -> None:
         pid = os.getpid()
-        starttime = process_start_time(pid)
+        starttime = _own_start_time()
         attempt = 0
         while True:
             attempt += 1
@@ -559,7 +595,7 @@ class LockFile:
                 return
 
     @staticmethod
-    def _remove_own(path: Path, token: str) -> None:
+    def _remove_own(path: str, token: str) -> None:
         # Remove the lock file only if it still carries our token. If it does not, someone
         # (a gateway judging it stale) took it over: theirs now, left alone.
         payload = _read_payload(path)
@@ -583,7 +619,7 @@ class LockFile:
         # leaves a lock file without its owner pid - an empty lock would block every writer
         # for stale_ms. Orphaned temp files match `sessions.json.*.tmp` and are cleaned when
         # a store opens. Returns False to retry when the temp file was cleaned meanwhile.
-        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
