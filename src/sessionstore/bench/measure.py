@@ -993,7 +993,9 @@ def _bare_op(
         if op == "get":
             return measure("bare-apsw", op, lambda i: discard(bare.get(keys[i % n])), budget)
         if op in ("update", "update_power"):
-            return measure("bare-apsw", op, lambda i: bare.update(keys[i % n], 2_300 + i), budget)
+            return measure(
+                "bare-apsw", op, lambda i: discard(bare.update(keys[i % n], 2_300 + i)), budget
+            )
         if op in ("list50", "list_all"):
             limit = 50 if op == "list50" else None
             return measure("bare-apsw", op, lambda i: discard(bare.list(limit)), budget)
@@ -1001,7 +1003,7 @@ def _bare_op(
             return measure("bare-apsw", op, lambda i: discard(bare.count()), budget)
         if op == "tail":
             return measure(
-                "bare-apsw", op, lambda i: discard(bare.tail(transcripts[i % t][1])), budget
+                "bare-apsw", op, lambda i: discard(bare.tail(*transcripts[i % t])), budget
             )
         assert scratch is not None
         # appends go to copies: the store's own transcripts stay as its timings left them
@@ -1013,8 +1015,7 @@ def _bare_op(
 
         def append(i: int) -> None:
             key, path = copies[i % t]
-            line = b'{"type":"message","message":' + orjson.dumps(_message(i)) + b"}\n"
-            bare.append(key, path, line)
+            bare.append(key, path, orjson.dumps({**_message(i), "timestamp": i}))
 
         return measure("bare-apsw", op, append, budget)
     finally:

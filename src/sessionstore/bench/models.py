@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import zlib
 from pathlib import Path
@@ -18,13 +19,13 @@ from typing import Any, Final
 import apsw
 import orjson
 
-from ..clock import now_ms
+from ..clock import iso_now, now_ms
 from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
 from ..index.base import derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
 from ..index.rowcodec import pack, unpack
-from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB
+from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB, BlobCache
 from ..lockfile import LockFile
 
 __all__ = ["AGENT", "PR_SCHEMA", "BareApsw", "Entry", "LegacyJsonStore", "WholeStoreSqlite"]
@@ -331,21 +332,30 @@ class LegacyJsonStore:
 class BareApsw:
     """The same row I/O as the sqlite store's operations, with nothing around it: the floor.
 
-    Every target of issue 15 is a ratio against this class, measured in the same run:
+    Every target of issue 15 is a ratio against this class, measured in the same run. A
+    floor does the work the store guarantees, and no more:
 
-    - ``get``: the row by primary key, then each of its blob rows by digest (as the store
-      reads them, but with no cache), and ``orjson.loads`` of the same bytes the store
-      parses (compressed rows and blobs are inflated first, as the store does);
+    - ``get``: the row by primary key, then each of its blob rows by digest, and
+      ``orjson.loads`` of the same bytes the store parses (compressed rows and blobs are
+      inflated first, as the store does); inflated blobs are kept by digest in the
+      store's blob cache (:class:`~sessionstore.index.sqlite.BlobCache`, same budget);
     - ``update``: in a ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set
-      the token fields and ``updatedAt`` in it, and write it back with the token and time
-      columns: the read-modify-write every update needs, without blob decoding for a
-      returned entry;
+      the token fields and ``updatedAt`` in it, write it back with the token and time
+      columns, and return the whole entry (its blobs parsed, as ``get``), as the store's
+      ``update`` returns it;
     - ``open_get``: open a connection with the store's pragmas, ``get``, close;
     - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
     - ``count``: the row counter the store keeps;
-    - ``append``: one ``O_APPEND`` write of a line plus one index ``UPDATE``
-      (``message_count``, ``updated_at``) in its own transaction;
-    - ``tail``: read the last 64 KB of a transcript.
+    - ``append``: what an append guarantees: the transcript's ``flock`` (concurrent
+      appenders never interleave), OpenClaw's ``<transcript>.lock`` (never without its
+      owner's pid: written to a temporary file, hard-linked into place, removed after),
+      the id on the file's last line (the new entry's ``parentId``), one ``O_APPEND``
+      write of a pi v3 line, and one transaction keeping the entry in step: its
+      ``messageCount`` and ``updatedAt`` set inside ``entry_json`` (inflated, changed,
+      deflated) and in their columns;
+    - ``tail``: read the last 64 KB of a transcript, parse its last 20 lines (the store
+      returns parsed records), and read the session's message count by primary key (the
+      store returns absolute seq numbers).
 
     No key folding, merging, normalisation, row derivation or dict building. It mirrors
     the storage format and page cache of ``index/sqlite.py``.
@@ -365,6 +375,8 @@ class BareApsw:
         columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
         codec = "codec" if "codec" in columns else "0"
         self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
+        self._blobs = BlobCache()  # the store's policy: the same budget, LRU
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """Close the connection."""
@@ -388,57 +400,110 @@ class BareApsw:
         ).fetchone()
         return int(row[0])
 
-    def append(self, key: str, transcript: Path, line: bytes) -> None:
-        """One ``O_APPEND`` write of ``line``, then one index UPDATE in its own transaction."""
-        fd = os.open(transcript, os.O_WRONLY | os.O_APPEND)
+    def append(self, key: str, transcript: Path, message: bytes) -> None:
+        """Append one pi v3 line (``message`` is its compact JSON) and keep the entry in step."""
+        fd = os.open(transcript, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         try:
-            os.write(fd, line)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # the lock file never exists without its owner: written aside, then linked
+            lock = f"{transcript}.lock"
+            tmp = f"{lock}.{os.urandom(8).hex()}.tmp"
+            lfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(lfd, b'{"pid":%d,"createdAt":"%s"}' % (self._pid, iso_now().encode()))
+            finally:
+                os.close(lfd)
+            os.link(tmp, lock)
+            os.unlink(tmp)
+            try:
+                # the parent of the new entry: the id on the last line
+                end = os.fstat(fd).st_size
+                start = max(0, end - 4096)
+                last = os.pread(fd, end - start, start).rstrip(b"\n").rsplit(b"\n", 1)[-1]
+                parent = orjson.loads(last).get("id") if last else None
+                os.write(
+                    fd,
+                    b'{"type":"message","id":"'
+                    + os.urandom(4).hex().encode()
+                    + b'","parentId":'
+                    + orjson.dumps(parent)
+                    + b',"timestamp":"'
+                    + iso_now().encode()
+                    + b'","message":'
+                    + message
+                    + b"}\n",
+                )
+                self._count_message(key)
+            finally:
+                os.unlink(lock)
         finally:
             os.close(fd)
+
+    def _count_message(self, key: str) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
+                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+            ).fetchone()
+            stored = found[0]
+            entry = orjson.loads(unpack(stored))
+            now = now_ms()
+            count = int(entry.get("messageCount") or 0) + 1
+            entry.update(messageCount=count, updatedAt=now)
+            data = orjson.dumps(entry)
+            if isinstance(stored, bytes) and stored[:1] != b"{":
+                data = pack(data)  # as the store writes it (schema 6)
             conn.execute(
-                "UPDATE sessions SET message_count = coalesce(message_count, 0) + 1,"
-                " updated_at = ?, row_updated_at = ? WHERE session_key = ?",
-                (now_ms(), now_ms(), key),
+                "UPDATE sessions SET message_count = ?, updated_at = ?, row_updated_at = ?,"
+                " entry_json = ? WHERE session_key = ?",
+                (count, now, now, data, key),
             )
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
-    @staticmethod
-    def tail(transcript: Path) -> bytes:
-        """The last 64 KB of a transcript."""
+    def tail(self, key: str, transcript: Path, n: int = 20) -> tuple[Any, ...]:
+        """The last ``n`` lines of the last 64 KB of a transcript, parsed, and the count."""
         with open(transcript, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - TAIL_FLOOR_BYTES))
-            return f.read()
+            data = f.read()
+        lines = [orjson.loads(line) for line in data.splitlines()[-n:] if line.strip()]
+        row = self._conn.execute(
+            "SELECT message_count FROM sessions WHERE session_key = ?", (key,)
+        ).fetchone()
+        return row, lines
 
     def get(self, key: str) -> Entry | None:
         """Read and parse one row and its blobs."""
-        conn = self._conn
-        row: tuple[Any, ...] | None = conn.execute(
+        row: tuple[Any, ...] | None = self._conn.execute(
             "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
         ).fetchone()
         if row is None:
             return None
-        entry: Entry = orjson.loads(unpack(row[0]))
-        if row[1]:
-            for name, digest in orjson.loads(row[1]).items():
-                blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
-                data, codec = blob
-                entry[name] = orjson.loads(zlib.decompress(data) if codec == 1 else data)
+        return self._with_blobs(orjson.loads(unpack(row[0])), row[1])
+
+    def _with_blobs(self, entry: Entry, refs: str | None) -> Entry:
+        """``entry`` with its blob fields parsed (inflated blobs kept by digest)."""
+        if refs:
+            for name, digest in orjson.loads(refs).items():
+                data = self._blobs.get(digest)
+                if data is None:
+                    blob: tuple[Any, ...] = self._conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
+                    data = zlib.decompress(blob[0]) if blob[1] == 1 else blob[0]
+                    self._blobs.put(digest, data)
+                entry[name] = orjson.loads(data)
         return entry
 
-    def update(self, key: str, tokens: int) -> None:
-        """Read, change and write back one row in a write transaction."""
+    def update(self, key: str, tokens: int) -> Entry:
+        """Read, change and write back one row in a write transaction; the whole entry."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
-                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+                "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
             ).fetchone()
             stored = found[0]
             entry = orjson.loads(unpack(stored))
@@ -452,7 +517,10 @@ class BareApsw:
                 " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
                 (tokens, tokens, now, now, data, key),
             )
+            # the store returns the entry with its blobs, read in the same transaction
+            entry = self._with_blobs(entry, found[1])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        return entry

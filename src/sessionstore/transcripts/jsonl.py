@@ -705,11 +705,11 @@ class Transcript:
         return self._pread(fd, end - start, start)
 
     def _new_id(self, tally: _Tally, recent: bytes) -> str:
-        """A random 8-hex entry id used by no entry the tally met nor in ``recent``.
+        r"""A random 8-hex entry id used by no entry the tally met nor in ``recent``.
 
         An id counts as used when its characters occur anywhere in ``recent`` (a plain
         substring search, far cheaper than parsing every line, and never less strict);
-        a block holding ``\\u`` escapes, in which an id could be spelt differently, is
+        a block holding ``\u`` escapes, in which an id could be spelt differently, is
         parsed instead.
         """
         taken = tally.ids
