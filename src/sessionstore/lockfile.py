@@ -42,6 +42,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from .clock import iso_now
 from .errors import LockLostError, LockTimeoutError, SessionStoreError
 from .files import os_error, write_all
@@ -355,8 +357,8 @@ def _read_payload(path: Path | str) -> dict[str, Any] | None:
     finally:
         os.close(fd)
     try:
-        payload = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        payload = orjson.loads(raw) if raw.strip() else {}  # checks UTF-8 too
+    except orjson.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
 

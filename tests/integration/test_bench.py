@@ -287,7 +287,7 @@ def test_scenario_targets_are_computed_from_the_data() -> None:
                 "batch_max_hold_ns": 2e6,
             },
         ),
-        bench.Scenario("long_lived", "skipped", note="not asked for (--long-lived)"),
+        bench.Scenario("long_lived", "skipped", note="not asked for (--long-lived-updates 0)"),
     ]
     checks = {t.target.split(":")[0]: t for t in bench.evaluate_targets(report)}
     assert checks["4 processes updating distinct sessions"].status == "met"
@@ -295,7 +295,7 @@ def test_scenario_targets_are_computed_from_the_data() -> None:
     assert checks["writer during maintain()"].status == "missed"  # p99 60 ms
     long_lived = checks["after 1,000,000 updates"]
     assert long_lived.status == "not measured"
-    assert long_lived.measured == "not asked for (--long-lived)"
+    assert long_lived.measured == "not asked for (--long-lived-updates 0)"
     report.scenarios[0].figures["busy_errors"] = 1
     checks = {t.target.split(":")[0]: t for t in bench.evaluate_targets(report)}
     assert checks["4 processes updating distinct sessions"].status == "missed"

@@ -2218,24 +2218,28 @@ class SqliteCheckpoints(CheckpointStore):
         keys: Mapping[str, str],
         expect: str | None,
     ) -> bool:
+        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
+        if cp.gen == expect:
+            # The common case (an append extending its own generation) in one statement.
+            conn.execute(
+                "UPDATE transcripts SET size = ?, count = ?, leaf = ?, mark_at = ?,"
+                " mark = ?, updated_at = ? WHERE path = ? AND gen = ? AND size < ?",
+                (cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, now_ms(), path, expect, cp.size),
+            )
+            if not conn.changes():
+                found: Rows = conn.execute(
+                    "SELECT 1 FROM transcripts WHERE path = ? AND gen = ?", (path, expect)
+                ).fetchall()
+                if not found:
+                    return False
+            if key_rows:
+                conn.executemany(_INSERT_KEY, key_rows)
+            return True
         rows: Rows = conn.execute(
             "SELECT gen, size, dev, ino FROM transcripts WHERE path = ?", (path,)
         ).fetchall()
         dev, ino = _signed(cp.dev), _signed(cp.ino)
         stored = rows[0] if rows else None
-        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
-        if cp.gen == expect:
-            if stored is None or stored[0] != expect:
-                return False
-            if stored[1] < cp.size:
-                conn.execute(
-                    "UPDATE transcripts SET size = ?, count = ?, leaf = ?, mark_at = ?,"
-                    " mark = ?, updated_at = ? WHERE path = ?",
-                    (cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, now_ms(), path),
-                )
-            if key_rows:
-                conn.executemany(_INSERT_KEY, key_rows)
-            return True
         if stored is not None and stored[0] != expect and (stored[2], stored[3]) == (dev, ino):
             return False  # another scan of this file got there first
         conn.execute(

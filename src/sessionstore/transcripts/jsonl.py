@@ -717,7 +717,7 @@ class Transcript:
             taken = taken | _ids_in(recent)
             recent = b""
         while True:
-            entry_id = uuid.uuid4().hex[:8]
+            entry_id = os.urandom(4).hex()
             if entry_id not in taken and entry_id != tally.leaf and entry_id.encode() not in recent:
                 return entry_id
 
