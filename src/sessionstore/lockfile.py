@@ -563,14 +563,14 @@ class LockFile:
         attempt = 0
         while True:
             attempt += 1
-            token = uuid.uuid4().hex
+            token = os.urandom(16).hex()
             since = time.monotonic()
             try:
                 if attempt > 1 and os.path.lexists(path):
                     raise FileExistsError(path)  # cheaper than placing a temp file to find out
                 # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
                 payload = {"pid": pid, "createdAt": iso_now(), "starttime": starttime}
-                placed = self._place(path, json.dumps({**payload, "token": token}).encode())
+                placed = self._place(path, orjson.dumps({**payload, "token": token}))
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
@@ -621,7 +621,7 @@ class LockFile:
         # leaves a lock file without its owner pid - an empty lock would block every writer
         # for stale_ms. Orphaned temp files match `sessions.json.*.tmp` and are cleaned when
         # a store opens. Returns False to retry when the temp file was cleaned meanwhile.
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{path}.{os.urandom(16).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
