@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -440,29 +441,47 @@ class BareApsw:
             os.close(fd)
 
     def _count_message(self, key: str) -> None:
+        def count(entry: Entry) -> dict[str, Any]:
+            n = int(entry.get("messageCount") or 0) + 1
+            now = now_ms()
+            entry.update(messageCount=n, updatedAt=now)
+            return {"message_count": n, "updated_at": now, "row_updated_at": now}
+
+        self._rewrite(key, count, blobs=False)
+
+    def _rewrite(
+        self, key: str, change: Callable[[Entry], dict[str, Any]], *, blobs: bool
+    ) -> Entry:
+        """Read the row's entry, let ``change`` edit it, write both back: one transaction.
+
+        ``change`` returns the columns to set beside ``entry_json``, which is written in the
+        store's format; with ``blobs`` the entry comes back with its blobs parsed, read in
+        the same transaction.
+        """
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
-                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+                "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
             ).fetchone()
             stored = found[0]
-            entry = orjson.loads(unpack(stored))
-            now = now_ms()
-            count = int(entry.get("messageCount") or 0) + 1
-            entry.update(messageCount=count, updatedAt=now)
+            entry: Entry = orjson.loads(unpack(stored))
+            columns = change(entry)
             data = orjson.dumps(entry)
             if isinstance(stored, bytes) and stored[:1] != b"{":
                 data = pack(data)  # as the store writes it (schema 6)
+            sets = "".join(f"{name} = ?, " for name in columns)
             conn.execute(
-                "UPDATE sessions SET message_count = ?, updated_at = ?, row_updated_at = ?,"
-                " entry_json = ? WHERE session_key = ?",
-                (count, now, now, data, key),
+                f"UPDATE sessions SET {sets}entry_json = ? WHERE session_key = ?",
+                (*columns.values(), data, key),
             )
+            if blobs:
+                entry = self._with_blobs(entry, found[1])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        return entry
 
     def tail(self, key: str, transcript: Path, n: int = 20) -> tuple[Any, ...]:
         """The last ``n`` lines of the last 64 KB of a transcript, parsed, and the count."""
@@ -499,28 +518,16 @@ class BareApsw:
 
     def update(self, key: str, tokens: int) -> Entry:
         """Read, change and write back one row in a write transaction; the whole entry."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
-                "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
-            ).fetchone()
-            stored = found[0]
-            entry = orjson.loads(unpack(stored))
+
+        def tokens_now(entry: Entry) -> dict[str, Any]:
             now = now_ms()
             entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
-            data = orjson.dumps(entry)
-            if isinstance(stored, bytes) and stored[:1] != b"{":
-                data = pack(data)  # as the store writes it (schema 6)
-            conn.execute(
-                "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
-                " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
-                (tokens, tokens, now, now, data, key),
-            )
-            # the store returns the entry with its blobs, read in the same transaction
-            entry = self._with_blobs(entry, found[1])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return entry
+            return {
+                "total_tokens": tokens,
+                "input_tokens": tokens,
+                "updated_at": now,
+                "row_updated_at": now,
+            }
+
+        # the store returns the entry with its blobs, read in the same transaction
+        return self._rewrite(key, tokens_now, blobs=True)
