@@ -351,7 +351,9 @@ def _read_payload(path: Path | str) -> dict[str, Any] | None:
     except OSError:
         return {}
     try:
-        raw = os.read(fd, 4096)  # a payload is about 120 bytes
+        raw = b""
+        while chunk := os.read(fd, 4096):  # ours are about 120 bytes: one read and EOF
+            raw += chunk
     except OSError:
         return {}
     finally:
@@ -389,7 +391,6 @@ class LockFile:
         self.stale_ms = stale_ms
         self.queue = queue
         self.max_hold_ms = max_hold_ms
-        self._resolved: tuple[str, str, str] | None = None  # (parent, its realpath, lock)
 
     @property
     def path(self) -> Path:
@@ -397,20 +398,9 @@ class LockFile:
         return Path(self._lock_path())
 
     def _lock_path(self) -> str:
-        # realpath costs an lstat per path component; a resolved directory is reused while
-        # the target's directory still is that very directory (same dev and inode): then
-        # the lock file named in it is the same file, whatever the path's symlinks say now.
-        parent = str(self.target.parent)
-        cached = self._resolved
-        if cached is not None and cached[0] == parent:
-            with contextlib.suppress(OSError):
-                here, there = os.stat(parent), os.stat(cached[1])
-                if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
-                    return cached[2]
-        real = os.path.realpath(parent)
-        lock = os.path.join(real, self.target.name + ".lock")
-        self._resolved = (parent, real, lock)
-        return lock
+        # Resolved on every acquire, never cached: the registry of this process's holds is
+        # keyed by it, and two spellings of one lock would let two threads both take it.
+        return os.path.join(os.path.realpath(self.target.parent), self.target.name + ".lock")
 
     def _held(self, path: Path | str | None = None) -> _Held:
         key = self._lock_path() if path is None else str(path)
