@@ -67,11 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sessions in the maintenance scenario, half of them pruned (200000)",
     )
     p.add_argument(
+        "--long-lived-updates",
         "--long-lived",
+        dest="long_lived",
         type=int,
-        default=0,
         metavar="N",
-        help="run the long-lived scenario with N updates (e.g. 1000000; default: not run)",
+        help="updates in the long-lived scenario (default 20000; the issue's count, 1000000,"
+        " takes about half an hour; 0 skips it)",
     )
     return p.parse_args(argv)
 
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.scenarios = args.scenarios
         if args.maintenance_sessions:
             settings.maintenance_sessions = args.maintenance_sessions
-        settings.long_lived_updates = args.long_lived
+        if args.long_lived is not None:
+            settings.long_lived_updates = args.long_lived
         if args.peer_sessions:
             settings.peer_sessions = args.peer_sessions
         if args.seed is not None:

@@ -28,7 +28,9 @@ class _HasContext(Protocol):
     paths: StorePaths
     state_dir: Path
     config: SessionConfig
-    transcript_dirs: TranscriptDirs
+
+    @property
+    def transcript_dirs(self) -> TranscriptDirs: ...
 
 
 @dataclass(frozen=True)

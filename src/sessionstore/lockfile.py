@@ -42,6 +42,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from .clock import iso_now
 from .errors import LockLostError, LockTimeoutError, SessionStoreError
 from .files import os_error, write_all
@@ -80,6 +82,18 @@ def process_start_time(pid: int) -> int | None:
         return int(data.rsplit(b")", 1)[1].split()[19])
     except (IndexError, ValueError):
         return None
+
+
+_own_start: tuple[int, int | None] = (-1, None)
+
+
+def _own_start_time() -> int | None:
+    """This process's start time, read once per pid (a forked child reads its own)."""
+    global _own_start
+    pid = os.getpid()
+    if _own_start[0] != pid:
+        _own_start = (pid, process_start_time(pid))
+    return _own_start[1]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -207,6 +221,7 @@ class _Held:
     token: str = ""
     since: float = 0.0  # time.monotonic() when the lock file was placed
     pid: int = field(default_factory=os.getpid)
+    path: str = ""  # where the lock file was placed (released there, resolved once)
 
 
 _registry: dict[str, _Held] = {}
@@ -327,17 +342,25 @@ def _holds_lock_in(directory: Path) -> bool:
         )
 
 
-def _read_payload(path: Path) -> dict[str, Any] | None:
+def _read_payload(path: Path | str) -> dict[str, Any] | None:
     """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError:
         return {}
     try:
-        payload = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        raw = b""
+        while chunk := os.read(fd, 4096):  # ours are about 120 bytes: one read and EOF
+            raw += chunk
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    try:
+        payload = orjson.loads(raw) if raw.strip() else {}  # checks UTF-8 too
+    except orjson.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
 
@@ -372,11 +395,15 @@ class LockFile:
     @property
     def path(self) -> Path:
         """``realpath(dirname(target))/<name>.lock`` (symlinked paths share one lock)."""
-        parent = os.path.realpath(self.target.parent)
-        return Path(parent) / (self.target.name + ".lock")
+        return Path(self._lock_path())
 
-    def _held(self, path: Path | None = None) -> _Held:
-        key = str(self.path if path is None else path)
+    def _lock_path(self) -> str:
+        # Resolved on every acquire, never cached: the registry of this process's holds is
+        # keyed by it, and two spellings of one lock would let two threads both take it.
+        return os.path.join(os.path.realpath(self.target.parent), self.target.name + ".lock")
+
+    def _held(self, path: Path | str | None = None) -> _Held:
+        key = self._lock_path() if path is None else str(path)
         with _registry_guard:
             held = _registry.get(key)
             if held is None:
@@ -426,6 +453,7 @@ class LockFile:
         if held.count > 0:
             held.count += 1
             return held
+        held.path = str(path)
         try:
             # A thread already holding another lock of this directory skips the queue: the
             # process at its head may be waiting for that very lock.
@@ -453,7 +481,7 @@ class LockFile:
         held.count -= 1
         try:
             if held.count == 0:
-                self._remove_own(self.path, held.token)
+                self._remove_own(held.path, held.token)
         finally:
             held.mutex.release()
 
@@ -521,18 +549,18 @@ class LockFile:
 
     def _create(self, held: _Held, path: Path, deadline: float, timeout: int) -> None:
         pid = os.getpid()
-        starttime = process_start_time(pid)
+        starttime = _own_start_time()
         attempt = 0
         while True:
             attempt += 1
-            token = uuid.uuid4().hex
+            token = os.urandom(16).hex()
             since = time.monotonic()
             try:
                 if attempt > 1 and os.path.lexists(path):
                     raise FileExistsError(path)  # cheaper than placing a temp file to find out
                 # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
                 payload = {"pid": pid, "createdAt": iso_now(), "starttime": starttime}
-                placed = self._place(path, json.dumps({**payload, "token": token}).encode())
+                placed = self._place(path, orjson.dumps({**payload, "token": token}))
             except FileExistsError:
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
@@ -559,7 +587,7 @@ class LockFile:
                 return
 
     @staticmethod
-    def _remove_own(path: Path, token: str) -> None:
+    def _remove_own(path: str, token: str) -> None:
         # Remove the lock file only if it still carries our token. If it does not, someone
         # (a gateway judging it stale) took it over: theirs now, left alone.
         payload = _read_payload(path)
@@ -583,7 +611,7 @@ class LockFile:
         # leaves a lock file without its owner pid - an empty lock would block every writer
         # for stale_ms. Orphaned temp files match `sessions.json.*.tmp` and are cleaned when
         # a store opens. Returns False to retry when the temp file was cleaned meanwhile.
-        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = f"{path}.{os.urandom(16).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:

@@ -9,6 +9,7 @@ per-operation fallback.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import os
 import time
@@ -66,6 +67,7 @@ from .selection import PendingIndex, open_index, sqlite_driver
 from .transcripts.jsonl import Transcript
 from .transcripts.link import IndexLink
 from .transcripts.naming import (
+    TranscriptDirs,
     archive_timestamp,
     archive_transcript,
     file_names,
@@ -203,13 +205,20 @@ class SessionStore:
         self.durability = durability
         self.lock_timeout_ms = lock_timeout_ms
         self.split_warning: str | None = None
-        self.transcript_dirs = transcript_dirs(
-            paths.sessions_dir, state_dir=state_dir, agent_id=paths.agent_id, home=resolve_home()
-        )
         self._next_auto_check = 0.0
         self._dir_ready = False
         if isinstance(index, PendingIndex):
             index.on_resolve(self._resolved)
+
+    @functools.cached_property
+    def transcript_dirs(self) -> TranscriptDirs:
+        """Where this store's transcripts may be found (resolved on first use, not at open)."""
+        return transcript_dirs(
+            self.paths.sessions_dir,
+            state_dir=self.state_dir,
+            agent_id=self.agent_id,
+            home=resolve_home(),
+        )
 
     def _resolved(self, backend: IndexBackend) -> None:
         self._index = backend  # the choice is final: calls go straight to it from now on

@@ -8,6 +8,7 @@ on SQLite appends keep the entry's ``messageCount``/``transcriptBytes`` in the i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -603,6 +604,30 @@ def test_torn_last_line_trimmed_before_append(store: SessionStore) -> None:
     _assert_count(store, KEY, 4)
     assert t.messages()[-1]["__openclaw"]["seq"] == 4
     assert t.skipped == 0
+
+
+def test_new_entry_id_avoids_ids_and_text_in_the_last_block(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second append starts from the first one's checkpoint, so the ids of the lines
+    # before it are known only from the last block of the file: a drawn id found anywhere
+    # in that block (an entry's id, or the same characters in a message) is drawn again.
+    store.put(KEY, {"sessionId": "sess-ids"})
+    path = _sessions_dir(store) / "sess-ids.jsonl"
+    header = {"type": "session", "version": 3, "id": "sess-ids", "timestamp": "t", "cwd": "/"}
+    taken = _e("message", 1, id="aaaaaaaa", parentId=None, message=_user("hello"))
+    quoted = _e("message", 2, id="0000000e", parentId="aaaaaaaa", message=_user("bbbbbbbb?"))
+    _write_lines(path, [header, taken, quoted])
+    t = store.transcript(KEY)
+    first = t.append(_user("one"))
+    real = os.urandom
+    draws = iter(bytes.fromhex(h) for h in ("aaaaaaaa", "bbbbbbbb", first, "cccccccc"))
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws) if n == 4 else real(n))
+    assert t.append(_user("two")) == "cccccccc"
+    monkeypatch.undo()
+    entries = _parse_file(path)
+    assert [e["id"] for e in entries[1:]] == ["aaaaaaaa", "0000000e", first, "cccccccc"]
+    _assert_chain(entries, "sess-ids")
 
 
 def test_torn_header_only_file(store: SessionStore) -> None:

@@ -10,21 +10,23 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import apsw
 import orjson
 
-from ..clock import now_ms
+from ..clock import iso_now, now_ms
 from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
 from ..index.base import derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
 from ..index.rowcodec import pack, unpack
-from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB
+from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB, BlobCache
 from ..lockfile import LockFile
 
 __all__ = ["AGENT", "PR_SCHEMA", "BareApsw", "Entry", "LegacyJsonStore", "WholeStoreSqlite"]
@@ -331,21 +333,30 @@ class LegacyJsonStore:
 class BareApsw:
     """The same row I/O as the sqlite store's operations, with nothing around it: the floor.
 
-    Every target of issue 15 is a ratio against this class, measured in the same run:
+    Every target of issue 15 is a ratio against this class, measured in the same run. A
+    floor does the work the store guarantees, and no more:
 
-    - ``get``: the row by primary key, then each of its blob rows by digest (as the store
-      reads them, but with no cache), and ``orjson.loads`` of the same bytes the store
-      parses (compressed rows and blobs are inflated first, as the store does);
+    - ``get``: the row by primary key, then each of its blob rows by digest, and
+      ``orjson.loads`` of the same bytes the store parses (compressed rows and blobs are
+      inflated first, as the store does); inflated blobs are kept by digest in the
+      store's blob cache (:class:`~sessionstore.index.sqlite.BlobCache`, same budget);
     - ``update``: in a ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set
-      the token fields and ``updatedAt`` in it, and write it back with the token and time
-      columns: the read-modify-write every update needs, without blob decoding for a
-      returned entry;
+      the token fields and ``updatedAt`` in it, write it back with the token and time
+      columns, and return the whole entry (its blobs parsed, as ``get``), as the store's
+      ``update`` returns it;
     - ``open_get``: open a connection with the store's pragmas, ``get``, close;
     - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
     - ``count``: the row counter the store keeps;
-    - ``append``: one ``O_APPEND`` write of a line plus one index ``UPDATE``
-      (``message_count``, ``updated_at``) in its own transaction;
-    - ``tail``: read the last 64 KB of a transcript.
+    - ``append``: what an append guarantees: the transcript's ``flock`` (concurrent
+      appenders never interleave), OpenClaw's ``<transcript>.lock`` (never without its
+      owner's pid: written to a temporary file, hard-linked into place, removed after),
+      the id on the file's last line (the new entry's ``parentId``), one ``O_APPEND``
+      write of a pi v3 line, and one transaction keeping the entry in step: its
+      ``messageCount`` and ``updatedAt`` set inside ``entry_json`` (inflated, changed,
+      deflated) and in their columns;
+    - ``tail``: read the last 64 KB of a transcript, parse its last 20 lines (the store
+      returns parsed records), and read the session's message count by primary key (the
+      store returns absolute seq numbers).
 
     No key folding, merging, normalisation, row derivation or dict building. It mirrors
     the storage format and page cache of ``index/sqlite.py``.
@@ -365,6 +376,8 @@ class BareApsw:
         columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
         codec = "codec" if "codec" in columns else "0"
         self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
+        self._blobs = BlobCache()  # the store's policy: the same budget, LRU
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """Close the connection."""
@@ -388,71 +401,133 @@ class BareApsw:
         ).fetchone()
         return int(row[0])
 
-    def append(self, key: str, transcript: Path, line: bytes) -> None:
-        """One ``O_APPEND`` write of ``line``, then one index UPDATE in its own transaction."""
-        fd = os.open(transcript, os.O_WRONLY | os.O_APPEND)
+    def append(self, key: str, transcript: Path, message: bytes) -> None:
+        """Append one pi v3 line (``message`` is its compact JSON) and keep the entry in step."""
+        fd = os.open(transcript, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         try:
-            os.write(fd, line)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # the lock file never exists without its owner: written aside, then linked
+            lock = f"{transcript}.lock"
+            tmp = f"{lock}.{os.urandom(8).hex()}.tmp"
+            lfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(lfd, b'{"pid":%d,"createdAt":"%s"}' % (self._pid, iso_now().encode()))
+            finally:
+                os.close(lfd)
+            os.link(tmp, lock)
+            os.unlink(tmp)
+            try:
+                # the parent of the new entry: the id on the last line
+                end = os.fstat(fd).st_size
+                start = max(0, end - 4096)
+                last = os.pread(fd, end - start, start).rstrip(b"\n").rsplit(b"\n", 1)[-1]
+                parent = orjson.loads(last).get("id") if last else None
+                os.write(
+                    fd,
+                    b'{"type":"message","id":"'
+                    + os.urandom(4).hex().encode()
+                    + b'","parentId":'
+                    + orjson.dumps(parent)
+                    + b',"timestamp":"'
+                    + iso_now().encode()
+                    + b'","message":'
+                    + message
+                    + b"}\n",
+                )
+                self._count_message(key)
+            finally:
+                os.unlink(lock)
         finally:
             os.close(fd)
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "UPDATE sessions SET message_count = coalesce(message_count, 0) + 1,"
-                " updated_at = ?, row_updated_at = ? WHERE session_key = ?",
-                (now_ms(), now_ms(), key),
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
-    @staticmethod
-    def tail(transcript: Path) -> bytes:
-        """The last 64 KB of a transcript."""
-        with open(transcript, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - TAIL_FLOOR_BYTES))
-            return f.read()
+    def _count_message(self, key: str) -> None:
+        def count(entry: Entry) -> dict[str, Any]:
+            n = int(entry.get("messageCount") or 0) + 1
+            now = now_ms()
+            entry.update(messageCount=n, updatedAt=now)
+            return {"message_count": n, "updated_at": now, "row_updated_at": now}
 
-    def get(self, key: str) -> Entry | None:
-        """Read and parse one row and its blobs."""
-        conn = self._conn
-        row: tuple[Any, ...] | None = conn.execute(
-            "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        entry: Entry = orjson.loads(unpack(row[0]))
-        if row[1]:
-            for name, digest in orjson.loads(row[1]).items():
-                blob: tuple[Any, ...] = conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
-                data, codec = blob
-                entry[name] = orjson.loads(zlib.decompress(data) if codec == 1 else data)
-        return entry
+        self._rewrite(key, count, blobs=False)
 
-    def update(self, key: str, tokens: int) -> None:
-        """Read, change and write back one row in a write transaction."""
+    def _rewrite(
+        self, key: str, change: Callable[[Entry], dict[str, Any]], *, blobs: bool
+    ) -> Entry:
+        """Read the row's entry, let ``change`` edit it, write both back: one transaction.
+
+        ``change`` returns the columns to set beside ``entry_json``, which is written in the
+        store's format; with ``blobs`` the entry comes back with its blobs parsed, read in
+        the same transaction.
+        """
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
-                "SELECT entry_json FROM sessions WHERE session_key = ?", (key,)
+                "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
             ).fetchone()
             stored = found[0]
-            entry = orjson.loads(unpack(stored))
-            now = now_ms()
-            entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
+            entry: Entry = orjson.loads(unpack(stored))
+            columns = change(entry)
             data = orjson.dumps(entry)
             if isinstance(stored, bytes) and stored[:1] != b"{":
                 data = pack(data)  # as the store writes it (schema 6)
+            sets = "".join(f"{name} = ?, " for name in columns)
             conn.execute(
-                "UPDATE sessions SET total_tokens = ?, input_tokens = ?, updated_at = ?,"
-                " row_updated_at = ?, entry_json = ? WHERE session_key = ?",
-                (tokens, tokens, now, now, data, key),
+                f"UPDATE sessions SET {sets}entry_json = ? WHERE session_key = ?",
+                (*columns.values(), data, key),
             )
+            if blobs:
+                entry = self._with_blobs(entry, found[1])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        return entry
+
+    def tail(self, key: str, transcript: Path, n: int = 20) -> tuple[Any, ...]:
+        """The last ``n`` lines of the last 64 KB of a transcript, parsed, and the count."""
+        with open(transcript, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TAIL_FLOOR_BYTES))
+            data = f.read()
+        lines = [orjson.loads(line) for line in data.splitlines()[-n:] if line.strip()]
+        row = self._conn.execute(
+            "SELECT message_count FROM sessions WHERE session_key = ?", (key,)
+        ).fetchone()
+        return row, lines
+
+    def get(self, key: str) -> Entry | None:
+        """Read and parse one row and its blobs."""
+        row: tuple[Any, ...] | None = self._conn.execute(
+            "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return self._with_blobs(orjson.loads(unpack(row[0])), row[1])
+
+    def _with_blobs(self, entry: Entry, refs: str | None) -> Entry:
+        """``entry`` with its blob fields parsed (inflated blobs kept by digest)."""
+        if refs:
+            for name, digest in orjson.loads(refs).items():
+                data = self._blobs.get(digest)
+                if data is None:
+                    blob: tuple[Any, ...] = self._conn.execute(self._blob, (digest,)).fetchone()  # type: ignore[assignment]
+                    data = zlib.decompress(blob[0]) if blob[1] == 1 else blob[0]
+                    self._blobs.put(digest, data)
+                entry[name] = orjson.loads(data)
+        return entry
+
+    def update(self, key: str, tokens: int) -> Entry:
+        """Read, change and write back one row in a write transaction; the whole entry."""
+
+        def tokens_now(entry: Entry) -> dict[str, Any]:
+            now = now_ms()
+            entry.update(totalTokens=tokens, inputTokens=tokens, updatedAt=now)
+            return {
+                "total_tokens": tokens,
+                "input_tokens": tokens,
+                "updated_at": now,
+                "row_updated_at": now,
+            }
+
+        # the store returns the entry with its blobs, read in the same transaction
+        return self._rewrite(key, tokens_now, blobs=True)

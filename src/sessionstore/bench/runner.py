@@ -143,9 +143,7 @@ def _scenarios(settings: BenchSettings, work: Path, log: Callable[[str], None]) 
         finally:
             shutil.rmtree(root, ignore_errors=True)
     else:
-        out.append(
-            Scenario("long_lived", "skipped", note="not asked for (--long-lived N to run it)")
-        )
+        out.append(Scenario("long_lived", "skipped", note="not asked for (--long-lived-updates 0)"))
     return out
 
 

@@ -36,7 +36,8 @@ FLOOR_FACTORS: Final[dict[str, float]] = {
 """Index operations: at most this many times the floor (1,000 bloated and 100,000 typical)."""
 
 TRANSCRIPT_FACTORS: Final[dict[str, float]] = {"append": 2.0, "tail": 1.5}
-"""Transcript append (vs one O_APPEND write + one index UPDATE) and tail(20) (vs reading 64 KB)."""
+"""Transcript append (vs flock, lock file, one O_APPEND write, the entry kept in step in one
+transaction) and tail(20) (vs reading 64 KB, parsing 20 lines and reading the count)."""
 
 INDEX_SHARE: Final = 0.75
 """``sessions.sqlite`` at most this share of ``sessions.json``, at every size and kind."""

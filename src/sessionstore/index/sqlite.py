@@ -318,6 +318,22 @@ def _row_count(conn: apsw.Connection) -> int:
     return rows[0][0]
 
 
+class _ErrorGuard:
+    """``with index._errors():`` turns apsw and decoding errors into typed store errors."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: SqliteIndex) -> None:
+        self._index = index
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._index._raise_typed(exc)
+
+
 class BlobCache:
     """The JSON of recently read blobs, by digest, least recently used out first.
 
@@ -784,6 +800,7 @@ class SqliteIndex(IndexBackend):
         self._conns_guard = threading.RLock()
         self._closed = False
         self._blob_cache = BlobCache()
+        self._error_guard = _ErrorGuard(self)
         self._checkpoints = SqliteCheckpoints(self)
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
         # Called between two batches of maintenance's apply (tests force interleavings).
@@ -827,35 +844,38 @@ class SqliteIndex(IndexBackend):
 
     # --- connections ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except apsw.Error as exc:
+    def _errors(self) -> _ErrorGuard:
+        # A class, not a generator context manager: it wraps every read, and entering a
+        # generator costs about as much as the row counter read it guards.
+        return self._error_guard
+
+    def _raise_typed(self, exc: BaseException) -> None:
+        """Raise the typed store error for ``exc``; return for an error not ours to map."""
+        if isinstance(exc, apsw.Error):
             raise _wrap(exc, self._path, self._last_errno()) from exc
-        except UnicodeDecodeError as exc:  # a text column holding bytes that are not UTF-8
+        if isinstance(exc, UnicodeDecodeError):  # a text column holding bytes that are not UTF-8
             raise CorruptStoreError(
                 f"{self._path}: a stored value is not UTF-8 text ({exc.reason}); the file was"
                 " left untouched - run `sessionstore doctor`, or `sessionstore recover`",
                 path=str(self._path),
             ) from exc
-        except OverflowError as exc:  # apsw binds integers as signed 64-bit only
+        if isinstance(exc, OverflowError):  # apsw binds integers as signed 64-bit only
             raise InvalidEntryError(
                 f"a number in the entry is outside SQLite's 64-bit integer range ({exc})"
             ) from exc
-        except _BlobGone as exc:
+        if isinstance(exc, _BlobGone):
             raise CorruptStoreError(
                 f"{self._path}: blob {exc.digest} referenced by a session is missing; run"
                 " `sessionstore doctor`",
                 path=str(self._path),
             ) from None
-        except _BadRow as exc:
+        if isinstance(exc, _BadRow):
             raise CorruptStoreError(
                 f"{self._path}: {exc}; the file was left untouched - run `sessionstore doctor`,"
                 " or restore it from a backup",
                 path=str(self._path),
             ) from exc
-        except (orjson.JSONDecodeError, zlib.error) as exc:
+        if isinstance(exc, (orjson.JSONDecodeError, zlib.error)):
             raise CorruptStoreError(
                 f"{self._path}: a stored entry or blob does not decode ({exc}); the file was"
                 " left untouched - run `sessionstore doctor`, or restore it from a backup",
@@ -2198,24 +2218,28 @@ class SqliteCheckpoints(CheckpointStore):
         keys: Mapping[str, str],
         expect: str | None,
     ) -> bool:
+        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
+        if cp.gen == expect:
+            # The common case (an append extending its own generation) in one statement.
+            conn.execute(
+                "UPDATE transcripts SET size = ?, count = ?, leaf = ?, mark_at = ?,"
+                " mark = ?, updated_at = ? WHERE path = ? AND gen = ? AND size < ?",
+                (cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, now_ms(), path, expect, cp.size),
+            )
+            if not conn.changes():
+                found: Rows = conn.execute(
+                    "SELECT 1 FROM transcripts WHERE path = ? AND gen = ?", (path, expect)
+                ).fetchall()
+                if not found:
+                    return False
+            if key_rows:
+                conn.executemany(_INSERT_KEY, key_rows)
+            return True
         rows: Rows = conn.execute(
             "SELECT gen, size, dev, ino FROM transcripts WHERE path = ?", (path,)
         ).fetchall()
         dev, ino = _signed(cp.dev), _signed(cp.ino)
         stored = rows[0] if rows else None
-        key_rows = [(path, cp.gen, k, v) for k, v in keys.items()]
-        if cp.gen == expect:
-            if stored is None or stored[0] != expect:
-                return False
-            if stored[1] < cp.size:
-                conn.execute(
-                    "UPDATE transcripts SET size = ?, count = ?, leaf = ?, mark_at = ?,"
-                    " mark = ?, updated_at = ? WHERE path = ?",
-                    (cp.size, cp.count, cp.leaf, cp.mark_at, cp.mark, now_ms(), path),
-                )
-            if key_rows:
-                conn.executemany(_INSERT_KEY, key_rows)
-            return True
         if stored is not None and stored[0] != expect and (stored[2], stored[3]) == (dev, ino):
             return False  # another scan of this file got there first
         conn.execute(

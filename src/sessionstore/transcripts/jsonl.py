@@ -107,6 +107,16 @@ def _is_message(entry: dict[str, Any]) -> bool:
     return entry.get("type") == "message" and isinstance(entry.get("message"), dict)
 
 
+def _ids_in(data: bytes) -> set[str]:
+    """Entry ids on the lines of ``data`` (a first line cut short may parse or not)."""
+    ids = set()
+    for line in data.split(b"\n"):
+        entry = _parse_line(line) if not _blank(line) else None
+        if entry is not None and isinstance(entry.get("id"), str):
+            ids.add(entry["id"])
+    return ids
+
+
 def _record(entry: dict[str, Any]) -> dict[str, Any] | None:
     """The message record of a line (a message, or the compaction marker), else None."""
     kind = entry.get("type")
@@ -689,19 +699,27 @@ class Transcript:
         result: Path | None = self._retrying(once)
         return result
 
-    def _recent_ids(self, fd: int, end: int) -> set[str]:
-        """Entry ids on the whole lines of the last block before ``end``."""
+    def _recent_bytes(self, fd: int, end: int) -> bytes:
+        """The last block before ``end``: where an entry id a new one must avoid may be."""
         start = max(0, end - BLOCK)
-        data = self._pread(fd, end - start, start)
-        lines = data.split(b"\n")
-        if start > 0:
-            lines = lines[1:]  # the first line starts before the block
-        ids = set()
-        for line in lines:
-            entry = _parse_line(line) if not _blank(line) else None
-            if entry is not None and isinstance(entry.get("id"), str):
-                ids.add(entry["id"])
-        return ids
+        return self._pread(fd, end - start, start)
+
+    def _new_id(self, tally: _Tally, recent: bytes) -> str:
+        r"""A random 8-hex entry id used by no entry the tally met nor in ``recent``.
+
+        An id counts as used when its characters occur anywhere in ``recent`` (a plain
+        substring search, far cheaper than parsing every line, and never less strict);
+        a block holding ``\u`` escapes, in which an id could be spelt differently, is
+        parsed instead.
+        """
+        taken = tally.ids
+        if b"\\u" in recent:
+            taken = taken | _ids_in(recent)
+            recent = b""
+        while True:
+            entry_id = os.urandom(4).hex()
+            if entry_id not in taken and entry_id != tally.leaf and entry_id.encode() not in recent:
+                return entry_id
 
     def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Append a message as a pi v3 ``message`` entry; returns its entry id.
@@ -766,10 +784,9 @@ class Transcript:
                     if not unterminated:
                         self._keep(progress)
                     return existing
-            ids = tally.ids if progress.scanned >= BLOCK else tally.ids | self._recent_ids(fd, end)
-            entry_id = uuid.uuid4().hex[:8]
-            while entry_id in ids or entry_id == tally.leaf:
-                entry_id = uuid.uuid4().hex[:8]
+            # A scan of a whole block met every id in it; otherwise look at the block.
+            recent = b"" if progress.scanned >= BLOCK else self._recent_bytes(fd, end)
+            entry_id = self._new_id(tally, recent)
             line = (
                 b'{"type":"message","id":"'
                 + entry_id.encode()
