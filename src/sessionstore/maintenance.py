@@ -7,14 +7,15 @@ once per ``session.maintainEvery`` after a write) instead of on every save.
 
 Everything that touches the index runs through the backend's
 :meth:`IndexBackend.maintenance` and :class:`MaintenanceTxn`, whose SQL backends answer
-from indexed columns without loading entries. The json and postgres backends run it in one
-write transaction; sqlite plans on a snapshot copy and applies the removals in short
-batches, keeping rows a writer changed since the plan (``kept_keys`` of its transaction
-object; :func:`_drop_kept` takes them out of the report and the file plan). Dry runs and
-warn mode run the very same steps and change nothing, so they report exactly what
-enforcing would do. File actions are planned against a model of the sessions dir and
+from indexed columns without loading entries. The json backend runs it in one write
+transaction; sqlite plans on a snapshot copy and postgres in one read-only snapshot, and
+both apply the removals in short batches, keeping rows a writer changed since the plan
+(``kept_keys`` of the planning object; :func:`_drop_kept` takes them out of the report and
+the file plan). Dry runs and warn mode run the very same steps and change nothing, so they
+report exactly what enforcing would do. File actions are planned against a model of the
+sessions dir (and, for a postgres store, of the ``transcripts`` table's head rows) and
 carried out only after the index change committed; only files directly inside the sessions
-dir are ever touched.
+dir are ever touched, and transcript rows only of this store's agent.
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ class PostgresTranscript:
     def write_header(self) -> int:
         """Create the transcript with its ``session`` header (if missing); returns 0.
 
-        The ``.jsonl`` engine returns the file's size; a table transcript has none.
+        The ``.jsonl`` engine returns the file's size; the store leaves a table
+        transcript's ``transcriptBytes`` unset until the first append.
         """
         self._index.run(self._head)
         return 0
