@@ -388,20 +388,18 @@ class _Run:
 
     def age_out(self) -> None:
         limits = {"deleted": self.cfg.prune_after_ms, "reset": self.cfg.reset_archive_retention_ms}
-        for name in sorted(self.files):
+
+        def expired(name: str) -> bool:
             info = parse_archive_name(name)
-            if info is None:
-                continue
-            limit = limits.get(info[0])
-            if limit is not None and info[1] < self.now - limit:
+            limit = limits.get(info[0]) if info is not None else None
+            return info is not None and limit is not None and info[1] < self.now - limit
+
+        for name in sorted(self.files):
+            if expired(name):
                 self._delete_file(name)
         # Archived transcripts in the table age out by the same rules.
         for name in sorted(self.in_table or ()):
-            info = parse_archive_name(name)
-            if info is None:
-                continue
-            limit = limits.get(info[0])
-            if limit is not None and info[1] < self.now - limit:
+            if expired(name):
                 self._drop_rows(name)
 
     def rotate(self) -> None:

@@ -190,7 +190,9 @@ class _Blocker:
         self._key = key
         self._commit = commit
         self.rounds = 0
+        self._asked = 0
         self._go = threading.Semaphore(0)
+        self._done = threading.Semaphore(0)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -204,14 +206,16 @@ class _Blocker:
             )
             # Granted once the store's transaction is rolled back (the deadlock's victim).
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._index._agent_lock,))
+            self.rounds += 1  # before the lock is released: the store's retry sees it
             if self._commit:
                 self._conn.commit()
             else:
                 self._conn.rollback()
-            self.rounds += 1
+            self._done.release()
 
     def block(self) -> None:
         """Return once the raw connection holds the row and waits for the agent's lock."""
+        self._asked += 1
         self._go.release()
         pid = self._conn.info.backend_pid
         for _ in range(100_000):  # a condition polled, not a delay: ends when it holds
@@ -225,6 +229,9 @@ class _Blocker:
         raise AssertionError("the raw connection never waited for the agent's lock")
 
     def close(self) -> None:
+        """Wait for the rounds asked for to end (the server aborted the store's side)."""
+        for _ in range(self._asked):
+            assert self._done.acquire(timeout=120), "a round of the raw connection never ended"
         self._conn.close()
         self._admin.close()
 
@@ -234,46 +241,51 @@ def _bump_both(entries: dict[str, Any]) -> None:
     entries["agent:main:b"]["n"] += 1
 
 
-def test_a_real_deadlock_is_retried_and_the_write_succeeds(pg: SessionStore, pg_env: str) -> None:
+def _mutate_deadlocked(pg: SessionStore, dsn: str, calls: list[int], *, deadlocks: int) -> None:
+    """``mutate`` bumping a and b, its first ``deadlocks`` attempts deadlocked for real.
+
+    Each deadlocked attempt updates a, then waits for b's row (held by the raw connection,
+    which waits for the agent's lock this transaction holds) until the server aborts it.
+    """
     pg.put("agent:main:a", {"sessionId": "a", "n": 0})
     pg.put("agent:main:b", {"sessionId": "b", "n": 0})
-    blocker = _Blocker(pg_env, pg.index, "agent:main:b", commit=True)
-    calls = []
+    # The raw side commits when the store will get through afterwards, else rolls back.
+    blocker = _Blocker(dsn, pg.index, "agent:main:b", commit=deadlocks < pg_backend.ATTEMPTS)
 
     def fn(entries: dict[str, Any]) -> None:
         calls.append(1)
-        if len(calls) == 1:
-            blocker.block()  # the first attempt deadlocks, the retry runs alone
+        if len(calls) <= deadlocks:
+            blocker.block()
         _bump_both(entries)
 
     try:
         pg.mutate(fn)
     finally:
         blocker.close()
-    assert len(calls) == 2 and blocker.rounds == 1
-    assert (pg.get("agent:main:a")["n"], pg.get("agent:main:b")["n"]) == (1, 1)  # type: ignore[index]
+        assert blocker.rounds == min(len(calls), deadlocks)
+
+
+def _counts(pg: SessionStore) -> tuple[int, int]:
+    a, b = pg.get("agent:main:a"), pg.get("agent:main:b")
+    assert a is not None and b is not None
+    return a["n"], b["n"]
+
+
+def test_a_real_deadlock_is_retried_and_the_write_succeeds(pg: SessionStore, pg_env: str) -> None:
+    calls: list[int] = []
+    _mutate_deadlocked(pg, pg_env, calls, deadlocks=1)
+    assert len(calls) == 2  # the first attempt deadlocked, the retry ran alone
+    assert _counts(pg) == (1, 1)
 
 
 def test_a_deadlock_past_the_retry_budget_is_a_write_conflict_and_writes_nothing(
     pg: SessionStore, pg_env: str
 ) -> None:
-    pg.put("agent:main:a", {"sessionId": "a", "n": 0})
-    pg.put("agent:main:b", {"sessionId": "b", "n": 0})
-    blocker = _Blocker(pg_env, pg.index, "agent:main:b", commit=False)
-    calls = []
-
-    def fn(entries: dict[str, Any]) -> None:
-        calls.append(1)
-        blocker.block()  # every attempt deadlocks
-        _bump_both(entries)  # a is updated before b, then rolled back with it
-
-    try:
-        with pytest.raises(WriteConflictError) as caught:
-            pg.mutate(fn)
-    finally:
-        blocker.close()
+    calls: list[int] = []
+    with pytest.raises(WriteConflictError) as caught:
+        _mutate_deadlocked(pg, pg_env, calls, deadlocks=pg_backend.ATTEMPTS)
     assert caught.value.retryable and "deadlock" in str(caught.value)
     assert len(calls) == pg_backend.ATTEMPTS
-    assert (pg.get("agent:main:a")["n"], pg.get("agent:main:b")["n"]) == (0, 0)  # type: ignore[index]
+    assert _counts(pg) == (0, 0)  # a was updated in every attempt, and rolled back with b
     pg.mutate(_bump_both)  # the store still works
-    assert (pg.get("agent:main:a")["n"], pg.get("agent:main:b")["n"]) == (1, 1)  # type: ignore[index]
+    assert _counts(pg) == (1, 1)

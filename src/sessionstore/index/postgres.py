@@ -225,37 +225,35 @@ def _v2_concurrent(schema: str, partitions: int) -> list[str]:
     ]
 
 
-def _v3_message_counts(schema: str, partitions: int) -> list[str]:
-    # The message count of each transcript, kept by appends (tail's seq numbers and the
-    # entry's messageCount without counting rows); existing transcripts are counted once.
-    # Only when the column is missing: a step applied but not yet recorded is run again by
-    # the next process, and ALTER TABLE's exclusive lock would queue behind live appends.
+def _head_column(schema: str, column: str, value: str) -> list[str]:
+    """Add a bigint ``column`` to ``transcript_heads``, set to ``value`` for existing heads.
+
+    ``value`` is a scalar over the head's lines (``transcripts t``). Only when the column is
+    missing: a step applied but not yet recorded is run again by the next process, and
+    ALTER TABLE's exclusive lock would queue behind live appends.
+    """
     return [
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
         f" WHERE table_schema = '{schema}' AND table_name = 'transcript_heads'"
-        " AND column_name = 'messages') THEN"
-        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN messages bigint NOT NULL DEFAULT 0;"
-        f" UPDATE {schema}.transcript_heads h SET messages = (SELECT count(*) FROM"
-        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id"
-        f" AND t.session_id = h.session_id AND t.seq > 0 AND {IS_MESSAGE});"
+        f" AND column_name = '{column}') THEN"
+        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN {column} bigint NOT NULL DEFAULT 0;"
+        f" UPDATE {schema}.transcript_heads h SET {column} = (SELECT {value} FROM"
+        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id AND t.session_id = h.session_id);"
         " END IF; END $$",
     ]
+
+
+def _v3_message_counts(schema: str, partitions: int) -> list[str]:
+    # The message count of each transcript, kept by appends (tail's seq numbers and the
+    # entry's messageCount without counting rows); existing transcripts are counted once.
+    return _head_column(schema, "messages", f"count(*) FILTER (WHERE t.seq > 0 AND {IS_MESSAGE})")
 
 
 def _v4_transcript_bytes(schema: str, partitions: int) -> list[str]:
     # The bytes of each transcript's lines as the table returns them (what maintenance's
     # disk budget counts and ``transcriptBytes`` holds), kept by every write of lines;
-    # existing transcripts are measured once. Only when the column is missing (see v3).
-    return [
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
-        f" WHERE table_schema = '{schema}' AND table_name = 'transcript_heads'"
-        " AND column_name = 'bytes') THEN"
-        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN bytes bigint NOT NULL DEFAULT 0;"
-        f" UPDATE {schema}.transcript_heads h SET bytes = (SELECT coalesce(sum({LINE_BYTES}),"
-        f" 0) FROM {schema}.transcripts t WHERE t.agent_id = h.agent_id"
-        " AND t.session_id = h.session_id);"
-        " END IF; END $$",
-    ]
+    # existing transcripts are measured once.
+    return _head_column(schema, "bytes", f"coalesce(sum({LINE_BYTES}), 0)")
 
 
 # The bytes of one transcript row: its line as reads return it.
