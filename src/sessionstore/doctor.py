@@ -425,10 +425,11 @@ class _Doctor:
         ids: set[str] = set()
         for key, entry in entries.items():
             sid, count = entry.get("sessionId"), entry.get("messageCount")
+            if isinstance(sid, str):
+                ids.add(sid)
             if not is_session_id(sid):
                 continue
             assert isinstance(sid, str)
-            ids.add(sid)
             head = heads.get(sid)
             if head is None:
                 if claims_transcript(entry.get("sessionFile"), count):
