@@ -48,6 +48,7 @@ from .transcripts.naming import (
 )
 
 if TYPE_CHECKING:
+    from .index.postgres import PostgresIndex
     from .transcripts.postgres import Head
 
 __all__ = [
@@ -590,40 +591,62 @@ def _drop_kept(kept: frozenset[str], plan: _Plan, report: MaintenanceReport) -> 
     )
 
 
+def _table(ctx: StoreContext) -> PostgresIndex:
+    from .index.postgres import PostgresIndex
+
+    assert isinstance(ctx.index, PostgresIndex)
+    return ctx.index
+
+
+def _archive_rows(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> list[str]:
+    """Archive the planned sessions' transcript rows; the report's names of the archives."""
+    from .transcripts.postgres import PostgresTranscript
+
+    index = _table(ctx)
+    archived: list[str] = []
+    for sid in plan.archive_rows:
+        try:
+            # Unless an entry references the session again (a writer since the plan).
+            if PostgresTranscript(index, sid).archive(
+                "deleted", stamp=plan.stamp, unreferenced=True
+            ):
+                archived += [
+                    _row_label(index.location, name)
+                    for name, owner in plan.row_owner.items()
+                    if owner == sid and name.endswith(f".deleted.{plan.stamp}")
+                ]
+        except SessionStoreError as exc:
+            report.errors.append(f"cannot archive the transcript of {sid}: {exc}")
+    return archived
+
+
+def _drop_row_sets(
+    ctx: StoreContext, plan: _Plan, report: MaintenanceReport
+) -> tuple[list[str], int]:
+    """Delete the planned transcripts' rows; the report's names of them and their bytes."""
+    from .transcripts.postgres import drop_transcript
+
+    index = _table(ctx)
+    removed: list[str] = []
+    freed = 0
+    for name in plan.drop_rows:
+        try:
+            dropped = drop_transcript(index, name, plan.row_owner.get(name, name))
+        except SessionStoreError as exc:
+            report.errors.append(f"cannot delete the transcript {name}: {exc}")
+            continue
+        if dropped is not None:
+            removed.append(_row_label(index.location, name))
+            freed += dropped
+    return removed, freed
+
+
 def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> None:
     """Archive and delete the planned files (after the index change committed)."""
     directory = ctx.paths.sessions_dir
-    archived: list[str] = []
+    archived = _archive_rows(ctx, plan, report) if plan.archive_rows else []
     removed: list[str] = []
     freed = 0
-    if plan.archive_rows or plan.drop_rows:
-        from .index.postgres import PostgresIndex
-        from .transcripts.postgres import PostgresTranscript, drop_transcript
-
-        index = ctx.index
-        assert isinstance(index, PostgresIndex)
-        for sid in plan.archive_rows:
-            try:
-                # Unless an entry references the session again (a writer since the plan).
-                if PostgresTranscript(index, sid).archive(
-                    "deleted", stamp=plan.stamp, unreferenced=True
-                ):
-                    archived += [
-                        _row_label(index.location, name)
-                        for name, owner in plan.row_owner.items()
-                        if owner == sid and name.endswith(f".deleted.{plan.stamp}")
-                    ]
-            except SessionStoreError as exc:
-                report.errors.append(f"cannot archive the transcript of {sid}: {exc}")
-        for name in plan.drop_rows:
-            try:
-                size = drop_transcript(index, name, plan.row_owner.get(name, name))
-            except SessionStoreError as exc:
-                report.errors.append(f"cannot delete the transcript {name}: {exc}")
-                continue
-            if size is not None:
-                removed.append(_row_label(index.location, name))
-                freed += size
     for name, archive_name in plan.archive:
         path = directory / name
         target = directory / archive_name
@@ -649,6 +672,10 @@ def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> Non
             continue
         removed.append(str(path))
         freed += size
+    if plan.drop_rows:  # after the archives: a row set archived above may be deleted here
+        rows, rows_bytes = _drop_row_sets(ctx, plan, report)
+        removed += rows
+        freed += rows_bytes
     report.removedFiles, report.bytesFreed = removed, freed
     if archived or removed:
         with contextlib.suppress(SessionStoreError):
@@ -669,11 +696,10 @@ def _pass(
         in_table: dict[str, Head] | None = None
         last_written = None
         if ctx.table_transcripts:
-            from .index.postgres import PostgresIndex, _PgMaintenance
+            from .index.postgres import _PgMaintenance
             from .transcripts.postgres import last_written_ms, transcript_heads
 
-            index = ctx.index
-            assert isinstance(index, PostgresIndex)
+            index = _table(ctx)
             in_table = {}
             if isinstance(txn, _PgMaintenance):  # else the store has no tables yet
                 conn = txn.connection

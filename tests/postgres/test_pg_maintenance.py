@@ -250,6 +250,24 @@ def test_the_disk_budget_deletes_archives_first_then_the_oldest_session_and_its_
     assert pg_store.maintain(mode="enforce").diskBudget.overBudget is False  # type: ignore[union-attr]
 
 
+def test_the_disk_budget_takes_archives_and_unreferenced_rows_oldest_first(
+    pg_store: SessionStore, pg_env: str, pg_schema: str
+) -> None:
+    now = now_ms()
+    key = _session(pg_store, "live", now)
+    older = _archived(pg_store, "s-older", "deleted", now - 5 * DAY)
+    PostgresTranscript(_index(pg_store), "s-orphan").append(_user("no entry"))  # written now
+    newer = _archived(pg_store, "s-newer", "reset", now + DAY)
+    heads = _heads(pg_env, pg_schema)
+    total = _index_bytes(pg_env, pg_schema) + sum(heads.values())
+    high = total - heads[older] - heads["s-orphan"]
+    _configure(pg_store, max_disk_bytes=total - 1, high_water_bytes=high)
+    report = pg_store.maintain(mode="enforce")
+    assert report.removedFiles == [_label(pg_store, older), _label(pg_store, "s-orphan")]
+    assert report.actions == [] and pg_store.get(key) is not None
+    assert set(_heads(pg_env, pg_schema)) == {"s-live", newer}
+
+
 # --- the doctor ----------------------------------------------------------------------------------
 
 
