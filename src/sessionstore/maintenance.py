@@ -36,6 +36,7 @@ from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef
 from .keys import canonical_key, fold_key
 from .transcripts.naming import (
+    TOPIC,
     archive_timestamp,
     claims_transcript,
     is_archive_artifact,
@@ -259,6 +260,7 @@ class _Run:
         self.in_table = None if in_table is None else dict(in_table)
         # When the last line of each of these table transcripts was written (ms).
         self.last_written = last_written
+        self._owned: dict[str, list[str]] | None = None  # see _table_names
         self.txn = txn
         self.report = report
         self.cfg = cfg
@@ -303,12 +305,19 @@ class _Run:
     def _table_names(self, session_id: str) -> list[str]:
         """The session's live transcripts (its own and its topics') in the table model."""
         assert self.in_table is not None
-        topics = f"{session_id}-topic-"
-        return sorted(
-            n
-            for n in self.in_table
-            if (n == session_id or n.startswith(topics)) and not is_archive_artifact(n)
-        )
+        if self._owned is None:
+            # Each live transcript under every session id it can belong to: itself, and
+            # what precedes each -topic- in it (a lookup per session, not a scan).
+            self._owned = {}
+            for name in self.in_table:
+                if is_archive_artifact(name):
+                    continue
+                self._owned.setdefault(name, []).append(name)
+                at = name.find(TOPIC)
+                while at > 0:
+                    self._owned.setdefault(name[:at], []).append(name)
+                    at = name.find(TOPIC, at + 1)
+        return sorted(n for n in self._owned.get(session_id, ()) if n in self.in_table)
 
     def _drop_rows(self, name: str, owner: str | None = None) -> int:
         assert self.in_table is not None
@@ -373,8 +382,10 @@ class _Run:
             if ref.session_id in referenced:
                 continue
             if self.in_table is not None:
-                self.plan.archive_rows.append(ref.session_id)
-                for name in self._table_names(ref.session_id):
+                names = self._table_names(ref.session_id)
+                if names:  # a session without rows in the table has nothing to archive
+                    self.plan.archive_rows.append(ref.session_id)
+                for name in names:
                     archived = f"{name}.deleted.{stamp}"
                     self.in_table[archived] = self.in_table.pop(name)
                     self.plan.row_owner[archived] = ref.session_id

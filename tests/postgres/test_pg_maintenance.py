@@ -20,7 +20,7 @@ import sessionstore
 from pgtest import pg_empty
 from sessionstore import SessionStore
 from sessionstore.clock import now_ms
-from sessionstore.index.postgres import PostgresIndex
+from sessionstore.index.postgres import REFERENCE_QUERIES, PostgresIndex
 from sessionstore.maintenance import MaintenanceReport
 from sessionstore.transcripts.naming import archive_timestamp
 from sessionstore.transcripts.postgres import PostgresTranscript
@@ -187,6 +187,30 @@ def test_pruned_sessions_rows_are_archived_in_the_report_and_the_table(
     assert sorted(n.split(".deleted.")[0] for n in names) == ["s-stale", "s-stale-topic-7"]
     heads = _heads(pg_env, pg_schema)
     assert set(heads) == {"s-fresh", *names}
+
+
+def test_a_large_prune_archives_exactly_the_sessions_nothing_references(
+    pg_store: SessionStore, pg_env: str, pg_schema: str
+) -> None:
+    # More pruned sessions than reference counts asked one by one (REFERENCE_QUERIES).
+    now = now_ms()
+    index = _index(pg_store)
+    count = REFERENCE_QUERIES + 8
+    for i in range(count):
+        pg_store.put(f"agent:main:old{i}", {"sessionId": f"s-{i}", "updatedAt": now - 40 * DAY})
+        PostgresTranscript(index, f"s-{i}").append(_user(f"old {i}"))
+    shared = f"s-{count - 1}"  # also the session of a fresh key: its rows stay live
+    pg_store.put("agent:main:fresh", {"sessionId": shared, "updatedAt": now})
+    dry = pg_store.maintain(mode="enforce", dry_run=True)
+    done = pg_store.maintain(mode="enforce")
+    expected = sorted(f"s-{i}" for i in range(count - 1))
+    for report in (dry, done):
+        assert report.pruned == count
+        assert sorted(n.rsplit(" ", 1)[1].split(".deleted.")[0] for n in report.archived) == (
+            expected
+        )
+    live = [n for n in _heads(pg_env, pg_schema) if ".deleted." not in n]
+    assert live == [shared]
 
 
 # --- the disk budget -----------------------------------------------------------------------------

@@ -97,6 +97,8 @@ BLOB_CACHE_ITEMS: Final = 256
 # Maintenance deletes its planned rows in transactions of at most this many rows, so a
 # writer waits for one batch, not the whole run (as on SQLite).
 MAINTENANCE_BATCH_ROWS: Final = 500
+# Maintenance's reference counts asked one query each before all are read at once.
+REFERENCE_QUERIES: Final = 32
 
 
 def load_driver() -> tuple[ModuleType, ModuleType]:
@@ -457,6 +459,8 @@ class _PgMaintenance(MaintenanceTxn):
         self._freed = 0
         self._released: Counter[str] = Counter()
         self._blobs: dict[str, tuple[int, int]] = {}  # digest -> (refcount, bytes)
+        self._asked = 0
+        self._by_sid: dict[str, list[str]] | None = None  # session id -> keys, all rows
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -539,11 +543,25 @@ class _PgMaintenance(MaintenanceTxn):
                 self._freed += size  # the last reference went: the blob is dropped
 
     def reference_count(self, session_id: str) -> int:
-        rows = self._conn.execute(
-            f"SELECT session_key FROM {self._s}.sessions WHERE agent_id = %s AND session_id = %s",
-            (self._a, session_id),
-        ).fetchall()
-        return sum(1 for (key,) in rows if key not in self.removed)
+        # A few questions are asked one by one; past REFERENCE_QUERIES (archiving after a
+        # large prune) one read of every row's session id answers the rest (the snapshot
+        # does not change), instead of one round trip per session.
+        if self._by_sid is None and self._asked < REFERENCE_QUERIES:
+            self._asked += 1
+            rows = self._conn.execute(
+                f"SELECT session_key FROM {self._s}.sessions WHERE agent_id = %s"
+                " AND session_id = %s",
+                (self._a, session_id),
+            ).fetchall()
+            return sum(1 for (key,) in rows if key not in self.removed)
+        if self._by_sid is None:
+            self._by_sid = {}
+            for key, sid in self._conn.execute(
+                f"SELECT session_key, session_id FROM {self._s}.sessions WHERE agent_id = %s",
+                (self._a,),
+            ):
+                self._by_sid.setdefault(sid, []).append(key)
+        return sum(1 for key in self._by_sid.get(session_id, ()) if key not in self.removed)
 
     def index_bytes(self) -> int:
         # The disk budget on PostgreSQL is a budget of this agent's rows: their entries and
@@ -1276,22 +1294,32 @@ class PostgresIndex(IndexBackend):
 
             def delete(conn: psycopg.Connection[Any], batch: Rows = batch) -> set[str]:
                 self._lock_agent(conn)
-                changed: set[str] = set()
-                for key, (sid, updated, has_updated, length, refs) in batch:
-                    gone = conn.execute(
-                        f"DELETE FROM {self.schema}.sessions WHERE agent_id = %s"
-                        " AND session_key = %s AND session_id = %s"
-                        " AND updated_at = %s AND has_updated = %s"
-                        " AND octet_length(entry::text) = %s"
-                        " AND blob_refs::text IS NOT DISTINCT FROM %s RETURNING 1",
-                        (self.agent_id, key, sid, updated, has_updated, length, refs),
-                    ).fetchone()
-                    if gone is not None:
-                        if refs:
-                            self._swap_blobs(conn, orjson.loads(refs), None)
-                    elif self._candidates(conn, key):
-                        changed.add(key)
-                return changed
+                keys = [key for key, _ in batch]
+                # One array per version column (lists: psycopg sends tuples as records).
+                columns = [list(c) for c in zip(*(version for _, version in batch), strict=True)]
+                gone = conn.execute(
+                    f"DELETE FROM {self.schema}.sessions x USING unnest(%s::text[],"
+                    " %s::text[], %s::numeric[], %s::boolean[], %s::bigint[], %s::text[])"
+                    " AS p(key, sid, upd, has, len, refs) WHERE x.agent_id = %s"
+                    " AND x.session_key = p.key AND x.session_id = p.sid"
+                    " AND x.updated_at = p.upd AND x.has_updated = p.has"
+                    " AND octet_length(x.entry::text) = p.len"
+                    " AND x.blob_refs::text IS NOT DISTINCT FROM p.refs"
+                    " RETURNING x.session_key, x.blob_refs::text",
+                    (keys, *columns, self.agent_id),
+                ).fetchall()
+                for _, refs in gone:
+                    if refs:
+                        self._swap_blobs(conn, orjson.loads(refs), None)
+                deleted = {key for key, _ in gone}
+                # A planned row not deleted and still there was changed by a writer: kept.
+                rest = [key for key in keys if key not in deleted]
+                found = conn.execute(
+                    f"SELECT session_key FROM {self.schema}.sessions WHERE agent_id = %s"
+                    " AND session_key = ANY(%s)",
+                    (self.agent_id, rest),
+                ).fetchall()
+                return {str(key) for (key,) in found}
 
             kept |= self._run(delete, write=True)
         return frozenset(kept)
