@@ -1295,25 +1295,32 @@ class PostgresIndex(IndexBackend):
             def delete(conn: psycopg.Connection[Any], batch: Rows = batch) -> set[str]:
                 self._lock_agent(conn)
                 keys = [key for key, _ in batch]
-                # One array per version column (lists: psycopg sends tuples as records).
-                columns = [list(c) for c in zip(*(version for _, version in batch), strict=True)]
-                gone = conn.execute(
-                    f"DELETE FROM {self.schema}.sessions x USING unnest(%s::text[],"
-                    " %s::text[], %s::numeric[], %s::boolean[], %s::bigint[], %s::text[])"
-                    " AS p(key, sid, upd, has, len, refs) WHERE x.agent_id = %s"
-                    " AND x.session_key = p.key AND x.session_id = p.sid"
-                    " AND x.updated_at = p.upd AND x.has_updated = p.has"
-                    " AND octet_length(x.entry::text) = p.len"
-                    " AND x.blob_refs::text IS NOT DISTINCT FROM p.refs"
-                    " RETURNING x.session_key, x.blob_refs::text",
-                    (keys, *columns, self.agent_id),
-                ).fetchall()
+                # One statement per row, by primary key, sent in one pipeline: an index
+                # lookup each, whatever the table's statistics (a join with the batch as an
+                # array can plan a scan of every row of the agent).
+                gone: list[tuple[Any, ...]] = []
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"DELETE FROM {self.schema}.sessions WHERE agent_id = %s"
+                        " AND session_key = %s AND session_id = %s AND updated_at = %s"
+                        " AND has_updated = %s AND octet_length(entry::text) = %s"
+                        " AND blob_refs::text IS NOT DISTINCT FROM %s"
+                        " RETURNING session_key, blob_refs::text",
+                        [(self.agent_id, key, *version) for key, version in batch],
+                        returning=True,
+                    )
+                    while True:
+                        gone += cur.fetchall()
+                        if not cur.nextset():
+                            break
                 for _, refs in gone:
                     if refs:
                         self._swap_blobs(conn, orjson.loads(refs), None)
                 deleted = {key for key, _ in gone}
                 # A planned row not deleted and still there was changed by a writer: kept.
                 rest = [key for key in keys if key not in deleted]
+                if not rest:
+                    return set()
                 found = conn.execute(
                     f"SELECT session_key FROM {self.schema}.sessions WHERE agent_id = %s"
                     " AND session_key = ANY(%s)",
