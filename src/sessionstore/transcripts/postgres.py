@@ -150,18 +150,11 @@ class PostgresTranscript:
             self._set_head(conn, last, messages, size)
         return last, messages, size
 
-    def _set_head(
-        self,
-        conn: psycopg.Connection[Any],
-        last: int,
-        messages: int,
-        size: int,
-        session_id: str | None = None,
-    ) -> None:
+    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int, size: int) -> None:
         conn.execute(
             f"UPDATE {self._s}.transcript_heads SET last_seq = %s, messages = %s, bytes = %s"
             " WHERE agent_id = %s AND session_id = %s",
-            (last, messages, size, self._a, session_id or self.session_id),
+            (last, messages, size, self._a, self.session_id),
         )
 
     def write_header(self) -> int:
