@@ -14,6 +14,7 @@ import os
 import time
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -31,6 +32,7 @@ from .transcripts.jsonl import Transcript
 from .transcripts.naming import (
     claims_transcript,
     file_names,
+    is_archive_artifact,
     is_session_id,
     locate_transcript,
     missing_transcript,
@@ -409,20 +411,27 @@ class _Doctor:
         """Entries against the postgres ``transcripts`` table (heads only, no line read).
 
         An entry that claims a transcript the table lacks is reported (never repaired); a
-        ``messageCount`` that differs from the table's count is recounted by ``--fix``.
+        ``messageCount`` that differs from the table's count, or a ``transcriptBytes``
+        above the table's bytes (the rule files follow), is recounted by ``--fix``.
+        Transcripts no entry references (archives aside) are reported, and ``--fix``
+        archives them as ``.deleted.<ts>``: never deleted.
         """
         from .index.postgres import PostgresIndex
-        from .transcripts.postgres import transcript_counts
+        from .transcripts.postgres import transcript_heads
 
         index = self.ctx.index
         assert isinstance(index, PostgresIndex)
-        counts = transcript_counts(index)
+        heads = transcript_heads(index)
+        ids: set[str] = set()
         for key, entry in entries.items():
             sid, count = entry.get("sessionId"), entry.get("messageCount")
+            if isinstance(sid, str):
+                ids.add(sid)
             if not is_session_id(sid):
                 continue
             assert isinstance(sid, str)
-            if sid not in counts:
+            head = heads.get(sid)
+            if head is None:
                 if claims_transcript(entry.get("sessionFile"), count):
                     self.add(
                         "missing-transcript",
@@ -432,8 +441,39 @@ class _Doctor:
                         " `sessionstore cleanup --fix-missing`",
                     )
                 continue
-            if isinstance(count, int) and not isinstance(count, bool) and count != counts[sid]:
-                self._recount(key, sid, count, counts[sid], None)
+            size = entry.get("transcriptBytes")
+            if not isinstance(count, int) or isinstance(count, bool):
+                continue
+            if count != head.messages or (isinstance(size, int) and size > head.bytes):
+                self._recount(key, sid, count, head.messages, head.bytes)
+        self._table_orphans(index, heads, ids)
+
+    def _table_orphans(self, index: Any, heads: Mapping[str, Any], ids: set[str]) -> None:
+        from .transcripts.postgres import PostgresTranscript
+
+        archived: set[str] = set()
+        for name in sorted(heads):
+            if is_archive_artifact(name):
+                continue
+            parsed = parse_name(f"{name}.jsonl", ids)
+            if parsed is not None and parsed.session_id in ids:
+                continue
+            owner = parsed.session_id if parsed is not None and parsed.session_id else name
+            finding = self.add(
+                "orphan-transcript",
+                f"{index.location}: transcript {name}",
+                "no session references this transcript (`doctor --fix` archives it as"
+                " .deleted.<ts>; nothing is deleted)",
+                severity="info",
+            )
+            if not self.fix:
+                continue
+            # Its topics go with it, unless a session references it by now.
+            if owner not in archived and PostgresTranscript(index, owner).archive(
+                "deleted", unreferenced=True
+            ):
+                archived.add(owner)
+            finding.fixed = owner in archived
 
     def _torn(self, transcript: Transcript) -> None:
         cut = transcript.torn_bytes()

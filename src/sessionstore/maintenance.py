@@ -7,14 +7,15 @@ once per ``session.maintainEvery`` after a write) instead of on every save.
 
 Everything that touches the index runs through the backend's
 :meth:`IndexBackend.maintenance` and :class:`MaintenanceTxn`, whose SQL backends answer
-from indexed columns without loading entries. The json and postgres backends run it in one
-write transaction; sqlite plans on a snapshot copy and applies the removals in short
-batches, keeping rows a writer changed since the plan (``kept_keys`` of its transaction
-object; :func:`_drop_kept` takes them out of the report and the file plan). Dry runs and
-warn mode run the very same steps and change nothing, so they report exactly what
-enforcing would do. File actions are planned against a model of the sessions dir and
+from indexed columns without loading entries. The json backend runs it in one write
+transaction; sqlite plans on a snapshot copy and postgres in one read-only snapshot, and
+both apply the removals in short batches, keeping rows a writer changed since the plan
+(``kept_keys`` of the planning object; :func:`_drop_kept` takes them out of the report and
+the file plan). Dry runs and warn mode run the very same steps and change nothing, so they
+report exactly what enforcing would do. File actions are planned against a model of the
+sessions dir (and, for a postgres store, of the ``transcripts`` table's head rows) and
 carried out only after the index change committed; only files directly inside the sessions
-dir are ever touched.
+dir are ever touched, and transcript rows only of this store's agent.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .clock import now_ms
 from .config import MaintenanceConfig
@@ -35,6 +36,7 @@ from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef
 from .keys import canonical_key, fold_key
 from .transcripts.naming import (
+    TOPIC,
     archive_timestamp,
     claims_transcript,
     is_archive_artifact,
@@ -45,6 +47,10 @@ from .transcripts.naming import (
     parse_name,
     session_transcripts,
 )
+
+if TYPE_CHECKING:
+    from .index.postgres import PostgresIndex
+    from .transcripts.postgres import Head
 
 __all__ = [
     "ACTIONS",
@@ -198,8 +204,19 @@ class _Plan:
     delete_bytes: int = 0
     # file name -> the session id of the removed row(s) it belongs to
     owner: dict[str, str] = field(default_factory=dict)
+    # The time suffix of this run's archives.
+    stamp: str = field(default_factory=archive_timestamp)
     # Session ids whose transcript rows (postgres table) are archived as .deleted.<ts>.
     archive_rows: list[str] = field(default_factory=list)
+    # Transcripts in the table (by id) whose rows are deleted, in order.
+    drop_rows: list[str] = field(default_factory=list)
+    # table transcript id -> the session id of the removed row(s) it belongs to
+    row_owner: dict[str, str] = field(default_factory=dict)
+
+
+def _row_label(location: str, name: str) -> str:
+    """How a transcript in the postgres table appears in the report's file lists."""
+    return f"{location}: transcript {name}"
 
 
 def _scan(directory: Path) -> dict[str, _File]:
@@ -234,11 +251,16 @@ class _Run:
         protect: frozenset[str],
         apply: bool,
         now: int,
-        in_table: Mapping[str, int] | None = None,
+        in_table: Mapping[str, Head] | None = None,
+        last_written: Callable[[list[str]], dict[str, int]] | None = None,
     ) -> None:
         self.ctx = ctx
-        # The transcripts in the postgres table (id -> messages); None: transcripts are files.
-        self.in_table = in_table
+        # A model of the transcripts in the postgres table (id -> head), changed as the
+        # plan archives and deletes; None: transcripts are files.
+        self.in_table = None if in_table is None else dict(in_table)
+        # When the last line of each of these table transcripts was written (ms).
+        self.last_written = last_written
+        self._owned: dict[str, list[str]] | None = None  # see _table_names
         self.txn = txn
         self.report = report
         self.cfg = cfg
@@ -278,6 +300,32 @@ class _Run:
         size = self.files.pop(name).size
         self.plan.delete.append(name)
         self.plan.delete_bytes += size
+        return size
+
+    def _table_names(self, session_id: str) -> list[str]:
+        """The session's live transcripts (its own and its topics') in the table model."""
+        assert self.in_table is not None
+        if self._owned is None:
+            # Each live transcript under every session id it can belong to: itself, and
+            # what precedes each -topic- in it (a lookup per session, not a scan).
+            self._owned = {}
+            for name in self.in_table:
+                if is_archive_artifact(name):
+                    continue
+                self._owned.setdefault(name, []).append(name)
+                at = name.find(TOPIC)
+                while at > 0:
+                    self._owned.setdefault(name[:at], []).append(name)
+                    at = name.find(TOPIC, at + 1)
+        return sorted(n for n in self._owned.get(session_id, ()) if n in self.in_table)
+
+    def _drop_rows(self, name: str, owner: str | None = None) -> int:
+        assert self.in_table is not None
+        size = self.in_table.pop(name).bytes
+        self.plan.drop_rows.append(name)
+        self.plan.delete_bytes += size
+        if owner is not None:
+            self.plan.row_owner[name] = owner
         return size
 
     # --- steps ---
@@ -325,7 +373,7 @@ class _Run:
 
     def archive(self, removed: list[RowRef]) -> None:
         seen: set[str] = set()
-        stamp = archive_timestamp()
+        stamp = self.plan.stamp
         referenced = _Referenced(self.txn.reference_count)
         for ref in removed:
             if not ref.session_id or ref.session_id in seen:
@@ -334,7 +382,14 @@ class _Run:
             if ref.session_id in referenced:
                 continue
             if self.in_table is not None:
-                self.plan.archive_rows.append(ref.session_id)
+                names = self._table_names(ref.session_id)
+                if names:  # a session without rows in the table has nothing to archive
+                    self.plan.archive_rows.append(ref.session_id)
+                for name in names:
+                    archived = f"{name}.deleted.{stamp}"
+                    self.in_table[archived] = self.in_table.pop(name)
+                    self.plan.row_owner[archived] = ref.session_id
+                    self.report.archived.append(_row_label(self.ctx.index.location, archived))
                 continue
             for name in self._transcript_names(ref, referenced):
                 self.plan.owner[name] = ref.session_id
@@ -345,13 +400,19 @@ class _Run:
 
     def age_out(self) -> None:
         limits = {"deleted": self.cfg.prune_after_ms, "reset": self.cfg.reset_archive_retention_ms}
-        for name in sorted(self.files):
+
+        def expired(name: str) -> bool:
             info = parse_archive_name(name)
-            if info is None:
-                continue
-            limit = limits.get(info[0])
-            if limit is not None and info[1] < self.now - limit:
+            limit = limits.get(info[0]) if info is not None else None
+            return info is not None and limit is not None and info[1] < self.now - limit
+
+        for name in sorted(self.files):
+            if expired(name):
                 self._delete_file(name)
+        # Archived transcripts in the table age out by the same rules.
+        for name in sorted(self.in_table or ()):
+            if expired(name):
+                self._drop_rows(name)
 
     def rotate(self) -> None:
         live = self.ctx.paths.json_path
@@ -377,7 +438,32 @@ class _Run:
     def _total(self) -> int:
         """Bytes of the sessions dir, the index counted at its projected size."""
         files = sum(f.size for n, f in self.files.items() if n not in self.index_names)
-        return self.txn.index_bytes() + files
+        rows = sum(h.bytes for h in (self.in_table or {}).values())
+        return self.txn.index_bytes() + files + rows
+
+    def _table_candidates(self, live: _Referenced) -> list[tuple[float, str, bool]]:
+        """Transcripts in the table the budget may delete: archives, then unreferenced ones.
+
+        An archive's time is in its name; an unreferenced transcript's is when its last
+        line was written (read for those only, one indexed row each).
+        """
+        if self.in_table is None:
+            return []
+        out: list[tuple[float, str, bool]] = []
+        orphans = []
+        for name in self.in_table:
+            info = parse_archive_name(name)
+            if info is not None:
+                out.append((info[1] / 1000, name, True))
+                continue
+            parsed = parse_name(f"{name}.jsonl", live)
+            if parsed is None or parsed.session_id not in live:
+                orphans.append(name)
+        if orphans:
+            assert self.last_written is not None
+            written = self.last_written(orphans)
+            out += [(written.get(n, 0) / 1000, n, True) for n in orphans]
+        return out
 
     def disk_budget(self) -> None:
         limit = self.cfg.max_disk_bytes
@@ -403,19 +489,18 @@ class _Run:
                 parsed = parse_name(name, live)
                 return parsed is not None and parsed.session_id in live
 
-            candidates = sorted(
-                (
-                    n
-                    for n in self.files
-                    if n not in self.index_names
-                    and (is_archive_artifact(n) or (is_primary_transcript(n) and not referenced(n)))
-                ),
-                key=lambda n: (self.files[n].mtime, n),
-            )
-            for name in candidates:
+            # (time, name, in the table): archives and unreferenced transcripts, oldest first.
+            candidates = [
+                (self.files[n].mtime, n, False)
+                for n in self.files
+                if n not in self.index_names
+                and (is_archive_artifact(n) or (is_primary_transcript(n) and not referenced(n)))
+            ]
+            candidates += self._table_candidates(live)
+            for _, name, row in sorted(candidates):
                 if total <= high:
                     break
-                total -= self._delete_file(name)
+                total -= self._drop_rows(name) if row else self._delete_file(name)
             # Entries oldest first: each round removes what its size estimate says is
             # enough, then the index is measured again (blobs and pages free unevenly).
             fixed = {
@@ -446,7 +531,12 @@ class _Run:
                     victims.append(ref)
                     total -= ref.size
                     ids[ref.session_id] -= 1
-                    if ref.session_id and ids[ref.session_id] <= 0:
+                    if ref.session_id and ids[ref.session_id] <= 0 and self.in_table is not None:
+                        for name in self._table_names(ref.session_id):
+                            freed = self._drop_rows(name, ref.session_id)
+                            total -= freed
+                            files_bytes -= freed
+                    elif ref.session_id and ids[ref.session_id] <= 0:
                         for name in self._transcript_names(ref, live):
                             self.plan.owner[name] = ref.session_id
                             freed = self._delete_file(name)
@@ -504,28 +594,70 @@ def _drop_kept(kept: frozenset[str], plan: _Plan, report: MaintenanceReport) -> 
         report.diskBudget.removedEntries = report.evicted
     plan.archive = [(n, a) for n, a in plan.archive if plan.owner.get(n) not in ids]
     plan.delete = [n for n in plan.delete if plan.owner.get(n) not in ids]
+    plan.archive_rows = [sid for sid in plan.archive_rows if sid not in ids]
+    plan.drop_rows = [n for n in plan.drop_rows if plan.row_owner.get(n) not in ids]
     report.warnings.append(
         f"{dropped} session(s) changed by another writer while maintenance ran were kept"
         " (run maintenance again to judge them anew)"
     )
 
 
+def _table(ctx: StoreContext) -> PostgresIndex:
+    from .index.postgres import PostgresIndex
+
+    assert isinstance(ctx.index, PostgresIndex)
+    return ctx.index
+
+
+def _archive_rows(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> list[str]:
+    """Archive the planned sessions' transcript rows; the report's names of the archives."""
+    from .transcripts.postgres import PostgresTranscript
+
+    index = _table(ctx)
+    archived: list[str] = []
+    for sid in plan.archive_rows:
+        try:
+            # Unless an entry references the session again (a writer since the plan).
+            if PostgresTranscript(index, sid).archive(
+                "deleted", stamp=plan.stamp, unreferenced=True
+            ):
+                archived += [
+                    _row_label(index.location, name)
+                    for name, owner in plan.row_owner.items()
+                    if owner == sid and name.endswith(f".deleted.{plan.stamp}")
+                ]
+        except SessionStoreError as exc:
+            report.errors.append(f"cannot archive the transcript of {sid}: {exc}")
+    return archived
+
+
+def _drop_row_sets(
+    ctx: StoreContext, plan: _Plan, report: MaintenanceReport
+) -> tuple[list[str], int]:
+    """Delete the planned transcripts' rows; the report's names of them and their bytes."""
+    from .transcripts.postgres import drop_transcript
+
+    index = _table(ctx)
+    removed: list[str] = []
+    freed = 0
+    for name in plan.drop_rows:
+        try:
+            dropped = drop_transcript(index, name, plan.row_owner.get(name, name))
+        except SessionStoreError as exc:
+            report.errors.append(f"cannot delete the transcript {name}: {exc}")
+            continue
+        if dropped is not None:
+            removed.append(_row_label(index.location, name))
+            freed += dropped
+    return removed, freed
+
+
 def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> None:
     """Archive and delete the planned files (after the index change committed)."""
     directory = ctx.paths.sessions_dir
-    archived = []
-    if plan.archive_rows:
-        from .index.postgres import PostgresIndex
-        from .transcripts.postgres import PostgresTranscript
-
-        assert isinstance(ctx.index, PostgresIndex)
-        stamp = archive_timestamp()
-        for sid in plan.archive_rows:
-            try:
-                if PostgresTranscript(ctx.index, sid).archive("deleted", stamp=stamp):
-                    archived.append(f"{ctx.index.location}: transcript {sid}.deleted.{stamp}")
-            except SessionStoreError as exc:
-                report.errors.append(f"cannot archive the transcript of {sid}: {exc}")
+    archived = _archive_rows(ctx, plan, report) if plan.archive_rows else []
+    removed: list[str] = []
+    freed = 0
     for name, archive_name in plan.archive:
         path = directory / name
         target = directory / archive_name
@@ -539,8 +671,6 @@ def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> Non
         except OSError as exc:
             report.errors.append(f"cannot archive {path}: {exc.strerror}")
     report.archived = archived
-    removed = []
-    freed = 0
     for name in plan.delete:
         path = directory / name
         try:
@@ -553,6 +683,10 @@ def _carry_out(ctx: StoreContext, plan: _Plan, report: MaintenanceReport) -> Non
             continue
         removed.append(str(path))
         freed += size
+    if plan.drop_rows:  # after the archives: a row set archived above may be deleted here
+        rows, rows_bytes = _drop_row_sets(ctx, plan, report)
+        removed += rows
+        freed += rows_bytes
     report.removedFiles, report.bytesFreed = removed, freed
     if archived or removed:
         with contextlib.suppress(SessionStoreError):
@@ -570,15 +704,31 @@ def _pass(
     now: int,
 ) -> None:
     def body(txn: MaintenanceTxn) -> _Run:
-        in_table = None
+        in_table: dict[str, Head] | None = None
+        last_written = None
         if ctx.table_transcripts:
-            from .index.postgres import PostgresIndex, _PgMaintenance
-            from .transcripts.postgres import transcript_counts
+            from .index.postgres import _PgMaintenance
+            from .transcripts.postgres import last_written_ms, transcript_heads
 
-            assert isinstance(ctx.index, PostgresIndex) and isinstance(txn, _PgMaintenance)
-            in_table = transcript_counts(ctx.index, txn.connection)
+            index = _table(ctx)
+            in_table = {}
+            if isinstance(txn, _PgMaintenance):  # else the store has no tables yet
+                conn = txn.connection
+                in_table = transcript_heads(index, conn)
+
+                def last_written(names: list[str]) -> dict[str, int]:
+                    return last_written_ms(index, conn, names)
+
         run = _Run(
-            ctx, txn, report, cfg=cfg, protect=protect, apply=apply, now=now, in_table=in_table
+            ctx,
+            txn,
+            report,
+            cfg=cfg,
+            protect=protect,
+            apply=apply,
+            now=now,
+            in_table=in_table,
+            last_written=last_written,
         )
         report.beforeCount = txn.count()
         if "missing" in steps:
@@ -599,7 +749,9 @@ def _pass(
         _drop_kept(getattr(run.txn, "kept_keys", frozenset()), run.plan, report)
         _carry_out(ctx, run.plan, report)
     else:
-        report.removedFiles = [str(ctx.paths.sessions_dir / n) for n in run.plan.delete]
+        report.removedFiles = [str(ctx.paths.sessions_dir / n) for n in run.plan.delete] + [
+            _row_label(ctx.index.location, n) for n in run.plan.drop_rows
+        ]
         # From the plan's model, not the disk: a file archived and then deleted in the same
         # pass (or a backup not yet made) exists only there.
         report.bytesFreed = run.plan.delete_bytes

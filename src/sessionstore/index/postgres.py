@@ -85,7 +85,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 EXTRA_HINT: Final = "pip install 'sessionstore[postgres]'"
 # Attempts of a transaction that hit a deadlock or serialization failure, or that lost its
 # connection before doing anything (a pooled connection the server had closed).
@@ -94,6 +94,11 @@ COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
 BLOB_CACHE_ITEMS: Final = 256
+# Maintenance deletes its planned rows in transactions of at most this many rows, so a
+# writer waits for one batch, not the whole run (as on SQLite).
+MAINTENANCE_BATCH_ROWS: Final = 500
+# Maintenance's reference counts asked one query each before all are read at once.
+REFERENCE_QUERIES: Final = 32
 
 
 def load_driver() -> tuple[ModuleType, ModuleType]:
@@ -222,22 +227,39 @@ def _v2_concurrent(schema: str, partitions: int) -> list[str]:
     ]
 
 
-def _v3_message_counts(schema: str, partitions: int) -> list[str]:
-    # The message count of each transcript, kept by appends (tail's seq numbers and the
-    # entry's messageCount without counting rows); existing transcripts are counted once.
-    # Only when the column is missing: a step applied but not yet recorded is run again by
-    # the next process, and ALTER TABLE's exclusive lock would queue behind live appends.
+def _head_column(schema: str, column: str, value: str) -> list[str]:
+    """Add a bigint ``column`` to ``transcript_heads``, set to ``value`` for existing heads.
+
+    ``value`` is a scalar over the head's lines (``transcripts t``). Only when the column is
+    missing: a step applied but not yet recorded is run again by the next process, and
+    ALTER TABLE's exclusive lock would queue behind live appends.
+    """
     return [
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
         f" WHERE table_schema = '{schema}' AND table_name = 'transcript_heads'"
-        " AND column_name = 'messages') THEN"
-        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN messages bigint NOT NULL DEFAULT 0;"
-        f" UPDATE {schema}.transcript_heads h SET messages = (SELECT count(*) FROM"
-        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id"
-        f" AND t.session_id = h.session_id AND t.seq > 0 AND {IS_MESSAGE});"
+        f" AND column_name = '{column}') THEN"
+        f" ALTER TABLE {schema}.transcript_heads ADD COLUMN {column} bigint NOT NULL DEFAULT 0;"
+        f" UPDATE {schema}.transcript_heads h SET {column} = (SELECT {value} FROM"
+        f" {schema}.transcripts t WHERE t.agent_id = h.agent_id AND t.session_id = h.session_id);"
         " END IF; END $$",
     ]
 
+
+def _v3_message_counts(schema: str, partitions: int) -> list[str]:
+    # The message count of each transcript, kept by appends (tail's seq numbers and the
+    # entry's messageCount without counting rows); existing transcripts are counted once.
+    return _head_column(schema, "messages", f"count(*) FILTER (WHERE t.seq > 0 AND {IS_MESSAGE})")
+
+
+def _v4_transcript_bytes(schema: str, partitions: int) -> list[str]:
+    # The bytes of each transcript's lines as the table returns them (what maintenance's
+    # disk budget counts and ``transcriptBytes`` holds), kept by every write of lines;
+    # existing transcripts are measured once.
+    return _head_column(schema, "bytes", f"coalesce(sum({LINE_BYTES}), 0)")
+
+
+# The bytes of one transcript row: its line as reads return it.
+LINE_BYTES: Final = "octet_length(coalesce(t.raw, t.line::text))"
 
 # A transcript row that is a message record (the verbatim text of a NUL line parses as json).
 IS_MESSAGE: Final = (
@@ -249,6 +271,7 @@ _UPGRADES: Final = (
     _Upgrade(1, _schema_sql, lambda s, p: []),
     _Upgrade(2, lambda s, p: [], _v2_concurrent),
     _Upgrade(3, _v3_message_counts, lambda s, p: []),
+    _Upgrade(4, _v4_transcript_bytes, lambda s, p: []),
 )
 
 
@@ -415,41 +438,53 @@ def _lock_id(*parts: str) -> int:
 
 
 class _PgMaintenance(MaintenanceTxn):
-    """Maintenance as SQL on indexed columns, inside the caller's write transaction."""
+    """Maintenance planned in one read-only snapshot: removals are recorded, not made.
+
+    Every question is SQL on indexed columns of the snapshot, answered as if the rows
+    removed so far were gone (their keys are left out, their sizes and the blobs only
+    they referenced subtracted), so the plan is the one a single write transaction would
+    make. Each removed row is recorded with its version as the batched apply compares it:
+    its session id, ``updated_at``, the stored entry's length and its blob references.
+    """
 
     def __init__(self, index: PostgresIndex, conn: psycopg.Connection[Any]) -> None:
         self._index = index
         self._conn = conn
         self._s = index.schema
         self._a = index.agent_id
+        # key -> (session id, updated_at, has_updated, entry length, blob refs as text)
+        self.removed: dict[str, tuple[Any, ...]] = {}
+        self.kept_keys: frozenset[str] = frozenset()
+        self._base: int | None = None
+        self._freed = 0
+        self._released: Counter[str] = Counter()
+        self._blobs: dict[str, tuple[int, int]] = {}  # digest -> (refcount, bytes)
+        self._asked = 0
+        self._by_sid: dict[str, list[str]] | None = None  # session id -> keys, all rows
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
-        """The transaction's connection (the agent's lock is held exclusively on it)."""
+        """The planning snapshot's connection (read-only, no lock held)."""
         return self._conn
 
-    def _refs(self, sql: str, args: Iterable[Any] = ()) -> list[RowRef]:
-        cols = self._index._sql.ref_columns
+    def _refs(self, where: str = "", args: Iterable[Any] = (), order: str = "") -> list[RowRef]:
         rows = self._conn.execute(
-            f"SELECT {cols}, key_fold FROM {self._s}.sessions WHERE agent_id = %s {sql}",
+            f"SELECT {self._index._sql.ref_columns}, key_fold FROM {self._s}.sessions"
+            f" WHERE agent_id = %s {where} {order}",
             (self._a, *args),
         ).fetchall()
-        return [_ref(r) for r in rows]
+        return [_ref(r) for r in rows if r[0] not in self.removed]
 
     def count(self) -> int:
         row = self._conn.execute(self._index._sql.count, (self._a,)).fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0) - len(self.removed)
 
     def rows(self) -> Iterator[RowRef]:
-        return iter(self._refs(""))
+        return iter(self._refs())
 
     def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
-        rows = self._conn.execute(
-            f"SELECT {self._index._sql.ref_columns}, key_fold FROM {self._s}.sessions"
-            " WHERE agent_id = %s AND has_updated AND updated_at < %s",
-            (self._a, _bind_number(cutoff)),
-        ).fetchall()
-        return [_ref(r) for r in rows if r[-1] not in protect]
+        refs = self._refs("AND has_updated AND updated_at < %s", (_bind_number(cutoff),))
+        return [r for r in refs if fold_key(r.key) not in protect]
 
     def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
         if self.count() <= max_entries:
@@ -463,44 +498,84 @@ class _PgMaintenance(MaintenanceTxn):
                 (self._a, folds),
             ).fetchone()
             shielded = int(row[0]) if row else 0
-        rows = self._conn.execute(
-            f"SELECT {self._index._sql.ref_columns}, key_fold FROM {self._s}.sessions"
-            " WHERE agent_id = %s AND NOT (key_fold = ANY(%s))"
-            " ORDER BY updated_at DESC, session_key DESC OFFSET %s",
-            (self._a, folds, max(max_entries - shielded, 0)),
-        ).fetchall()
-        return [_ref(r) for r in rows]
+        refs = self._refs(
+            "AND NOT (key_fold = ANY(%s))",
+            (folds,),
+            "ORDER BY updated_at DESC, session_key DESC",
+        )
+        return refs[max(max_entries - shielded, 0) :]
 
     def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
-        rows = self._conn.execute(
-            f"SELECT {self._index._sql.ref_columns}, key_fold FROM {self._s}.sessions"
-            " WHERE agent_id = %s ORDER BY updated_at, session_key",
-            (self._a,),
-        ).fetchall()
-        return (_ref(r) for r in rows if r[-1] not in protect)
+        refs = self._refs(order="ORDER BY updated_at, session_key")
+        return (r for r in refs if fold_key(r.key) not in protect and r.key not in self.removed)
 
     def remove(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._index._delete_row(self._conn, key)
+        wanted = [k for k in keys if k not in self.removed]
+        if not wanted:
+            return
+        self.index_bytes()  # the base is measured before the first removal
+        rows = self._conn.execute(
+            "SELECT session_key, session_id, updated_at, has_updated,"
+            " octet_length(entry::text), blob_refs::text, octet_length(entry::text)"
+            " + octet_length(search_text) + 3 * octet_length(session_key) + 96"
+            f" FROM {self._s}.sessions WHERE agent_id = %s AND session_key = ANY(%s)",
+            (self._a, wanted),
+        ).fetchall()
+        released: Counter[str] = Counter()
+        for key, sid, updated, has_updated, length, refs, size in rows:
+            self.removed[key] = (sid, updated, has_updated, length, refs)
+            self._freed += int(size)
+            if refs:
+                released.update(orjson.loads(refs).values())
+        new = [d for d in released if d not in self._blobs]
+        if new:
+            for digest, refcount, size in self._conn.execute(
+                f"SELECT digest, refcount, octet_length(data) FROM {self._s}.blobs"
+                " WHERE agent_id = %s AND digest = ANY(%s)",
+                (self._a, new),
+            ).fetchall():
+                self._blobs[digest] = (int(refcount), int(size))
+        for digest, n in released.items():
+            before = self._released[digest]
+            self._released[digest] += n
+            refcount, size = self._blobs.get(digest, (0, 0))
+            if before < refcount <= before + n:
+                self._freed += size  # the last reference went: the blob is dropped
 
     def reference_count(self, session_id: str) -> int:
-        row = self._conn.execute(
-            f"SELECT count(*) FROM {self._s}.sessions WHERE agent_id = %s AND session_id = %s",
-            (self._a, session_id),
-        ).fetchone()
-        return int(row[0]) if row else 0
+        # A few questions are asked one by one; past REFERENCE_QUERIES (archiving after a
+        # large prune) one read of every row's session id answers the rest (the snapshot
+        # does not change), instead of one round trip per session.
+        if self._by_sid is None and self._asked < REFERENCE_QUERIES:
+            self._asked += 1
+            rows = self._conn.execute(
+                f"SELECT session_key FROM {self._s}.sessions WHERE agent_id = %s"
+                " AND session_id = %s",
+                (self._a, session_id),
+            ).fetchall()
+            return sum(1 for (key,) in rows if key not in self.removed)
+        if self._by_sid is None:
+            self._by_sid = {}
+            for key, sid in self._conn.execute(
+                f"SELECT session_key, session_id FROM {self._s}.sessions WHERE agent_id = %s",
+                (self._a,),
+            ):
+                self._by_sid.setdefault(sid, []).append(key)
+        return sum(1 for key in self._by_sid.get(session_id, ()) if key not in self.removed)
 
     def index_bytes(self) -> int:
         # The disk budget on PostgreSQL is a budget of this agent's rows: their entries and
         # the blobs they reference (the server's files are shared and not ours to measure).
-        row = self._conn.execute(
-            f"SELECT coalesce(sum(octet_length(entry::text) + octet_length(search_text)"
-            f" + 3 * octet_length(session_key) + 96), 0), (SELECT coalesce(sum(octet_length(data)),"
-            f" 0) FROM {self._s}.blobs WHERE agent_id = %s) FROM {self._s}.sessions"
-            " WHERE agent_id = %s",
-            (self._a, self._a),
-        ).fetchone()
-        return int(row[0]) + int(row[1]) if row else 0
+        if self._base is None:
+            row = self._conn.execute(
+                f"SELECT coalesce(sum(octet_length(entry::text) + octet_length(search_text)"
+                f" + 3 * octet_length(session_key) + 96), 0), (SELECT"
+                f" coalesce(sum(octet_length(data)), 0) FROM {self._s}.blobs WHERE agent_id"
+                f" = %s) FROM {self._s}.sessions WHERE agent_id = %s",
+                (self._a, self._a),
+            ).fetchone()
+            self._base = int(row[0]) + int(row[1]) if row else 0
+        return self._base - self._freed
 
 
 def _ref(r: tuple[Any, ...]) -> RowRef:
@@ -562,6 +637,9 @@ class PostgresIndex(IndexBackend):
         self._blob_cache: dict[str, bytes] = {}
         self._local = threading.local()
         self._agent_lock = _lock_id(schema, agent_id)
+        self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
+        # Called between two batches of maintenance's apply (tests force interleavings).
+        self.maintenance_batch_hook: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresIndex({self.location!r})"
@@ -1174,24 +1252,84 @@ class PostgresIndex(IndexBackend):
         return self._run(body, write=True)
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
-        """Run ``fn`` in one transaction under the agent lock; roll back unless ``commit``."""
+        """Plan with ``fn`` in one read-only snapshot, then apply its removals in batches.
+
+        The plan (and so the report) is made exactly as in one transaction (see
+        :class:`_PgMaintenance`), in a ``REPEATABLE READ READ ONLY`` transaction that takes
+        no lock: a dry run writes nothing and blocks no writer. When ``commit``, the rows the
+        plan removed are deleted in batches of at most ``maintenance_batch_rows`` rows, each
+        its own transaction under the agent's lock, so writers get in between batches. A
+        row is deleted only if it is still the version the plan saw; one a writer changed
+        (or re-created) since is kept, and its key is listed in the planning object's
+        ``kept_keys`` for the caller to take out of its report and file plan.
+        """
         if commit and self._read_only:
             raise ReadOnlyStoreError(f"cannot maintain {self.location}: it was opened read-only")
         if not self._ready and not self._schema_exists():
             from .base import EmptyMaintenance
 
             return fn(EmptyMaintenance())
-        outcome: list[T] = []
+        if not self._read_only:
+            self._ensure_schema()  # the plan reads columns of the current version
 
-        def body(conn: psycopg.Connection[Any]) -> None:
-            self._lock_agent(conn)
-            outcome.append(fn(_PgMaintenance(self, conn)))
-            if not commit:
-                raise _Rollback
+        def plan(conn: psycopg.Connection[Any]) -> tuple[_PgMaintenance, T]:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            planning = _PgMaintenance(self, conn)
+            return planning, fn(planning)
 
-        with contextlib.suppress(_Rollback):
-            self._run(body, write=commit)
-        return outcome[-1]
+        planning, outcome = self._run(plan, write=False)
+        if commit and planning.removed:
+            planning.kept_keys = self._apply_removals(planning.removed)
+        return outcome
+
+    def _apply_removals(self, removed: Mapping[str, tuple[Any, ...]]) -> frozenset[str]:
+        """Delete the planned rows in short transactions; the keys kept instead."""
+        kept: set[str] = set()
+        items = list(removed.items())
+        limit = max(1, self.maintenance_batch_rows)
+        for at in range(0, len(items), limit):
+            if at and self.maintenance_batch_hook is not None:
+                self.maintenance_batch_hook()
+            batch = items[at : at + limit]
+
+            def delete(conn: psycopg.Connection[Any], batch: Rows = batch) -> set[str]:
+                self._lock_agent(conn)
+                keys = [key for key, _ in batch]
+                # One statement per row, by primary key, sent in one pipeline: an index
+                # lookup each, whatever the table's statistics (a join with the batch as an
+                # array can plan a scan of every row of the agent).
+                gone: list[tuple[Any, ...]] = []
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"DELETE FROM {self.schema}.sessions WHERE agent_id = %s"
+                        " AND session_key = %s AND session_id = %s AND updated_at = %s"
+                        " AND has_updated = %s AND octet_length(entry::text) = %s"
+                        " AND blob_refs::text IS NOT DISTINCT FROM %s"
+                        " RETURNING session_key, blob_refs::text",
+                        [(self.agent_id, key, *version) for key, version in batch],
+                        returning=True,
+                    )
+                    while True:
+                        gone += cur.fetchall()
+                        if not cur.nextset():
+                            break
+                for _, refs in gone:
+                    if refs:
+                        self._swap_blobs(conn, orjson.loads(refs), None)
+                deleted = {key for key, _ in gone}
+                # A planned row not deleted and still there was changed by a writer: kept.
+                rest = [key for key in keys if key not in deleted]
+                if not rest:
+                    return set()
+                found = conn.execute(
+                    f"SELECT session_key FROM {self.schema}.sessions WHERE agent_id = %s"
+                    " AND session_key = ANY(%s)",
+                    (self.agent_id, rest),
+                ).fetchall()
+                return {str(key) for (key,) in found}
+
+            kept |= self._run(delete, write=True)
+        return frozenset(kept)
 
     def vacuum(self) -> dict[str, Any]:
         """``VACUUM (ANALYZE)`` the store's tables; sizes are of the tables (all agents)."""
@@ -1398,10 +1536,6 @@ class PostgresIndex(IndexBackend):
         if not write and not (self._ready or self._seen) and not self._schema_exists():
             raise _NoSchema
         return self._run(body, write=write, txn=write)
-
-
-class _Rollback(Exception):
-    """Ends a maintenance transaction that must leave no trace (dry runs, warn mode)."""
 
 
 class _NoSchema(Exception):

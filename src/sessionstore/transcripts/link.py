@@ -90,8 +90,8 @@ class IndexLink:
         Args:
             existing: The entry as stored now.
             count: Messages in the transcript after the append.
-            size: Bytes of the transcript after the append; None leaves
-                ``transcriptBytes`` alone (a transcript that is not a file).
+            size: Bytes of the transcript after the append (a file's size, or the bytes
+                of a table transcript's lines); None leaves ``transcriptBytes`` alone.
 
         Raises:
             SessionStoreError: The entry no longer names this session (reset or deleted).

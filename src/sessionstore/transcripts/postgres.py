@@ -10,10 +10,12 @@ the existing entry's id (a unique index makes that hold under concurrency too).
 
 An append through the store is one transaction with the index change: the key's lock,
 the check that the entry still names this session, the line, and the entry's
-``messageCount`` and ``updatedAt`` (``transcriptBytes`` is a file's size and is left
-alone). A ``delete``/``reset`` archives the session's rows by renaming their session id to
-``<sessionId>.deleted.<ts>`` / ``.reset.<ts>`` (as the file engine renames files; nothing
-is removed), and ``compact`` keeps the old rows as ``<sessionId>.bak.<ts>``.
+``messageCount``, ``transcriptBytes`` and ``updatedAt``. The head row keeps the
+transcript's message count and its bytes (its lines as reads return them, which is what
+``transcriptBytes`` holds for a table transcript and what maintenance's disk budget
+counts). A ``delete``/``reset`` archives the session's rows by renaming their session id
+to ``<sessionId>.deleted.<ts>`` / ``.reset.<ts>`` (as the file engine renames files;
+nothing is removed), and ``compact`` keeps the old rows as ``<sessionId>.bak.<ts>``.
 
 Lines are pi v3 records, as in the .jsonl files: seq 0 is the ``session`` header, messages
 start at seq 1. A line is kept as ``jsonb`` (queryable); one holding an escaped NUL, which
@@ -24,14 +26,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from ..clock import iso_now, now_ms
 from ..errors import InvalidArgumentError, InvalidEntryError
 from ..files import dumps_compact
-from ..index.postgres import PostgresIndex, _NoSchema
+from ..index.postgres import LINE_BYTES, PostgresIndex, _NoSchema
 from .jsonl import _check_count, _is_message, _record
 from .naming import archive_timestamp
 
@@ -40,10 +42,17 @@ if TYPE_CHECKING:
 
     from .link import IndexLink
 
-__all__ = ["PostgresTranscript", "transcript_counts"]
+__all__ = ["Head", "PostgresTranscript", "drop_transcript", "last_written_ms", "transcript_heads"]
 
 Line = dict[str, Any]
 _Row = tuple[int, str, str, str | None, int]  # seq, entry id, text, idempotency key, created
+
+
+class Head(NamedTuple):
+    """A transcript's head row: its message count and the bytes of its lines."""
+
+    messages: int
+    bytes: int
 
 
 class PostgresTranscript:
@@ -96,12 +105,14 @@ class PostgresTranscript:
         key: str | None,
         created: int | None = None,
         session_id: str | None = None,
-    ) -> None:
+    ) -> int:
+        """Insert one line; returns its bytes as reads return it (the head's unit)."""
         # jsonb cannot hold U+0000: such a line is kept as it was written, as text.
         verbatim = b"\\u0000" in text
-        conn.execute(
-            f"INSERT INTO {self._s}.transcripts (agent_id, session_id, seq, entry_id, line,"
-            " raw, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
+        row = conn.execute(
+            f"INSERT INTO {self._s}.transcripts AS t (agent_id, session_id, seq, entry_id, line,"
+            " raw, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s)"
+            f" RETURNING {LINE_BYTES}",
             (
                 self._a,
                 session_id or self.session_id,
@@ -112,36 +123,45 @@ class PostgresTranscript:
                 key,
                 created if created is not None else now_ms(),
             ),
-        )
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
 
-    def _head(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-        """Lock the session's head row (creating it with the header): (last seq, messages)."""
+    def _head(self, conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+        """Lock the session's head row (creating it with the header).
+
+        Returns:
+            The last seq, the message count and the bytes of the lines.
+        """
         created = conn.execute(
             f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq)"
             " VALUES (%s, %s, 0) ON CONFLICT DO NOTHING",
             (self._a, self.session_id),
         ).rowcount
         row = conn.execute(
-            f"SELECT last_seq, messages FROM {self._s}.transcript_heads"
+            f"SELECT last_seq, messages, bytes FROM {self._s}.transcript_heads"
             " WHERE agent_id = %s AND session_id = %s FOR UPDATE",
             (self._a, self.session_id),
         ).fetchone()
         assert row is not None
+        last, messages, size = int(row[0]), int(row[1]), int(row[2])
         if created:
-            self._insert(conn, 0, self.session_id, self._header(), None)
-        return int(row[0]), int(row[1])
+            size = self._insert(conn, 0, self.session_id, self._header(), None)
+            self._set_head(conn, last, messages, size)
+        return last, messages, size
 
-    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int) -> None:
+    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int, size: int) -> None:
         conn.execute(
-            f"UPDATE {self._s}.transcript_heads SET last_seq = %s, messages = %s"
+            f"UPDATE {self._s}.transcript_heads SET last_seq = %s, messages = %s, bytes = %s"
             " WHERE agent_id = %s AND session_id = %s",
-            (last, messages, self._a, self.session_id),
+            (last, messages, size, self._a, self.session_id),
         )
 
     def write_header(self) -> int:
         """Create the transcript with its ``session`` header (if missing); returns 0.
 
-        The ``.jsonl`` engine returns the file's size; a table transcript has none.
+        The ``.jsonl`` engine returns the file's size; the store leaves a table
+        transcript's ``transcriptBytes`` unset until the first append.
         """
         self._index.run(self._head)
         return 0
@@ -178,8 +198,8 @@ class PostgresTranscript:
         msg.setdefault("timestamp", now_ms())
         body = dumps_compact(msg, what="transcript message")
 
-        def write(conn: psycopg.Connection[Any]) -> tuple[str, int | None]:
-            last, messages = self._head(conn)
+        def write(conn: psycopg.Connection[Any]) -> tuple[str, int | None, int]:
+            last, messages, size = self._head(conn)
             if idempotency_key is not None:
                 found = conn.execute(
                     f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
@@ -187,7 +207,7 @@ class PostgresTranscript:
                     (self._a, self.session_id, idempotency_key),
                 ).fetchone()
                 if found is not None:
-                    return str(found[0]), None
+                    return str(found[0]), None, size
             parent = None
             if last > 0:
                 row = conn.execute(
@@ -210,9 +230,9 @@ class PostgresTranscript:
                 + body
                 + b"}"
             )
-            self._insert(conn, last + 1, entry_id, line, idempotency_key)
-            self._set_head(conn, last + 1, messages + 1)
-            return entry_id, messages + 1
+            size += self._insert(conn, last + 1, entry_id, line, idempotency_key)
+            self._set_head(conn, last + 1, messages + 1, size)
+            return entry_id, messages + 1, size
 
         link = self._link
         if link is None:
@@ -225,9 +245,9 @@ class PostgresTranscript:
                 # The session is checked before the line is written: nothing is written
                 # to a session that was reset or deleted.
                 link.appended(existing, 0, None)
-                entry_id, count = write(conn)
+                entry_id, count, size = write(conn)
                 done.append(entry_id)
-                return None if count is None else link.appended(existing, count, None)
+                return None if count is None else link.appended(existing, count, size)
 
             self._index.modify_in(conn, link.key, record, needs_blobs=False, full_result=False)
             return done[0]
@@ -259,22 +279,32 @@ class PostgresTranscript:
                     f"session {self.session_id!r} already has a transcript in"
                     f" {self._index.location}; nothing was imported"
                 )
+            size = 0
             for seq, record in enumerate(records):
                 entry_id = record.get("id") if isinstance(record.get("id"), str) else None
                 key = None
                 inner = record.get("message")
                 if isinstance(inner, dict) and isinstance(inner.get("idempotencyKey"), str):
                     key = inner["idempotencyKey"]
-                self._insert(conn, seq, entry_id or f"line{seq}", dumps_compact(record), key)
+                size += self._insert(
+                    conn, seq, entry_id or f"line{seq}", dumps_compact(record), key
+                )
+            self._set_head(conn, max(len(records) - 1, 0), messages, size)
             return len(records)
 
         return self._index.run(write)
 
-    def archive(self, reason: str, *, stamp: str | None = None) -> int:
+    def archive(self, reason: str, *, stamp: str | None = None, unreferenced: bool = False) -> int:
         """Rename the session's rows (topics too) to ``<sessionId>.<reason>.<ts>``.
 
         What the file engine does by renaming ``<id>.jsonl`` to ``<id>.jsonl.<reason>.<ts>``:
         the lines stay in the table, out of the session's way.
+
+        Args:
+            reason: ``deleted``, ``reset`` or ``bak``.
+            stamp: The archive time (default now).
+            unreferenced: Only when no entry references the session (checked under the
+                agent's lock: maintenance and the doctor, which decided on an earlier read).
 
         Returns:
             How many transcripts (the session's own and its topics') were archived.
@@ -284,6 +314,8 @@ class PostgresTranscript:
         topics = f"{sid}-topic-"
 
         def write(conn: psycopg.Connection[Any]) -> int:
+            if unreferenced and _referenced(self._index, conn, sid):
+                return 0
             names = [
                 str(r[0])
                 for r in conn.execute(
@@ -321,7 +353,7 @@ class PostgresTranscript:
         if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
             raise InvalidArgumentError(f"max_lines must be a positive integer, got {max_lines!r}")
 
-        def cut(conn: psycopg.Connection[Any]) -> tuple[str, int] | None:
+        def cut(conn: psycopg.Connection[Any]) -> tuple[str, int, int] | None:
             head = conn.execute(
                 f"SELECT last_seq FROM {self._s}.transcript_heads"
                 " WHERE agent_id = %s AND session_id = %s FOR UPDATE",
@@ -350,16 +382,16 @@ class PostgresTranscript:
                     " WHERE agent_id = %s AND session_id = %s",
                     (backup, self._a, self.session_id),
                 )
-            messages = 0
+            messages = size = 0
             for seq, (_, entry_id, text, key, created) in enumerate(kept):
-                self._insert(conn, seq, entry_id, text.encode(), key, created)
+                size += self._insert(conn, seq, entry_id, text.encode(), key, created)
                 messages += _is_message(orjson.loads(text))
             conn.execute(
                 f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq,"
-                " messages) VALUES (%s, %s, %s, %s)",
-                (self._a, self.session_id, len(kept) - 1, messages),
+                " messages, bytes) VALUES (%s, %s, %s, %s, %s)",
+                (self._a, self.session_id, len(kept) - 1, messages, size),
             )
-            return backup, messages
+            return backup, messages, size
 
         link = self._link
         if link is None:
@@ -374,7 +406,7 @@ class PostgresTranscript:
                 if done is None:
                     return None
                 out.append(done[0])
-                return link.compacted(existing, done[1], None)
+                return link.compacted(existing, done[1], done[2])
 
             self._index.modify_in(conn, link.key, record, needs_blobs=False, full_result=False)
             return out[0] if out else None
@@ -509,22 +541,23 @@ class PostgresTranscript:
             return 0
 
 
-def transcript_counts(
+def transcript_heads(
     index: PostgresIndex, conn: psycopg.Connection[Any] | None = None
-) -> dict[str, int]:
-    """Every transcript of the store's agent in the table (archives too): id -> messages.
+) -> dict[str, Head]:
+    """Every transcript of the store's agent in the table (archives too): id -> its head.
 
-    One read of the head rows, no line read: what ``cleanup --fix-missing`` and the doctor
-    check entries against. ``conn``: read in that transaction (maintenance's, which holds
-    the agent's lock, so no append commits meanwhile).
+    One read of the head rows, no line read: what maintenance (``--fix-missing``, archive
+    retention, the disk budget) and the doctor check entries against. ``conn``: read in
+    that transaction (maintenance's planning snapshot).
     """
 
-    def read(c: psycopg.Connection[Any]) -> dict[str, int]:
+    def read(c: psycopg.Connection[Any]) -> dict[str, Head]:
         rows = c.execute(
-            f"SELECT session_id, messages FROM {index.schema}.transcript_heads WHERE agent_id = %s",
+            f"SELECT session_id, messages, bytes FROM {index.schema}.transcript_heads"
+            " WHERE agent_id = %s",
             (index.agent_id,),
         ).fetchall()
-        return {str(sid): int(n) for sid, n in rows}
+        return {str(sid): Head(int(n), int(b)) for sid, n, b in rows}
 
     if conn is not None:
         return read(conn)
@@ -532,3 +565,62 @@ def transcript_counts(
         return index.run(read, write=False)
     except _NoSchema:
         return {}
+
+
+def last_written_ms(
+    index: PostgresIndex, conn: psycopg.Connection[Any], names: list[str]
+) -> dict[str, int]:
+    """When the last line of each of these transcripts was written (ms since the epoch).
+
+    One indexed row per transcript (its head's last seq), in ``conn``'s transaction.
+    """
+    rows = conn.execute(
+        f"SELECT h.session_id, t.created_at FROM {index.schema}.transcript_heads h"
+        f" JOIN {index.schema}.transcripts t ON t.agent_id = h.agent_id"
+        " AND t.session_id = h.session_id AND t.seq = h.last_seq"
+        " WHERE h.agent_id = %s AND h.session_id = ANY(%s)",
+        (index.agent_id, names),
+    ).fetchall()
+    return {str(sid): int(at) for sid, at in rows}
+
+
+def _referenced(index: PostgresIndex, conn: psycopg.Connection[Any], session_id: str) -> bool:
+    """Whether an entry references ``session_id``, asked under the agent's lock.
+
+    The exclusive agent lock waits for writers of single keys (they hold it shared), so no
+    entry starts referencing the session before the caller's transaction ends.
+    """
+    index._lock_agent(conn)
+    row = conn.execute(
+        f"SELECT 1 FROM {index.schema}.sessions WHERE agent_id = %s AND session_id = %s LIMIT 1",
+        (index.agent_id, session_id),
+    ).fetchone()
+    return row is not None
+
+
+def drop_transcript(index: PostgresIndex, name: str, owner: str) -> int | None:
+    """Delete one transcript's rows (an aged-out archive, a budget eviction) for maintenance.
+
+    One transaction of its own; when an entry references ``owner`` (the session the
+    transcript belongs to: a writer reused the session id since maintenance planned) the
+    rows are kept.
+
+    Returns:
+        The bytes freed, or None when the transcript was gone or is referenced again.
+    """
+    s, a = index.schema, index.agent_id
+
+    def write(conn: psycopg.Connection[Any]) -> int | None:
+        if _referenced(index, conn, owner):
+            return None
+        row = conn.execute(
+            f"DELETE FROM {s}.transcript_heads WHERE agent_id = %s AND session_id = %s"
+            " RETURNING bytes",
+            (a, name),
+        ).fetchone()
+        conn.execute(
+            f"DELETE FROM {s}.transcripts WHERE agent_id = %s AND session_id = %s", (a, name)
+        )
+        return int(row[0]) if row is not None else None
+
+    return index.run(write)
