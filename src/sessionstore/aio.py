@@ -4,13 +4,22 @@ Every method of :class:`~sessionstore.store.SessionStore` is a coroutine here, t
 included. The SQLite and ``sessions.json`` backends have no asyncio driver: their calls run
 in a small thread pool owned by the store, so the event loop never waits on a lock, a file
 or an fsync. A backend whose :meth:`~sessionstore.index.base.IndexBackend.async_twin`
-returns a native asyncio twin serves the plain reads (``get``, ``list``, ``count``,
-``load_all``) through it, without a thread hop.
+returns a native asyncio twin (PostgreSQL: psycopg's async pool, ``index/postgres_aio.py``)
+serves ``get``, ``list``, ``count``, ``load_all``, ``put``, ``update``, ``delete``,
+``reset`` and ``mutate`` through it, without a thread hop: the merge rules are the
+synchronous store's (``SessionStore._*_plan``), only the driver differs. Work after a
+committed write that blocks (archiving a transcript, automatic maintenance when it is
+due, a transcript header) and the remaining calls (transcripts, ``maintain``, ``check``,
+``info``) still run in the thread pool.
 
 Cancellation: a call that is cancelled before its thread started does nothing; one that
 has started runs to its end (a write to a file cannot be taken back half-way), and the
 cancellation is raised once it has, so when ``CancelledError`` reaches the caller the call
-either completed or did nothing, and the store stays usable.
+either completed or did nothing, and the store stays usable. On a native twin the same
+holds: cancelled before ``COMMIT`` was sent, the transaction is rolled back (the statement
+in flight is cancelled on the server and the connection returns to the pool clean, or is
+discarded); once ``COMMIT`` was sent, it and the work after it run to their end and the
+cancellation is raised afterwards.
 """
 
 from __future__ import annotations
@@ -30,7 +39,16 @@ from .entry import SessionEntry
 from .errors import InvalidArgumentError, StoreClosedError
 from .index.base import AsyncIndexBackend, ListQuery, SessionPage, encode_cursor
 from .keys import canonical_key
-from .store import Patch, SessionStore, StoreInfo, _project, _wants_large, open_store
+from .shielded import to_the_end
+from .store import (
+    Patch,
+    SessionStore,
+    StoreInfo,
+    WritePlan,
+    _project,
+    _wants_large,
+    open_store,
+)
 from .transcripts.jsonl import Transcript
 
 if TYPE_CHECKING:
@@ -41,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSessionStore", "AsyncTranscript", "open_async_store"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Calls of one store run on at most this many threads: enough that a call waiting for
 # another process's lock does not hold up the rest, few enough to stay cheap.
@@ -294,7 +313,7 @@ class AsyncSessionStore:
 
     @property
     def native(self) -> bool:
-        """Whether plain reads go through the backend's asyncio driver (no thread hop)."""
+        """Whether reads and writes go through the backend's asyncio driver (no thread hop)."""
         return self._twin is not None
 
     def __repr__(self) -> str:
@@ -334,11 +353,24 @@ class AsyncSessionStore:
             return cast("SessionEntry | None", entry)
         return cast(SessionEntry, _project(entry, names))
 
+    async def _write(self, plan: WritePlan[R]) -> R:
+        """Run a write plan: natively on a twin (``finish`` in a thread only if it blocks)."""
+        if self._twin is None or plan.fn_blocks:
+            return await self._offload.run(self._store._write, plan)
+        result, written = await self._twin.modify(
+            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
+        )
+        if plan.blocks(result, written):
+            # Committed: the work that follows runs to its end even if the caller is
+            # cancelled meanwhile.
+            return await to_the_end(self._offload.run(plan.finish, result, written))
+        return plan.finish(result, written)
+
     async def put(
         self, key: str, entry: dict[str, Any], *, fields: Iterable[str] | None = None
     ) -> SessionEntry:
         """See :meth:`SessionStore.put`."""
-        return await self._offload.run(self._store.put, key, entry, fields=fields)
+        return await self._write(self._store._put_plan(key, entry, fields))
 
     async def update(
         self,
@@ -349,25 +381,22 @@ class AsyncSessionStore:
         preserve_activity: bool = False,
         fields: Iterable[str] | None = None,
     ) -> SessionEntry | None:
-        """See :meth:`SessionStore.update` (a callable patch runs in a worker thread)."""
-        return await self._offload.run(
-            self._store.update,
-            key,
-            patch_or_fn,
-            create=create,
-            preserve_activity=preserve_activity,
-            fields=fields,
+        """See :meth:`SessionStore.update`.
+
+        A callable patch runs on the event loop (while the entry's lock is held) on a store
+        with a native twin, in a worker thread otherwise: it must not block either way.
+        """
+        return await self._write(
+            self._store._update_plan(key, patch_or_fn, create, preserve_activity, fields)
         )
 
     async def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
         """See :meth:`SessionStore.delete`."""
-        return await self._offload.run(
-            self._store.delete, key, archive_transcript=archive_transcript
-        )
+        return await self._write(self._store._delete_plan(key, archive_transcript))
 
     async def reset(self, key: str, *, fields: Iterable[str] | None = None) -> SessionEntry:
         """See :meth:`SessionStore.reset`."""
-        return await self._offload.run(self._store.reset, key, fields=fields)
+        return await self._write(self._store._reset_plan(key, fields))
 
     async def transcript(self, key: str, topic_id: str | int | None = None) -> AsyncTranscript:
         """See :meth:`SessionStore.transcript`."""
@@ -427,8 +456,17 @@ class AsyncSessionStore:
         return cast("dict[str, SessionEntry]", await self._twin.load_all())
 
     async def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
-        """See :meth:`SessionStore.mutate` (``fn`` runs in a worker thread)."""
-        return await self._offload.run(self._store.mutate, fn)
+        """See :meth:`SessionStore.mutate`.
+
+        ``fn`` runs on the event loop (under the store's write lock) on a store with a
+        native twin, in a worker thread otherwise.
+        """
+        if self._twin is None:
+            return await self._offload.run(self._store.mutate, fn)
+        result = await self._twin.mutate(self._store._mutate_checked(fn))
+        if self._store._after_write_due():
+            await to_the_end(self._offload.run(self._store._after_write, None))
+        return result
 
     # --- maintenance and checks -------------------------------------------------------------
 
