@@ -260,9 +260,13 @@ class AsyncSessionStore:
     Args:
         store: The store to serve; closing this one closes it.
         workers: Threads for the blocking calls of this store (at least 1).
+        native: Use the backend's asyncio driver when it has one (PostgreSQL); False runs
+            every call in the worker threads, as on the other backends.
     """
 
-    def __init__(self, store: SessionStore, *, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(
+        self, store: SessionStore, *, workers: int = DEFAULT_WORKERS, native: bool = True
+    ) -> None:
         if not isinstance(store, SessionStore):
             raise InvalidArgumentError(f"store must be a SessionStore, got {type(store).__name__}")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -270,7 +274,8 @@ class AsyncSessionStore:
         self._store = store
         self._offload = _Offload(workers)
         self._owned = True
-        self._twin: AsyncIndexBackend | None = store.index.async_twin()
+        check_bool("native", native)
+        self._twin: AsyncIndexBackend | None = store.index.async_twin() if native else None
 
     @classmethod
     def borrow(cls, store: SessionStore) -> AsyncSessionStore:
