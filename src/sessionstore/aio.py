@@ -53,6 +53,7 @@ from .transcripts.jsonl import Transcript
 
 if TYPE_CHECKING:
     from .doctor import Finding
+    from .index.postgres_aio import PostgresAsyncIndex
     from .maintenance import MaintenanceReport
     from .transcripts.postgres import PostgresTranscript
 
@@ -178,9 +179,23 @@ class AsyncTranscript:
     ``async for message in transcript`` iterates over every message record in order.
     """
 
-    def __init__(self, transcript: Transcript | PostgresTranscript, offload: _Offload) -> None:
+    def __init__(
+        self,
+        transcript: Transcript | PostgresTranscript,
+        offload: _Offload,
+        twin: AsyncIndexBackend | None = None,
+    ) -> None:
         self._t = transcript
         self._offload = offload
+        # A transcript in the PostgreSQL table, on a store with the native twin: append,
+        # tail, messages and message_count run on psycopg's asyncio pool too.
+        self._native: tuple[PostgresTranscript, PostgresAsyncIndex] | None = None
+        if twin is not None and transcript.path is None:
+            from .index.postgres_aio import PostgresAsyncIndex
+            from .transcripts.postgres import PostgresTranscript
+
+            if isinstance(transcript, PostgresTranscript) and isinstance(twin, PostgresAsyncIndex):
+                self._native = (transcript, twin)
 
     @property
     def sync(self) -> Transcript | PostgresTranscript:
@@ -213,15 +228,25 @@ class AsyncTranscript:
 
     async def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """See :meth:`Transcript.append`."""
-        return await self._offload.run(self._t.append, message, idempotency_key=idempotency_key)
+        if self._native is None:
+            return await self._offload.run(self._t.append, message, idempotency_key=idempotency_key)
+        t, twin = self._native
+        body = t.message_body(message, idempotency_key)
+        return await twin.run(lambda: t.append_op(body, idempotency_key))
 
     async def tail(self, n: int) -> list[dict[str, Any]]:
         """See :meth:`Transcript.tail`."""
-        return await self._offload.run(self._t.tail, n)
+        if self._native is None:
+            return await self._offload.run(self._t.tail, n)
+        t, twin = self._native
+        return await twin.read(t.tail_reader(n), [])
 
     async def messages(self) -> list[dict[str, Any]]:
         """See :meth:`Transcript.messages`."""
-        return await self._offload.run(self._t.messages)
+        if self._native is None:
+            return await self._offload.run(self._t.messages)
+        t, twin = self._native
+        return await twin.read(t.messages_op, [])
 
     async def entries(self) -> list[dict[str, Any]]:
         """See :meth:`Transcript.entries`."""
@@ -229,7 +254,10 @@ class AsyncTranscript:
 
     async def message_count(self) -> int:
         """See :meth:`Transcript.message_count`."""
-        return await self._offload.run(self._t.message_count)
+        if self._native is None:
+            return await self._offload.run(self._t.message_count)
+        t, twin = self._native
+        return await twin.read(t.message_count_op, 0)
 
     async def compact(self, max_lines: int) -> Path | str | None:
         """See :meth:`Transcript.compact`."""
@@ -406,7 +434,7 @@ class AsyncSessionStore:
     async def transcript(self, key: str, topic_id: str | int | None = None) -> AsyncTranscript:
         """See :meth:`SessionStore.transcript`."""
         transcript = await self._offload.run(self._store.transcript, key, topic_id)
-        return AsyncTranscript(transcript, self._offload)
+        return AsyncTranscript(transcript, self._offload, self._twin)
 
     # --- whole store ------------------------------------------------------------------------
 

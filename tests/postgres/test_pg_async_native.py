@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import sessionstore
-from sessionstore import AsyncSessionStore, SessionStore
+from sessionstore import AsyncSessionStore, AsyncTranscript, SessionStore, StoreClosedError, aio
 from sessionstore.errors import ConnectionLostError, RetryableError
 from sessionstore.index.postgres import PostgresIndex, _two_ints
 from sessionstore.index.postgres_aio import PostgresAsyncIndex
@@ -308,3 +308,43 @@ def test_the_loop_keeps_ticking_while_a_native_update_waits_on_a_lock(
             assert result is not None and result["label"] == "after the lock"
 
     run(main())
+
+
+def test_table_transcripts_append_and_read_natively(pg: SessionStore) -> None:
+    """append/tail/messages/message_count on the twin: given a thread pool that refuses
+    every call, they still work; 50 concurrent appends get gap-free seqs and the entry's
+    messageCount follows in the same transactions."""
+    pg.put(KEY, {"sessionId": "s1"})
+
+    async def main() -> None:
+        async with AsyncSessionStore(pg) as store:
+            opened = await store.transcript(KEY)
+            no_threads = aio._Offload(1)
+            no_threads.shutdown()  # any call sent to it raises StoreClosedError
+            t = AsyncTranscript(opened.sync, no_threads, store._twin)
+            first = await t.append({"role": "user", "content": "m0"}, idempotency_key="k0")
+            again = await t.append({"role": "user", "content": "m0"}, idempotency_key="k0")
+            assert again == first  # a retried append writes once
+            await asyncio.gather(
+                *(t.append({"role": "user", "content": f"m{i}"}) for i in range(1, 51))
+            )
+            assert await t.message_count() == 51
+            messages = await t.messages()
+            assert [m["__openclaw"]["seq"] for m in messages] == list(range(1, 52))
+            assert sorted(m["content"] for m in messages) == sorted(f"m{i}" for i in range(51))
+            assert await t.tail(2) == messages[-2:]
+            assert (await store.get(KEY, fields=["messageCount"])) == {"messageCount": 51}
+            with pytest.raises(StoreClosedError):
+                await t.entries()  # not native: it went to the (refusing) threads
+
+    run(main())
+
+
+def test_one_store_serves_successive_event_loops(pg: SessionStore) -> None:
+    """A store opened once and used by several ``asyncio.run`` calls (as the adapters'
+    tests do): each loop gets a pool of its own, and no loop's shutdown hangs."""
+    store = AsyncSessionStore(pg)
+    for i in range(5):
+        run(store.update(KEY, lambda e, i=i: {"n": i, "sessionId": "s1"}, create=True))
+    assert run(store.get(KEY, fields=["n"])) == {"n": 4}
+    run(store.close())

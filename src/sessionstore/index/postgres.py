@@ -64,6 +64,7 @@ from .base import (
     ModifyFn,
     RowRef,
     SessionRow,
+    _Delete,
     derive_row,
     mutated_entry,
     search_text,
@@ -101,6 +102,12 @@ class Step(NamedTuple):
 
 
 Op = Generator[Step, Any, T]
+
+
+def _given(value: T) -> Op[T]:
+    """A body that runs no statement and returns ``value``."""
+    return value
+    yield  # unreachable: it makes this function a generator
 
 
 def run_op(conn: psycopg.Connection[Any], op: Op[T]) -> T:
@@ -1175,12 +1182,31 @@ class PostgresIndex(IndexBackend):
         self, key: str, fn: ModifyFn, *, needs_blobs: bool, full_result: bool
     ) -> Op[tuple[Entry | None, bool]]:
         """The transaction of :meth:`modify` (for both drivers)."""
+        return self.modify_steps(
+            key,
+            lambda existing: _given(fn(existing)),
+            needs_blobs=needs_blobs,
+            full_result=full_result,
+        )
+
+    def modify_steps(
+        self,
+        key: str,
+        fn: Callable[[Entry | None], Op[Entry | _Delete | None]],
+        *,
+        needs_blobs: bool,
+        full_result: bool,
+    ) -> Op[tuple[Entry | None, bool]]:
+        """:meth:`modify_op` with a callback that runs statements of its own.
+
+        For a transcript append that changes the entry in the same transaction.
+        """
         yield from self._lock_key_op(key)
         rows = yield from self._candidates_op(key)
         existing = None
         if rows:
             existing = yield from self._decode_op(rows[0][2], rows[0][3], blobs=needs_blobs)
-        result = fn(existing)
+        result = yield from fn(existing)
         if result is None:
             out, written = existing, False
         elif result is DELETE:

@@ -88,7 +88,8 @@ class PostgresAsyncIndex(AsyncIndexBackend):
         self._sync = index
         self.location = index.location
         self._pool_obj: psycopg_pool.AsyncConnectionPool[Any] | None = None
-        self._opening: asyncio.Lock | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -99,21 +100,33 @@ class PostgresAsyncIndex(AsyncIndexBackend):
     async def _pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
         if self._closed or self._sync._closed:
             raise StoreClosedError(f"the store at {self.location} was closed")
-        if self._pool_obj is not None:
+        loop = asyncio.get_running_loop()
+        if self._pool_obj is not None and self._pool_loop is loop:
             return self._pool_obj
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool_obj is None:
+        if self._opening is None or self._opening[0] is not loop:
+            self._opening = (loop, asyncio.Lock())
+        async with self._opening[1]:
+            if self._pool_obj is None or self._pool_loop is not loop:
+                # A pool lives on the loop that opened it. On another loop (a store used
+                # by successive asyncio.run calls) the old one's tasks died with its loop:
+                # it is dropped (its connections close when it is collected).
+                self._pool_obj = None
                 sync = self._sync
+                # Every connection is made at open, none later in the background (a pool
+                # never grows): psycopg_pool's connecting task does not end when cancelled,
+                # so one in flight when a loop ends with the store open would hang
+                # asyncio.run's shutdown.
+                options = {**sync.pool_options(), "min_size": sync.pool_size}
                 pool = sync._pool_mod.AsyncConnectionPool(
-                    sync._dsn,
-                    open=False,
-                    name=f"sessionstore-aio-{sync.agent_id}",
-                    **sync.pool_options(),
+                    sync._dsn, open=False, name=f"sessionstore-aio-{sync.agent_id}", **options
                 )
-                await pool.open()
-                self._pool_obj = pool
+                try:
+                    await pool.open(wait=True, timeout=sync._timeout)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await pool.close()
+                    raise
+                self._pool_obj, self._pool_loop = pool, loop
             return self._pool_obj
 
     async def _discard_broken(self) -> None:
@@ -161,7 +174,12 @@ class PostgresAsyncIndex(AsyncIndexBackend):
     async def _schema_exists(self) -> bool:
         return await self._run(self._sync.schema_exists_op, write=False, txn=False)
 
-    async def _read(self, make: Callable[[], Op[T]], empty: T, *, snapshot: bool = False) -> T:
+    async def run(self, make: Callable[[], Op[T]]) -> T:
+        """A write transaction of the body ``make()`` builds (the transcript engine's)."""
+        return await self._run(make, write=True)
+
+    async def read(self, make: Callable[[], Op[T]], empty: T, *, snapshot: bool = False) -> T:
+        """A read (of single statements, or one snapshot); ``empty`` before any write."""
         sync = self._sync
         if not (sync._ready or sync._seen) and not await self._schema_exists():
             return empty
@@ -177,11 +195,11 @@ class PostgresAsyncIndex(AsyncIndexBackend):
         """See :meth:`PostgresIndex.get`."""
         sync = self._sync
         try:
-            return await self._read(lambda: sync.get_op(key, blobs=blobs, snapshot=False), None)
+            return await self.read(lambda: sync.get_op(key, blobs=blobs, snapshot=False), None)
         except _BlobGone:
             pass  # a writer replaced the entry between two statements: one snapshot now
         try:
-            return await self._read(
+            return await self.read(
                 lambda: sync.get_op(key, blobs=blobs, snapshot=True), None, snapshot=True
             )
         except _BlobGone as exc:
@@ -206,20 +224,20 @@ class PostgresAsyncIndex(AsyncIndexBackend):
     ) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """See :meth:`PostgresIndex.list`."""
         empty: Rows = []
-        raw = await self._read(lambda: self._sync.list_op(query), empty)
+        raw = await self.read(lambda: self._sync.list_op(query), empty)
         return self._sync.list_rows(query, raw)
 
     async def count(self) -> int:
         """See :meth:`PostgresIndex.count`."""
-        return await self._read(self._sync.count_op, 0)
+        return await self.read(self._sync.count_op, 0)
 
     async def count_matching(self, query: ListQuery) -> int:
         """See :meth:`PostgresIndex.count_matching`."""
-        return await self._read(lambda: self._sync.count_matching_op(query), 0)
+        return await self.read(lambda: self._sync.count_matching_op(query), 0)
 
     async def load_all(self) -> dict[str, Entry]:
         """See :meth:`PostgresIndex.load_all`."""
-        return await self._read(self._sync.load_all_op, {}, snapshot=True)
+        return await self.read(self._sync.load_all_op, {}, snapshot=True)
 
     async def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """See :meth:`PostgresIndex.mutate` (``fn`` runs on the event loop, under the lock)."""
@@ -233,6 +251,6 @@ class PostgresAsyncIndex(AsyncIndexBackend):
         """Close the asyncio pool (the synchronous index stays open). Idempotent."""
         self._closed = True
         pool, self._pool_obj = self._pool_obj, None
-        if pool is not None:
+        if pool is not None and self._pool_loop is asyncio.get_running_loop():
             with contextlib.suppress(Exception):
                 await pool.close()
