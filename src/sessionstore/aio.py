@@ -9,8 +9,10 @@ serves ``get``, ``list``, ``count``, ``load_all``, ``put``, ``update``, ``delete
 ``reset`` and ``mutate`` through it, without a thread hop: the merge rules are the
 synchronous store's (``SessionStore._*_plan``), only the driver differs. Work after a
 committed write that blocks (archiving a transcript, automatic maintenance when it is
-due, a transcript header) and the remaining calls (transcripts, ``maintain``, ``check``,
-``info``) still run in the thread pool.
+due, a transcript header) and the remaining calls (opening a transcript, ``.jsonl``
+transcripts, ``maintain``, ``check``, ``info``) still run in the thread pool; a
+transcript in the PostgreSQL table appends and reads (``append``, ``tail``, ``messages``,
+``message_count``) on the twin.
 
 Cancellation: a call that is cancelled before its thread started does nothing; one that
 has started runs to its end (a write to a file cannot be taken back half-way), and the

@@ -32,7 +32,7 @@ from ..clock import iso_now, now_ms
 from ..errors import InvalidArgumentError, InvalidEntryError
 from ..files import dumps_compact
 from ..index.postgres import Op, PostgresIndex, Step, _NoSchema, run_op
-from .jsonl import _check_count, _is_message, _record
+from .jsonl import _check_count, _is_message, _record, numbered
 from .naming import archive_timestamp
 
 if TYPE_CHECKING:
@@ -437,17 +437,8 @@ class PostgresTranscript:
 
     def messages_op(self) -> Op[list[Line]]:
         """The read of :meth:`messages` (both drivers)."""
-        out = []
-        seq = 0
-        for _, line in (yield from self._lines_op()):
-            rec = _record(line)
-            if rec is None:
-                continue
-            if rec["__openclaw"].get("kind") is None:
-                seq += 1
-                rec["__openclaw"]["seq"] = seq
-            out.append(rec)
-        return out
+        lines = yield from self._lines_op()
+        return numbered([rec for _, line in lines if (rec := _record(line)) is not None])
 
     def messages(self) -> list[Line]:
         """Every message record in order, annotated ``__openclaw: {id, seq}`` (seq from 1).
@@ -506,12 +497,7 @@ class PostgresTranscript:
                     break
             batch *= 2
         picked.reverse()
-        seq = total - seen
-        for rec in picked:
-            if rec["__openclaw"].get("kind") is None:
-                seq += 1
-                rec["__openclaw"]["seq"] = seq
-        return picked
+        return numbered(picked, total - seen)
 
     def tail(self, n: int) -> list[Line]:
         """The last ``n`` message records, oldest first, with their absolute seq numbers.
