@@ -348,3 +348,24 @@ def test_one_store_serves_successive_event_loops(pg: SessionStore) -> None:
         run(store.update(KEY, lambda e, i=i: {"n": i, "sessionId": "s1"}, create=True))
     assert run(store.get(KEY, fields=["n"])) == {"n": 4}
     run(store.close())
+
+
+def test_the_password_never_shows_on_the_twin(pg_env: str, state_dir: Path) -> None:
+    secret = "sekret-Pa55-word"
+    info = psycopg.conninfo.conninfo_to_dict(pg_env)
+    bad = psycopg.conninfo.make_conninfo(**{**info, "password": secret, "port": "1"})
+    with sessionstore.open_store(
+        state_dir=state_dir, store_type="postgres", dsn=bad, lock_timeout_ms=500
+    ) as sync:
+
+        async def main() -> None:
+            async with AsyncSessionStore(sync) as store:
+                assert store.native
+                assert secret not in repr(store._twin) and "***" in repr(store._twin)
+                for call in (store.get(KEY), store.put(KEY, {"sessionId": "a"})):
+                    with pytest.raises(ConnectionLostError) as caught:
+                        await call
+                    assert "no connection" in str(caught.value)
+                    assert secret not in str(caught.value) and secret not in repr(caught.value)
+
+        run(main())

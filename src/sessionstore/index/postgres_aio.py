@@ -112,10 +112,10 @@ class PostgresAsyncIndex(AsyncIndexBackend):
                 # it is dropped (its connections close when it is collected).
                 self._pool_obj = None
                 sync = self._sync
-                # Every connection is made at open, none later in the background (a pool
-                # never grows): psycopg_pool's connecting task does not end when cancelled,
-                # so one in flight when a loop ends with the store open would hang
-                # asyncio.run's shutdown.
+                # Every connection is made at open (the pool never grows; only a broken
+                # one is replaced in the background): psycopg_pool's connecting task does
+                # not end when cancelled, so one in flight when a loop ends with the store
+                # open hangs asyncio.run's shutdown.
                 options = {**sync.pool_options(), "min_size": sync.pool_size}
                 pool = sync._pool_mod.AsyncConnectionPool(
                     sync._dsn, open=False, name=f"sessionstore-aio-{sync.agent_id}", **options
