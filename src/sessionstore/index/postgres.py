@@ -29,11 +29,11 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 
@@ -71,6 +71,7 @@ from .base import (
     visibility,
     writes_when_absent,
 )
+from .pgsteps import Op, Step, _BlobGone, _given, _NoSchema, run_op
 
 if TYPE_CHECKING:
     import psycopg
@@ -86,45 +87,6 @@ __all__ = [
 Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
-
-
-class Step(NamedTuple):
-    """One statement of a transaction body, and what the body wants back from it.
-
-    The bodies are generators of steps (``Op``): they hold the SQL and the logic once,
-    and a driver runs them on a connection, :func:`run_op` on a synchronous one and
-    ``postgres_aio.run_op_async`` on an asyncio one.
-    """
-
-    sql: str
-    params: Any
-    fetch: Literal["all", "one", "rowcount", "none"]
-
-
-Op = Generator[Step, Any, T]
-
-
-def _given(value: T) -> Op[T]:
-    """A body that runs no statement and returns ``value``."""
-    return value
-    yield  # unreachable: it makes this function a generator
-
-
-def run_op(conn: psycopg.Connection[Any], op: Op[T]) -> T:
-    """Run a transaction body on a synchronous connection; its return value."""
-    try:
-        step = next(op)
-        while True:
-            cur = conn.execute(step.sql, step.params)
-            if step.fetch == "all":
-                step = op.send(cur.fetchall())
-            elif step.fetch == "one":
-                step = op.send(cur.fetchone())
-            else:
-                step = op.send(cur.rowcount)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
 
 
 SCHEMA_VERSION: Final = 3
@@ -315,23 +277,6 @@ def _text(value: str | None) -> str | None:
 def _bind_number(value: int | float) -> int | Decimal:
     # float8 -> numeric keeps only 15 digits: bind the shortest repr, which is exact.
     return Decimal(repr(value)) if isinstance(value, float) else value
-
-
-class _BlobGone(CorruptStoreError):
-    """A referenced blob is missing.
-
-    Between two reads a writer may have replaced the entry (``get`` reads again in one
-    snapshot); inside one transaction it is damage, raised as the ``CorruptStoreError``
-    it is.
-    """
-
-    def __init__(self, digest: str, location: str) -> None:
-        super().__init__(
-            f"{location}: an entry references the blob {digest} that is missing; run"
-            " `sessionstore doctor` and restore the store from a backup",
-            path=location,
-        )
-        self.digest = digest
 
 
 @dataclass
@@ -1518,10 +1463,6 @@ class PostgresIndex(IndexBackend):
 
 class _Rollback(Exception):
     """Ends a maintenance transaction that must leave no trace (dry runs, warn mode)."""
-
-
-class _NoSchema(Exception):
-    """The store's tables do not exist yet (reads see an empty store)."""
 
 
 class _Tracked:

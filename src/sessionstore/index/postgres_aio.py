@@ -1,7 +1,7 @@
 """The PostgreSQL hot index through psycopg's asyncio pool (``PostgresIndex.async_twin()``).
 
 The twin runs the very transaction bodies of :class:`~.postgres.PostgresIndex` (the
-generators of :class:`~.postgres.Step` its methods are made of: same SQL, row encoding,
+generators of :class:`~.pgsteps.Step` its methods are made of: same SQL, row encoding,
 advisory locks) on an ``AsyncConnectionPool``, with the same retry policy and typed errors
 (``PostgresIndex.retry_pause``). ``AsyncSessionStore`` awaits it instead of running the
 synchronous index in a worker thread.
@@ -31,13 +31,13 @@ from .base import (
     SessionRow,
     writes_when_absent,
 )
-from .postgres import Op, Rows, _BlobGone, _NoSchema
+from .pgsteps import Op, _BlobGone, _NoSchema
 
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-    from .postgres import PostgresIndex
+    from .postgres import PostgresIndex, Rows
 
 __all__ = ["PostgresAsyncIndex", "run_op_async"]
 

@@ -31,7 +31,8 @@ import orjson
 from ..clock import iso_now, now_ms
 from ..errors import InvalidArgumentError, InvalidEntryError
 from ..files import dumps_compact
-from ..index.postgres import Op, PostgresIndex, Step, _NoSchema, run_op
+from ..index.pgsteps import Op, Step, _NoSchema, run_op
+from ..index.postgres import PostgresIndex
 from .jsonl import _check_count, _is_message, _record, numbered
 from .naming import archive_timestamp
 
