@@ -124,7 +124,7 @@ def test_100_coroutines_x_10_updates_lose_nothing(pg: SessionStore) -> None:
 def test_200_cancellations_at_random_awaits_leave_whole_calls_or_nothing(
     pg: SessionStore, pg_env: str
 ) -> None:
-    """Each call is cancelled (1 to 3 times, at seeded numbers of loop turns). Right after
+    """Each call but every tenth is cancelled (1 to 3 times, at seeded loop turns). Right after
     its ``CancelledError`` (or result) the store holds the call whole or not at all, and
     never changes its mind later: no commit lands after the cancellation was delivered
     (it did without the shielded COMMIT: a second cancellation abandoned psycopg's wait
@@ -158,7 +158,9 @@ def test_200_cancellations_at_random_awaits_leave_whole_calls_or_nothing(
                 task = asyncio.ensure_future(call)
                 for _ in range(rng.randrange(0, 40)):
                     await asyncio.sleep(0)
-                for _ in range(rng.randrange(1, 4)):  # cancelled again while it unwinds
+                # cancelled 1 to 3 times (again while it unwinds); every tenth call never
+                cancels = 0 if op % 10 == 9 else rng.randrange(1, 4)
+                for _ in range(cancels):
                     task.cancel()
                     for _ in range(rng.randrange(0, 4)):
                         await asyncio.sleep(0)
@@ -179,7 +181,7 @@ def test_200_cancellations_at_random_awaits_leave_whole_calls_or_nothing(
             assert returned <= final
             assert sorted(entries[a]["ops"]) == entries[a]["ops"]
             assert sorted(entries[c]["ops"]) == entries[c]["ops"]
-            assert cancelled > 0 and returned
+            assert cancelled > 0 and {op for op in range(200) if op % 10 == 9} <= returned
             with psycopg.connect(pg_env, autocommit=True) as admin:
                 dirty = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
