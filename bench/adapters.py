@@ -23,7 +23,10 @@ from sessionstore.bench.adapters import merge, render
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000,10000", help="session counts (1000,10000)")
-    p.add_argument("--dsn", help="PostgreSQL DSN for the frameworks' SQLAlchemy backends")
+    p.add_argument(
+        "--dsn",
+        help="PostgreSQL DSN: the postgres overhead rows and the frameworks' SQLAlchemy backends",
+    )
     p.add_argument("--out", type=Path, default=Path("."), help="output dir (.); docs/ publishes")
     p.add_argument("--calls", type=int, default=2000, help="calls per overhead row (2000)")
     p.add_argument("--merge", type=Path, nargs="+", help="render these runs' .json as one")

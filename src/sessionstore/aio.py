@@ -4,13 +4,24 @@ Every method of :class:`~sessionstore.store.SessionStore` is a coroutine here, t
 included. The SQLite and ``sessions.json`` backends have no asyncio driver: their calls run
 in a small thread pool owned by the store, so the event loop never waits on a lock, a file
 or an fsync. A backend whose :meth:`~sessionstore.index.base.IndexBackend.async_twin`
-returns a native asyncio twin serves the plain reads (``get``, ``list``, ``count``,
-``load_all``) through it, without a thread hop.
+returns a native asyncio twin (PostgreSQL: psycopg's async pool, ``index/postgres_aio.py``)
+serves ``get``, ``list``, ``count``, ``load_all``, ``put``, ``update``, ``delete``,
+``reset`` and ``mutate`` through it, without a thread hop: the merge rules are the
+synchronous store's (``SessionStore._*_plan``), only the driver differs. Work after a
+committed write that blocks (archiving a transcript, automatic maintenance when it is
+due, a transcript header) and the remaining calls (opening a transcript, ``.jsonl``
+transcripts, ``maintain``, ``check``, ``info``) still run in the thread pool; a
+transcript in the PostgreSQL table appends and reads (``append``, ``tail``, ``messages``,
+``message_count``) on the twin.
 
 Cancellation: a call that is cancelled before its thread started does nothing; one that
 has started runs to its end (a write to a file cannot be taken back half-way), and the
 cancellation is raised once it has, so when ``CancelledError`` reaches the caller the call
-either completed or did nothing, and the store stays usable.
+either completed or did nothing, and the store stays usable. On a native twin the same
+holds: cancelled before ``COMMIT`` was sent, the transaction is rolled back (the statement
+in flight is cancelled on the server and the connection returns to the pool clean, or is
+discarded); once ``COMMIT`` was sent, it and the work after it run to their end and the
+cancellation is raised afterwards.
 """
 
 from __future__ import annotations
@@ -30,17 +41,28 @@ from .entry import SessionEntry
 from .errors import InvalidArgumentError, StoreClosedError
 from .index.base import AsyncIndexBackend, ListQuery, SessionPage, encode_cursor
 from .keys import canonical_key
-from .store import Patch, SessionStore, StoreInfo, _project, _wants_large, open_store
+from .shielded import to_the_end
+from .store import (
+    Patch,
+    SessionStore,
+    StoreInfo,
+    WritePlan,
+    _project,
+    _wants_large,
+    open_store,
+)
 from .transcripts.jsonl import Transcript
 
 if TYPE_CHECKING:
     from .doctor import Finding
+    from .index.postgres_aio import PostgresAsyncIndex
     from .maintenance import MaintenanceReport
     from .transcripts.postgres import PostgresTranscript
 
 __all__ = ["AsyncSessionStore", "AsyncTranscript", "open_async_store"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Calls of one store run on at most this many threads: enough that a call waiting for
 # another process's lock does not hold up the rest, few enough to stay cheap.
@@ -159,9 +181,23 @@ class AsyncTranscript:
     ``async for message in transcript`` iterates over every message record in order.
     """
 
-    def __init__(self, transcript: Transcript | PostgresTranscript, offload: _Offload) -> None:
+    def __init__(
+        self,
+        transcript: Transcript | PostgresTranscript,
+        offload: _Offload,
+        twin: AsyncIndexBackend | None = None,
+    ) -> None:
         self._t = transcript
         self._offload = offload
+        # A transcript in the PostgreSQL table, on a store with the native twin: append,
+        # tail, messages and message_count run on psycopg's asyncio pool too.
+        self._native: tuple[PostgresTranscript, PostgresAsyncIndex] | None = None
+        if twin is not None and transcript.path is None:
+            from .index.postgres_aio import PostgresAsyncIndex
+            from .transcripts.postgres import PostgresTranscript
+
+            if isinstance(transcript, PostgresTranscript) and isinstance(twin, PostgresAsyncIndex):
+                self._native = (transcript, twin)
 
     @property
     def sync(self) -> Transcript | PostgresTranscript:
@@ -194,15 +230,25 @@ class AsyncTranscript:
 
     async def append(self, message: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """See :meth:`Transcript.append`."""
-        return await self._offload.run(self._t.append, message, idempotency_key=idempotency_key)
+        if self._native is None:
+            return await self._offload.run(self._t.append, message, idempotency_key=idempotency_key)
+        t, twin = self._native
+        body = t.message_body(message, idempotency_key)
+        return await twin.run(lambda: t.append_op(body, idempotency_key))
 
     async def tail(self, n: int) -> list[dict[str, Any]]:
         """See :meth:`Transcript.tail`."""
-        return await self._offload.run(self._t.tail, n)
+        if self._native is None:
+            return await self._offload.run(self._t.tail, n)
+        t, twin = self._native
+        return await twin.read(t.tail_reader(n), [])
 
     async def messages(self) -> list[dict[str, Any]]:
         """See :meth:`Transcript.messages`."""
-        return await self._offload.run(self._t.messages)
+        if self._native is None:
+            return await self._offload.run(self._t.messages)
+        t, twin = self._native
+        return await twin.read(t.messages_op, [])
 
     async def entries(self) -> list[dict[str, Any]]:
         """See :meth:`Transcript.entries`."""
@@ -210,7 +256,10 @@ class AsyncTranscript:
 
     async def message_count(self) -> int:
         """See :meth:`Transcript.message_count`."""
-        return await self._offload.run(self._t.message_count)
+        if self._native is None:
+            return await self._offload.run(self._t.message_count)
+        t, twin = self._native
+        return await twin.read(t.message_count_op, 0)
 
     async def compact(self, max_lines: int) -> Path | str | None:
         """See :meth:`Transcript.compact`."""
@@ -241,9 +290,13 @@ class AsyncSessionStore:
     Args:
         store: The store to serve; closing this one closes it.
         workers: Threads for the blocking calls of this store (at least 1).
+        native: Use the backend's asyncio driver when it has one (PostgreSQL); False runs
+            every call in the worker threads, as on the other backends.
     """
 
-    def __init__(self, store: SessionStore, *, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(
+        self, store: SessionStore, *, workers: int = DEFAULT_WORKERS, native: bool = True
+    ) -> None:
         if not isinstance(store, SessionStore):
             raise InvalidArgumentError(f"store must be a SessionStore, got {type(store).__name__}")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -251,7 +304,8 @@ class AsyncSessionStore:
         self._store = store
         self._offload = _Offload(workers)
         self._owned = True
-        self._twin: AsyncIndexBackend | None = store.index.async_twin()
+        check_bool("native", native)
+        self._twin: AsyncIndexBackend | None = store.index.async_twin() if native else None
 
     @classmethod
     def borrow(cls, store: SessionStore) -> AsyncSessionStore:
@@ -294,7 +348,7 @@ class AsyncSessionStore:
 
     @property
     def native(self) -> bool:
-        """Whether plain reads go through the backend's asyncio driver (no thread hop)."""
+        """Whether reads and writes go through the backend's asyncio driver (no thread hop)."""
         return self._twin is not None
 
     def __repr__(self) -> str:
@@ -334,11 +388,24 @@ class AsyncSessionStore:
             return cast("SessionEntry | None", entry)
         return cast(SessionEntry, _project(entry, names))
 
+    async def _write(self, plan: WritePlan[R]) -> R:
+        """Run a write plan: natively on a twin (``finish`` in a thread only if it blocks)."""
+        if self._twin is None or plan.fn_blocks:
+            return await self._offload.run(self._store._write, plan)
+        result, written = await self._twin.modify(
+            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
+        )
+        if plan.blocks(result, written):
+            # Committed: the work that follows runs to its end even if the caller is
+            # cancelled meanwhile.
+            return await to_the_end(self._offload.run(plan.finish, result, written))
+        return plan.finish(result, written)
+
     async def put(
         self, key: str, entry: dict[str, Any], *, fields: Iterable[str] | None = None
     ) -> SessionEntry:
         """See :meth:`SessionStore.put`."""
-        return await self._offload.run(self._store.put, key, entry, fields=fields)
+        return await self._write(self._store._put_plan(key, entry, fields))
 
     async def update(
         self,
@@ -349,30 +416,27 @@ class AsyncSessionStore:
         preserve_activity: bool = False,
         fields: Iterable[str] | None = None,
     ) -> SessionEntry | None:
-        """See :meth:`SessionStore.update` (a callable patch runs in a worker thread)."""
-        return await self._offload.run(
-            self._store.update,
-            key,
-            patch_or_fn,
-            create=create,
-            preserve_activity=preserve_activity,
-            fields=fields,
+        """See :meth:`SessionStore.update`.
+
+        A callable patch runs on the event loop (while the entry's lock is held) on a store
+        with a native twin, in a worker thread otherwise: it must not block either way.
+        """
+        return await self._write(
+            self._store._update_plan(key, patch_or_fn, create, preserve_activity, fields)
         )
 
     async def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
         """See :meth:`SessionStore.delete`."""
-        return await self._offload.run(
-            self._store.delete, key, archive_transcript=archive_transcript
-        )
+        return await self._write(self._store._delete_plan(key, archive_transcript))
 
     async def reset(self, key: str, *, fields: Iterable[str] | None = None) -> SessionEntry:
         """See :meth:`SessionStore.reset`."""
-        return await self._offload.run(self._store.reset, key, fields=fields)
+        return await self._write(self._store._reset_plan(key, fields))
 
     async def transcript(self, key: str, topic_id: str | int | None = None) -> AsyncTranscript:
         """See :meth:`SessionStore.transcript`."""
         transcript = await self._offload.run(self._store.transcript, key, topic_id)
-        return AsyncTranscript(transcript, self._offload)
+        return AsyncTranscript(transcript, self._offload, self._twin)
 
     # --- whole store ------------------------------------------------------------------------
 
@@ -427,8 +491,17 @@ class AsyncSessionStore:
         return cast("dict[str, SessionEntry]", await self._twin.load_all())
 
     async def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
-        """See :meth:`SessionStore.mutate` (``fn`` runs in a worker thread)."""
-        return await self._offload.run(self._store.mutate, fn)
+        """See :meth:`SessionStore.mutate`.
+
+        ``fn`` runs on the event loop (under the store's write lock) on a store with a
+        native twin, in a worker thread otherwise.
+        """
+        if self._twin is None:
+            return await self._offload.run(self._store.mutate, fn)
+        result = await self._twin.mutate(self._store._mutate_checked(fn))
+        if self._store._after_write_due():
+            await to_the_end(self._offload.run(self._store._after_write, None))
+        return result
 
     # --- maintenance and checks -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .args import (
     check_bool,
@@ -57,6 +57,7 @@ from .index.base import (
     LARGE_FIELDS,
     IndexBackend,
     ListQuery,
+    ModifyFn,
     SessionPage,
     decode_cursor,
     encode_cursor,
@@ -93,6 +94,7 @@ MAINTENANCE_MARKER = ".sessionstore-maintained"
 log = logging.getLogger("sessionstore")
 
 T = TypeVar("T")
+R = TypeVar("R")
 Entry = dict[str, Any]
 Patch = Mapping[str, Any] | Callable[[SessionEntry | None], Mapping[str, Any] | None]
 
@@ -173,6 +175,34 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
         validate_session_id(session_id)
     except InvalidKeyError as exc:
         raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
+
+
+@dataclass(frozen=True)
+class WritePlan(Generic[R]):
+    """One single-key write (``put``, ``update``, ``delete``, ``reset``), for either driver.
+
+    The synchronous store runs ``fn`` through ``index.modify``, ``AsyncSessionStore``
+    through ``await twin.modify``; both then call ``finish``, which runs the work after
+    the commit (archiving, automatic maintenance) and builds the return value.
+
+    Attributes:
+        key: The canonical key.
+        fn: The read-modify-write callback (the merge rules of the call).
+        needs_blobs: Whether ``fn`` must see the large fields (see ``IndexBackend.modify``).
+        full_result: Whether the result must hold the large fields.
+        finish: ``(entry after the call, whether it wrote)`` -> the call's return value.
+        blocks: Whether ``finish`` would block (touch files, maintain) for this outcome;
+            the async store then runs it in a worker thread.
+        fn_blocks: Whether ``fn`` itself blocks (writes a file).
+    """
+
+    key: str
+    fn: ModifyFn
+    needs_blobs: bool
+    full_result: bool
+    finish: Callable[[Entry | None, bool], R]
+    blocks: Callable[[Entry | None, bool], bool]
+    fn_blocks: bool = False
 
 
 class SessionStore:
@@ -309,6 +339,11 @@ class SessionStore:
                 the message names its field. ``uuid.UUID`` and enum members are stored as
                 their string and value.
         """
+        return self._write(self._put_plan(key, entry, fields))
+
+    def _put_plan(
+        self, key: str, entry: Mapping[str, Any], fields: Iterable[str] | None
+    ) -> WritePlan[SessionEntry]:
         names = check_fields(fields)
         canonical = canonical_key(key)
         new = as_entry(entry)
@@ -318,12 +353,19 @@ class SessionStore:
             _check_session_id(canonical, out, existing)
             return out
 
-        stored, _ = self._index.modify(
-            canonical, replace, full_result=names is None or _wants_large(names)
+        def finish(stored: Entry | None, written: bool) -> SessionEntry:
+            assert stored is not None
+            self._after_write(canonical)
+            return cast(SessionEntry, stored if names is None else _project(stored, names))
+
+        return WritePlan(
+            canonical,
+            replace,
+            needs_blobs=True,
+            full_result=names is None or _wants_large(names),
+            finish=finish,
+            blocks=lambda stored, written: self._after_write_due(),
         )
-        assert stored is not None
-        self._after_write(canonical)
-        return cast(SessionEntry, stored if names is None else _project(stored, names))
 
     def update(
         self,
@@ -355,6 +397,16 @@ class SessionStore:
                 transcript file.
             InvalidEntryError: A value is not JSON (as for :meth:`put`).
         """
+        return self._write(self._update_plan(key, patch_or_fn, create, preserve_activity, fields))
+
+    def _update_plan(
+        self,
+        key: str,
+        patch_or_fn: Patch,
+        create: bool,
+        preserve_activity: bool,
+        fields: Iterable[str] | None,
+    ) -> WritePlan[SessionEntry | None]:
         canonical = canonical_key(key)
         check_bool("create", create)
         check_bool("preserve_activity", preserve_activity)
@@ -383,17 +435,21 @@ class SessionStore:
             _check_session_id(canonical, out, existing)
             return out
 
-        result, written = self._index.modify(
+        def finish(result: Entry | None, written: bool) -> SessionEntry | None:
+            if written:
+                self._after_write(canonical)
+            if result is not None and names is not None:
+                result = _project(result, names)
+            return cast("SessionEntry | None", result)
+
+        return WritePlan(
             canonical,
             apply,
             needs_blobs=needs_blobs,
             full_result=names is None or _wants_large(names),
+            finish=finish,
+            blocks=lambda result, written: written and self._after_write_due(),
         )
-        if written:
-            self._after_write(canonical)
-        if result is not None and names is not None:
-            result = _project(result, names)
-        return cast("SessionEntry | None", result)
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
         """Delete the entry under ``key`` and its legacy case variants.
@@ -406,22 +462,37 @@ class SessionStore:
         Returns:
             True when something was deleted.
         """
+        return self._write(self._delete_plan(key, archive_transcript))
+
+    def _delete_plan(self, key: str, archive_transcript: bool) -> WritePlan[bool]:
         canonical = canonical_key(key)
         check_bool("archive_transcript", archive_transcript)
         removed: list[Entry] = []
 
         def drop(existing: Entry | None) -> Any:
+            removed.clear()  # a retried transaction calls it again
             if existing is None:
                 return None
             removed.append(existing)
             return DELETE
 
-        _, deleted = self._index.modify(canonical, drop, needs_blobs=False, full_result=False)
-        if deleted and archive_transcript and removed:
-            self._archive_after(canonical, removed[0], "deleted")
-        if deleted:
-            self._after_write(None)
-        return deleted
+        def finish(_: Entry | None, deleted: bool) -> bool:
+            if deleted and archive_transcript and removed:
+                self._archive_after(canonical, removed[0], "deleted")
+            if deleted:
+                self._after_write(None)
+            return deleted
+
+        return WritePlan(
+            canonical,
+            drop,
+            needs_blobs=False,
+            full_result=False,
+            finish=finish,
+            blocks=lambda _, deleted: (
+                deleted and ((archive_transcript and bool(removed)) or self._after_write_due())
+            ),
+        )
 
     def reset(self, key: str, *, fields: Iterable[str] | None = None) -> SessionEntry:
         """Start a new session under ``key`` (``/new``, ``/reset``).
@@ -437,11 +508,15 @@ class SessionStore:
         Raises:
             SessionNotFoundError: There is no session under ``key``.
         """
+        return self._write(self._reset_plan(key, fields))
+
+    def _reset_plan(self, key: str, fields: Iterable[str] | None) -> WritePlan[SessionEntry]:
         names = check_fields(fields)
         canonical = canonical_key(key)
         old: list[Entry] = []
 
         def renew(existing: Entry | None) -> Entry:
+            old.clear()  # a retried transaction calls it again
             if existing is None:
                 raise SessionNotFoundError(f"no session {canonical!r} to reset")
             session_id = new_session_id()
@@ -456,15 +531,30 @@ class SessionStore:
             old.append(existing)
             return fresh
 
-        result, _ = self._index.modify(
-            canonical, renew, needs_blobs=False, full_result=names is None or _wants_large(names)
+        def finish(result: Entry | None, written: bool) -> SessionEntry:
+            assert result is not None
+            if self.table_transcripts:
+                self._table_transcript(result["sessionId"]).write_header()
+            self._archive_after(canonical, old[0], "reset")
+            self._after_write(canonical)
+            return cast(SessionEntry, result if names is None else _project(result, names))
+
+        return WritePlan(
+            canonical,
+            renew,
+            needs_blobs=False,
+            full_result=names is None or _wants_large(names),
+            finish=finish,
+            blocks=lambda result, written: True,  # a transcript header and an archive
+            fn_blocks=not self.table_transcripts,  # the new transcript file's header
         )
-        assert result is not None
-        if self.table_transcripts:
-            self._table_transcript(result["sessionId"]).write_header()
-        self._archive_after(canonical, old[0], "reset")
-        self._after_write(canonical)
-        return cast(SessionEntry, result if names is None else _project(result, names))
+
+    def _write(self, plan: WritePlan[R]) -> R:
+        """Run a write plan on the synchronous index."""
+        result, written = self._index.modify(
+            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
+        )
+        return plan.finish(result, written)
 
     def _archive_after(self, key: str, entry: Entry, reason: str) -> None:
         """Archive a transcript once the index change committed; a failure says so."""
@@ -694,6 +784,12 @@ class SessionStore:
             InvalidEntryError: ``fn`` left a value that is not JSON in an entry (as for
                 :meth:`put`; nothing is saved).
         """
+        result = self._index.mutate(self._mutate_checked(fn))
+        self._after_write(None)
+        return result
+
+    def _mutate_checked(self, fn: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], T]:
+        """``fn`` as :meth:`mutate` hands it to the index: its result checked before saving."""
         check_callable("fn", fn)
 
         def checked(entries: dict[str, Any]) -> T:
@@ -713,9 +809,7 @@ class SessionStore:
                 _check_session_id(k, v, {"sessionId": before[k]} if k in before else None)
             return result
 
-        result = self._index.mutate(checked)
-        self._after_write(None)
-        return result
+        return checked
 
     # --- maintenance and checks -------------------------------------------------------------
 
@@ -784,8 +878,19 @@ class SessionStore:
         """
         return self._index.vacuum()
 
+    def _after_write_due(self) -> bool:
+        """Whether :meth:`_after_write` has work to do now (work that touches files)."""
+        if not self._dir_ready and self.store_type == "postgres":
+            return True
+        every = self.config.maintain_every_ms
+        if every is None or self.config.maintenance.mode != "enforce":
+            return False
+        return time.monotonic() >= self._next_auto_check
+
     def _after_write(self, key: str | None) -> None:
         """Run maintenance at most once per ``session.maintainEvery`` (enforce mode)."""
+        if not self._after_write_due():
+            return
         if not self._dir_ready and self.store_type == "postgres":
             # The index is on the server; the sessions dir (transcripts) appears with the
             # first write, as it does with the database file of a sqlite store.
@@ -795,8 +900,6 @@ class SessionStore:
         if every is None or self.config.maintenance.mode != "enforce":
             return
         clock = time.monotonic()
-        if clock < self._next_auto_check:
-            return
         marker = self.paths.sessions_dir / MAINTENANCE_MARKER
         try:
             last = marker.stat().st_mtime * 1000

@@ -44,6 +44,8 @@ def loop_thread() -> Iterator[LoopThread]:
 def store(store: SessionStore, loop_thread: LoopThread) -> Iterator[SyncFacade]:
     """conftest's store (every backend of ``backend``), used only through the async API."""
     facade = SyncFacade(store, loop_thread)
+    # postgres runs the suite on its native twin (psycopg's asyncio pool), the rest in threads
+    assert facade.astore.native == (store.store_type == "postgres")
     try:
         yield facade
     finally:

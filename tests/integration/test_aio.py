@@ -81,7 +81,9 @@ def test_a_slow_call_does_not_block_the_loop(store: SessionStore) -> None:
     """The callback of an update waits until a coroutine on the loop has ticked 5 times.
 
     Were the loop blocked by the call, the ticker could not tick and the callback would
-    give up (after 30 s) with ``ticked`` unset.
+    give up (after 30 s) with ``ticked`` unset. Through the worker threads (``native=False``):
+    on a native twin a callback runs on the loop, and a slow call is one waiting on the
+    server (tests/postgres/test_pg_async_native.py).
     """
     sync = store  # conftest's store, every backend; used only through the async API
     ticked = threading.Event()
@@ -101,7 +103,7 @@ def test_a_slow_call_does_not_block_the_loop(store: SessionStore) -> None:
         ticked.set()
 
     async def main() -> Any:
-        async with AsyncSessionStore(sync) as store:
+        async with AsyncSessionStore(sync, native=False) as store:
             await store.put(KEY, {"sessionId": "s1"})
             result, _ = await asyncio.gather(store.update(KEY, slow), ticker())
             return result
@@ -115,13 +117,15 @@ def test_cancelled_calls_completed_or_did_nothing(store: SessionStore) -> None:
     """200 calls cancelled after a random number of loop turns; the store equals a model
     built from the calls that completed (a cancelled call is found either whole or not at
     all), and the store answers after every cancellation. A call queued behind another
-    (one worker) when it is cancelled never starts: it did nothing."""
+    (one worker) when it is cancelled never starts: it did nothing. Through the worker
+    threads (the blocker's callback blocks); the native twin's cancellations are tested in
+    tests/postgres/test_pg_async_native.py."""
     sync = store  # conftest's store, every backend; used only through the async API
     rng = random.Random(14)
     keys = [f"agent:main:k{i}" for i in range(4)]
 
     async def main() -> None:
-        async with AsyncSessionStore(sync, workers=1) as store:
+        async with AsyncSessionStore(sync, workers=1, native=False) as store:
             model: dict[str, list[int]] = {}
             messages: list[str] = []
             await store.put(KEY, {"sessionId": "s-main"})
@@ -223,7 +227,9 @@ class _Twin(AsyncIndexBackend):
         self.calls.append("close")
 
 
-def test_a_native_twin_serves_the_reads(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_native_twin_serves_reads_and_writes(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sync = sessionstore.open_store(state_dir=state_dir, store_type="sqlite")
     twin = _Twin(sync.index)
     monkeypatch.setattr(sync.index, "async_twin", lambda: twin)
@@ -239,4 +245,4 @@ def test_a_native_twin_serves_the_reads(state_dir: Path, monkeypatch: pytest.Mon
             assert list(await store.load_all()) == [KEY]
 
     run(main())
-    assert twin.calls == ["get", "list", "count_matching", "count", "load_all", "close"]
+    assert twin.calls == ["modify", "get", "list", "count_matching", "count", "load_all", "close"]

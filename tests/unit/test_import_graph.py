@@ -287,6 +287,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "keys",
         "layout",
         "lockfile",
+        "shielded",
         "version",
     ),
     ("index", "transcripts"),

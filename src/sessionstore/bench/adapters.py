@@ -4,6 +4,8 @@ Two measurements, both on one event loop in one process:
 
 - overhead: ``await AsyncSessionStore.get/update`` against the same call on the
   ``SessionStore`` (and against ``asyncio.to_thread``, the other way to offload), per backend;
+  on PostgreSQL (with a DSN) twice: on the native twin (psycopg's asyncio pool, no thread)
+  and with ``native=False`` (the worker threads);
 - adapters: at N sessions, this store through ``StoreSession`` (OpenAI Agents SDK) against
   the SDK's ``SQLiteSession`` and ``SQLAlchemySession``, and through ``StoreSessionService``
   (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and on PostgreSQL for the
@@ -98,20 +100,51 @@ async def _timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
 # --- overhead -------------------------------------------------------------------------------
 
 
-def run_overhead(root: Path, calls: int = 2000) -> list[OverheadRow]:
-    """Time ``get`` and ``update`` sync, through the facade and through ``to_thread``."""
+def run_overhead(root: Path, calls: int = 2000, dsn: str | None = None) -> list[OverheadRow]:
+    """Time ``get`` and ``update`` sync, through the facade and through ``to_thread``.
+
+    With ``dsn``, PostgreSQL too (in a throw-away schema): the facade on its native twin
+    (``postgres native``) and through the worker threads (``postgres threads``).
+    """
     rows = []
     for backend in ("sqlite", "json"):
         rows += asyncio.run(_overhead(root / f"overhead-{backend}", backend, calls))
+    if dsn:
+        rows += run_postgres_overhead(root / "overhead-postgres", dsn, calls)
     return rows
 
 
-async def _overhead(state: Path, backend: str, calls: int) -> list[OverheadRow]:
-    store = open_store("main", state, backend)  # type: ignore[arg-type]
+def run_postgres_overhead(state: Path, dsn: str, calls: int = 2000) -> list[OverheadRow]:
+    """The PostgreSQL rows of :func:`run_overhead`: native twin, then worker threads."""
+    import os
+
+    import orjson
+
+    from ..config import SETTINGS_FILE
+    from .measure import _drop_schema
+
+    schema = f"sessionstore_bench_aio_{os.getpid()}"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / SETTINGS_FILE).write_bytes(orjson.dumps({"postgres": {"schema": schema}}))
+    try:
+        return [
+            *asyncio.run(_overhead(state, "postgres", calls, dsn=dsn, native=True)),
+            *asyncio.run(_overhead(state, "postgres", calls, dsn=dsn, native=False)),
+        ]
+    finally:
+        _drop_schema(dsn, schema)
+
+
+async def _overhead(
+    state: Path, backend: str, calls: int, *, dsn: str | None = None, native: bool = True
+) -> list[OverheadRow]:
+    store = open_store("main", state, backend, dsn)  # type: ignore[arg-type]
     for i in range(100):
         store.put(f"agent:main:s{i}", {"sessionId": str(uuid.uuid4()), "label": f"l{i}"})
     key = "agent:main:s7"
-    face = AsyncSessionStore(store)
+    face = AsyncSessionStore(store, native=native)
+    if backend == "postgres":
+        backend = "postgres native" if face.native else "postgres threads"
     ops: list[tuple[str, Callable[[], Any], Callable[[], Awaitable[Any]]]] = [
         ("get", lambda: store.get(key), lambda: face.get(key)),
         (
@@ -433,7 +466,10 @@ def render(results: Results) -> str:
         "## Async facade overhead per call",
         "",
         "`await AsyncSessionStore.<call>` against the same call on the `SessionStore`, and"
-        " against `await asyncio.to_thread(<sync call>)` (the loop's default executor).",
+        " against `await asyncio.to_thread(<sync call>)` (the loop's default executor)."
+        " PostgreSQL (with `--dsn`): *postgres native* is the facade on the backend's asyncio"
+        " twin (psycopg's async pool, no thread hop), *postgres threads* the same store with"
+        " `AsyncSessionStore(store, native=False)`.",
         "",
         "| backend | call | sync µs | async facade µs | overhead µs | to_thread µs |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -504,7 +540,7 @@ def main(
     root = Path(tempfile.mkdtemp(prefix="sessionstore-bench-adapters-"))
     try:
         print("[adapters] async facade overhead")
-        results.overhead = run_overhead(root, overhead_calls)
+        results.overhead = run_overhead(root, overhead_calls, dsn)
         print("[adapters] frameworks")
         results.adapters = run_adapters(root, sizes, dsn)
     finally:

@@ -22,7 +22,7 @@ import orjson
 
 from ..args import as_number, show
 from ..entry import normalize_channel, sort_time
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidEntryError, InvalidKeyError
 from ..keys import (
     channel_from_key,
     fold_key,
@@ -49,6 +49,7 @@ __all__ = [
     "decode_cursor",
     "derive_row",
     "encode_cursor",
+    "mutated_entry",
     "writes_when_absent",
 ]
 
@@ -90,6 +91,27 @@ class _Delete:
 DELETE: Final = _Delete()
 
 ModifyFn = Callable[["Entry | None"], "Entry | _Delete | None"]
+
+
+def mutated_entry(key: object, value: object, acp: Mapping[str, Any]) -> Entry:
+    """What a ``mutate`` callback left under ``key``, checked, with a dropped ``acp`` put back.
+
+    Args:
+        key: A key of the mutated store.
+        value: Its value after the callback.
+        acp: The ``acp`` blocks of the entries before the callback (copies), by key.
+
+    Raises:
+        InvalidKeyError: The key is not a string.
+        InvalidEntryError: The value is not a JSON object.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"session keys must be strings, got {key!r}")
+    if not isinstance(value, dict):
+        raise InvalidEntryError(f"entry {key!r} must be a JSON object, got {type(value).__name__}")
+    if key in acp and "acp" not in value:
+        value["acp"] = acp[key]
+    return value
 
 
 def writes_when_absent(fn: ModifyFn) -> ModifyFn | None:

@@ -43,8 +43,6 @@ from ..errors import (
     ConfigError,
     ConnectionLostError,
     CorruptStoreError,
-    InvalidEntryError,
-    InvalidKeyError,
     MigrationError,
     ReadOnlyStoreError,
     SchemaVersionError,
@@ -58,6 +56,7 @@ from ..keys import fold_key
 from .base import (
     DELETE,
     LARGE_FIELDS,
+    AsyncIndexBackend,
     BlobRef,
     IndexBackend,
     ListQuery,
@@ -65,10 +64,14 @@ from .base import (
     ModifyFn,
     RowRef,
     SessionRow,
+    _Delete,
     derive_row,
+    mutated_entry,
     search_text,
     visibility,
+    writes_when_absent,
 )
+from .pgsteps import Op, Step, _BlobGone, _given, _NoSchema, run_op
 
 if TYPE_CHECKING:
     import psycopg
@@ -84,6 +87,7 @@ __all__ = [
 Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
+
 
 SCHEMA_VERSION: Final = 4
 EXTRA_HINT: Final = "pip install 'sessionstore[postgres]'"
@@ -296,23 +300,6 @@ def _text(value: str | None) -> str | None:
 def _bind_number(value: int | float) -> int | Decimal:
     # float8 -> numeric keeps only 15 digits: bind the shortest repr, which is exact.
     return Decimal(repr(value)) if isinstance(value, float) else value
-
-
-class _BlobGone(CorruptStoreError):
-    """A referenced blob is missing.
-
-    Between two reads a writer may have replaced the entry (``get`` reads again in one
-    snapshot); inside one transaction it is damage, raised as the ``CorruptStoreError``
-    it is.
-    """
-
-    def __init__(self, digest: str, location: str) -> None:
-        super().__init__(
-            f"{location}: an entry references the blob {digest} that is missing; run"
-            " `sessionstore doctor` and restore the store from a backup",
-            path=location,
-        )
-        self.digest = digest
 
 
 @dataclass
@@ -657,15 +644,21 @@ class PostgresIndex(IndexBackend):
                 # After fork the parent's pool (and its threads) is not ours: leave it alone.
                 self._pool_obj = self._pool_mod.ConnectionPool(
                     self._dsn,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    kwargs={"autocommit": True, "application_name": self.application_name()},
-                    timeout=self._timeout,
                     open=True,
                     name=f"sessionstore-{self.agent_id}",
+                    **self.pool_options(),
                 )
                 self._pool_pid = pid
             return self._pool_obj
+
+    def pool_options(self) -> dict[str, Any]:
+        """Sizes, timeout and connection settings of this store's pools (sync and asyncio)."""
+        return {
+            "min_size": 1,
+            "max_size": self.pool_size,
+            "kwargs": {"autocommit": True, "application_name": self.application_name()},
+            "timeout": self._timeout,
+        }
 
     def application_name(self) -> str:
         """What this process's connections show in ``pg_stat_activity.application_name``."""
@@ -715,21 +708,41 @@ class PostgresIndex(IndexBackend):
             )
         return SessionStoreError(f"{where}: {detail}")
 
-    def _retry_pause(self, attempt: int) -> None:
-        time.sleep(random.uniform(0, 0.002 * (2**attempt)))
+    def retry_pause(self, exc: BaseException, attempt: int, *, began: bool, write: bool) -> float:
+        """The retry policy of both drivers: the pause before the next attempt, in seconds.
+
+        Deadlocks and serialization failures are retried ``ATTEMPTS`` times (the whole
+        transaction, callback included); a connection found broken before the transaction
+        did anything is replaced and retried at once.
+
+        Raises:
+            SessionStoreError: The typed error, when ``exc`` is not to be retried.
+        """
+        pg = self._psycopg
+        if isinstance(exc, (pg.errors.SerializationFailure, pg.errors.DeadlockDetected)):
+            if attempt >= ATTEMPTS:
+                raise self._wrap(exc) from exc
+            return random.uniform(0, 0.002 * (2**attempt))
+        if self._lost(exc) and not began and attempt < ATTEMPTS:
+            return 0.0
+        if isinstance(exc, pg.errors.UndefinedTable) and not write:
+            raise _NoSchema from exc
+        raise self._wrap(exc) from exc
+
+    def check_write(self, write: bool) -> None:
+        """Refuse a write on a read-only store (both drivers, before anything runs)."""
+        if write and self._read_only:
+            raise ReadOnlyStoreError(f"{self.location} was opened read-only; nothing was written")
 
     def _run(
         self, body: Callable[[psycopg.Connection[Any]], T], *, write: bool, txn: bool = True
     ) -> T:
-        """Run ``body`` in one transaction, retrying what can be retried safely.
+        """Run ``body`` in one transaction, retrying what :meth:`retry_pause` allows.
 
-        Deadlocks and serialization failures are retried ``ATTEMPTS`` times (the whole
-        transaction, callback included); a connection found broken before the transaction
-        did anything is replaced and retried; any other failure is raised typed.
+        Any other failure is raised typed.
         """
         pg = self._psycopg
-        if write and self._read_only:
-            raise ReadOnlyStoreError(f"{self.location} was opened read-only; nothing was written")
+        self.check_write(write)
         if write:
             if getattr(self._local, "in_write", False):
                 raise SessionStoreError(
@@ -751,18 +764,10 @@ class PostgresIndex(IndexBackend):
                             return body(_Tracked(conn, began))  # type: ignore[arg-type]
                         finally:
                             self._local.in_write = False
-            except (pg.errors.SerializationFailure, pg.errors.DeadlockDetected) as exc:
-                if attempt >= ATTEMPTS:
-                    raise self._wrap(exc) from exc
-                self._retry_pause(attempt)
             except (pg.Error, self._pool_mod.PoolTimeout) as exc:
                 if self._lost(exc):
                     self._discard_broken()
-                    if not began[0] and attempt < ATTEMPTS:
-                        continue
-                if isinstance(exc, pg.errors.UndefinedTable) and not write:
-                    raise _NoSchema from exc
-                raise self._wrap(exc) from exc
+                time.sleep(self.retry_pause(exc, attempt, began=began[0], write=write))
 
     def _read(
         self, body: Callable[[psycopg.Connection[Any]], T], empty: T, *, snapshot: bool = False
@@ -789,14 +794,15 @@ class PostgresIndex(IndexBackend):
 
     # --- schema -----------------------------------------------------------------------------
 
-    def _schema_exists(self) -> bool:
-        def probe(conn: psycopg.Connection[Any]) -> bool:
-            row = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",)
-            ).fetchone()
-            return bool(row and row[0])
+    def schema_exists_op(self) -> Op[bool]:
+        """Whether the store's tables exist (for both drivers)."""
+        row = yield Step(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",), "one"
+        )
+        return bool(row and row[0])
 
-        return self._run(probe, write=False, txn=False)
+    def _schema_exists(self) -> bool:
+        return self._run(lambda c: run_op(c, self.schema_exists_op()), write=False, txn=False)
 
     def schema_version(self) -> int | None:
         """The schema version of the tables, or None when they do not exist."""
@@ -899,18 +905,22 @@ class PostgresIndex(IndexBackend):
 
     # --- locks ------------------------------------------------------------------------------
 
-    def _lock_key(self, conn: psycopg.Connection[Any], key: str) -> None:
-        conn.execute(
+    def _lock_key_op(self, key: str) -> Op[None]:
+        yield Step(
             "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, %s)",
             (self._agent_lock, *_two_ints(self.schema, self.agent_id, fold_key(key))),
+            "none",
         )
 
+    def _lock_agent_op(self) -> Op[None]:
+        yield Step("SELECT pg_advisory_xact_lock(%s)", (self._agent_lock,), "none")
+
     def _lock_agent(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._agent_lock,))
+        run_op(conn, self._lock_agent_op())
 
     # --- blobs ------------------------------------------------------------------------------
 
-    def _blob_json(self, conn: psycopg.Connection[Any], digests: list[str]) -> dict[str, bytes]:
+    def _blob_json_op(self, digests: list[str]) -> Op[dict[str, bytes]]:
         out: dict[str, bytes] = {}
         missing = []
         for d in digests:
@@ -920,9 +930,8 @@ class PostgresIndex(IndexBackend):
             else:
                 missing.append(d)
         if missing:
-            for digest, data, codec in conn.execute(
-                self._sql.blobs, (self.agent_id, missing)
-            ).fetchall():
+            rows: Rows = yield Step(self._sql.blobs, (self.agent_id, missing), "all")
+            for digest, data, codec in rows:
                 raw = bytes(data)
                 if codec == CODEC_ZLIB:
                     raw = zlib.decompress(raw)
@@ -935,9 +944,7 @@ class PostgresIndex(IndexBackend):
                 raise _BlobGone(d, self.location)
         return out
 
-    def _decode(
-        self, conn: psycopg.Connection[Any], entry_json: str, refs_json: str | None, *, blobs: bool
-    ) -> Entry:
+    def _decode_op(self, entry_json: str, refs_json: str | None, *, blobs: bool) -> Op[Entry]:
         entry = orjson.loads(entry_json)
         if not isinstance(entry, dict):
             raise CorruptStoreError(
@@ -946,7 +953,7 @@ class PostgresIndex(IndexBackend):
         if refs_json:
             refs: dict[str, str] = orjson.loads(refs_json)
             if blobs:
-                data = self._blob_json(conn, sorted(set(refs.values())))
+                data = yield from self._blob_json_op(sorted(set(refs.values())))
                 for field, digest in refs.items():
                     entry[field] = orjson.loads(data[digest])
             else:
@@ -954,19 +961,17 @@ class PostgresIndex(IndexBackend):
                     entry[field] = BlobRef(digest)
         return entry
 
-    def _materialize(self, conn: psycopg.Connection[Any], entry: Entry) -> Entry:
+    def _materialize_op(self, entry: Entry) -> Op[Entry]:
         fields = [f for f in LARGE_FIELDS if isinstance(entry.get(f), BlobRef)]
         if not fields:
             return entry
         out = dict(entry)
-        data = self._blob_json(conn, sorted({out[f].digest for f in fields}))
+        data = yield from self._blob_json_op(sorted({out[f].digest for f in fields}))
         for f in fields:
             out[f] = orjson.loads(data[out[f].digest])
         return out
 
-    def _swap_blobs(
-        self, conn: psycopg.Connection[Any], old: dict[str, str], enc: _Encoded | None
-    ) -> None:
+    def _swap_blobs_op(self, old: dict[str, str], enc: _Encoded | None) -> Op[None]:
         new_refs = enc.refs if enc is not None else {}
         if old == new_refs:
             return
@@ -976,8 +981,7 @@ class PostgresIndex(IndexBackend):
         # in a cycle over blob rows.
         for digest in sorted(add):
             n = add[digest]
-            cur = conn.execute(self._sql.retain, (n, self.agent_id, digest))
-            if cur.rowcount:
+            if (yield Step(self._sql.retain, (n, self.agent_id, digest), "rowcount")):
                 continue
             assert enc is not None
             field, data = enc.blobs[digest]
@@ -986,54 +990,62 @@ class PostgresIndex(IndexBackend):
                 packed = zlib.compress(data, 6)
                 if len(packed) < len(data) * 3 // 4:
                     data, codec = packed, CODEC_ZLIB
-            conn.execute(self._sql.insert_blob, (self.agent_id, digest, data, codec, n))
+            yield Step(self._sql.insert_blob, (self.agent_id, digest, data, codec, n), "none")
         for digest in sorted(drop):
-            conn.execute(self._sql.release, (drop[digest], self.agent_id, digest))
-            conn.execute(self._sql.drop_blob, (self.agent_id, digest))
+            yield Step(self._sql.release, (drop[digest], self.agent_id, digest), "none")
+            yield Step(self._sql.drop_blob, (self.agent_id, digest), "none")
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _candidates(self, conn: psycopg.Connection[Any], key: str) -> Rows:
-        rows: Rows = conn.execute(self._sql.candidates, (self.agent_id, fold_key(key))).fetchall()
+    def _candidates_op(self, key: str) -> Op[Rows]:
+        rows: Rows = yield Step(self._sql.candidates, (self.agent_id, fold_key(key)), "all")
         if len(rows) > 1:
             rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
         return rows
 
+    def get_op(self, key: str, *, blobs: bool, snapshot: bool) -> Op[Entry | None]:
+        """The read of :meth:`get`, in one snapshot with ``snapshot`` (both drivers)."""
+        if snapshot:
+            yield Step("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", None, "none")
+        rows = yield from self._candidates_op(key)
+        if not rows:
+            return None
+        return (yield from self._decode_op(rows[0][2], rows[0][3], blobs=blobs))
+
+    def blob_gone(self, key: str) -> CorruptStoreError:
+        """A blob missing even within one snapshot: real damage."""
+        return CorruptStoreError(
+            f"{self.location}: the entry {key!r} references a blob that is missing;"
+            " run `sessionstore doctor`",
+            path=self.location,
+        )
+
     def get(self, key: str, *, blobs: bool = True) -> Entry | None:
         """The entry for ``key`` or its freshest case variant."""
-
-        def read(conn: psycopg.Connection[Any]) -> Entry | None:
-            rows = self._candidates(conn, key)
-            if not rows:
-                return None
-            return self._decode(conn, rows[0][2], rows[0][3], blobs=blobs)
-
         try:
-            return self._read(read, None)
+            return self._read(
+                lambda c: run_op(c, self.get_op(key, blobs=blobs, snapshot=False)), None
+            )
         except _BlobGone:
             # A writer replaced the entry between the two statements: read again in one
             # snapshot, where a missing blob is real damage.
-            def snapshot(conn: psycopg.Connection[Any]) -> Entry | None:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                return read(conn)
-
             try:
-                return self._read(snapshot, None, snapshot=True)
+                return self._read(
+                    lambda c: run_op(c, self.get_op(key, blobs=blobs, snapshot=True)),
+                    None,
+                    snapshot=True,
+                )
             except _BlobGone as exc:
-                raise CorruptStoreError(
-                    f"{self.location}: the entry {key!r} references a blob that is missing;"
-                    " run `sessionstore doctor`",
-                    path=self.location,
-                ) from exc
+                raise self.blob_gone(key) from exc
+
+    def count_op(self) -> Op[int]:
+        """The read of :meth:`count` (both drivers)."""
+        row = yield Step(self._sql.count, (self.agent_id,), "one")
+        return int(row[0]) if row else 0
 
     def count(self) -> int:
         """Number of this agent's entries."""
-
-        def read(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.count, (self.agent_id,)).fetchone()
-            return int(row[0]) if row else 0
-
-        return self._read(read, 0)
+        return self._read(lambda c: run_op(c, self.count_op()), 0)
 
     def _where(self, query: ListQuery) -> tuple[list[str], list[Any]]:
         where = ["agent_id = %s", "vis = 0"]
@@ -1061,20 +1073,21 @@ class PostgresIndex(IndexBackend):
             args += [_bind_number(query.after[0]), query.after[1]]
         return where, args
 
-    def _sentinels(self, conn: psycopg.Connection[Any], query: ListQuery) -> Rows:
+    def _sentinels_op(self, query: ListQuery) -> Op[Rows]:
         if not (query.include_global or query.include_unknown) or (
             query.agent_id is not None or query.spawned_by is not None
         ):
             return []
-        rows = conn.execute(
+        rows: Rows = yield Step(
             "SELECT session_key, list_row::text, updated_at, entry::text"
             f" FROM {self.schema}.sessions WHERE agent_id = %s AND vis = 1",
             (self.agent_id,),
-        ).fetchall()
+            "all",
+        )
         return [r[:3] for r in rows if query.matches(r[0], orjson.loads(r[3]), 1)]
 
-    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
-        """Rows matching ``query`` through the list indexes, newest first."""
+    def list_op(self, query: ListQuery) -> Op[Rows]:
+        """The read of :meth:`list`: the raw rows for :meth:`list_rows` (both drivers)."""
         where, args = self._where(query)
         sql = (
             f"SELECT session_key, list_row::text, updated_at FROM {self.schema}.sessions"
@@ -1084,16 +1097,16 @@ class PostgresIndex(IndexBackend):
             # A literal, not a parameter: a generic plan of a prepared statement does not
             # know the limit and may sort the whole range instead of walking the index.
             sql += f" LIMIT {int(query.limit) + 1}"
+        raw: Rows = yield Step(sql, args, "all")
+        extra = yield from self._sentinels_op(query)
+        if extra:
+            raw = sorted(raw + extra, key=lambda r: (r[2], r[0]), reverse=True)
+        return raw
 
-        def read(conn: psycopg.Connection[Any]) -> Rows:
-            raw: Rows = conn.execute(sql, args).fetchall()
-            extra = self._sentinels(conn, query)
-            if extra:
-                raw = sorted(raw + extra, key=lambda r: (r[2], r[0]), reverse=True)
-            return raw
-
-        empty: Rows = []
-        raw = self._read(read, empty)
+    def list_rows(
+        self, query: ListQuery, raw: Rows
+    ) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """The page ``list(query)`` returns, made of the rows its SQL read."""
         more = None
         if query.limit is not None and len(raw) > query.limit:
             raw = raw[: query.limit]
@@ -1107,72 +1120,129 @@ class PostgresIndex(IndexBackend):
             rows.append(row)
         return rows, more
 
+    def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
+        """Rows matching ``query`` through the list indexes, newest first."""
+        empty: Rows = []
+        return self.list_rows(query, self._read(lambda c: run_op(c, self.list_op(query)), empty))
+
+    def count_matching_op(self, query: ListQuery) -> Op[int]:
+        """The read of :meth:`count_matching` (both drivers)."""
+        where, args = self._where(query)
+        row = yield Step(
+            f"SELECT count(*) FROM {self.schema}.sessions WHERE {' AND '.join(where)}", args, "one"
+        )
+        extra = yield from self._sentinels_op(query)
+        return (int(row[0]) if row else 0) + len(extra)
+
     def count_matching(self, query: ListQuery) -> int:
         """How many rows ``list(query)`` would return without a limit (counted in SQL)."""
-        where, args = self._where(query)
-        sql = f"SELECT count(*) FROM {self.schema}.sessions WHERE {' AND '.join(where)}"
+        return self._read(lambda c: run_op(c, self.count_matching_op(query)), 0)
 
-        def read(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(sql, args).fetchone()
-            extra = self._sentinels(conn, query)
-            return (int(row[0]) if row else 0) + len(extra)
-
-        return self._read(read, 0)
+    def load_all_op(self) -> Op[dict[str, Entry]]:
+        """The snapshot read of :meth:`load_all` (both drivers)."""
+        yield Step("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", None, "none")
+        rows: Rows = yield Step(
+            f"SELECT session_key, entry::text, blob_refs::text FROM {self.schema}.sessions"
+            " WHERE agent_id = %s ORDER BY ins_order, session_key",
+            (self.agent_id,),
+            "all",
+        )
+        out: dict[str, Entry] = {}
+        for k, ej, refs in rows:
+            out[k] = yield from self._decode_op(ej, refs, blobs=True)
+        return out
 
     def load_all(self) -> dict[str, Entry]:
         """Every entry of the agent, in insertion order (one snapshot)."""
-
-        def read(conn: psycopg.Connection[Any]) -> dict[str, Entry]:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            rows = conn.execute(
-                f"SELECT session_key, entry::text, blob_refs::text FROM {self.schema}.sessions"
-                " WHERE agent_id = %s ORDER BY ins_order, session_key",
-                (self.agent_id,),
-            ).fetchall()
-            return {k: self._decode(conn, ej, refs, blobs=True) for k, ej, refs in rows}
-
-        return self._read(read, {}, snapshot=True)
+        return self._read(lambda c: run_op(c, self.load_all_op()), {}, snapshot=True)
 
     # --- writes -----------------------------------------------------------------------------
 
-    def _delete_row(self, conn: psycopg.Connection[Any], key: str) -> bool:
-        row = conn.execute(self._sql.delete, (self.agent_id, key)).fetchone()
+    def _delete_row_op(self, key: str) -> Op[bool]:
+        row = yield Step(self._sql.delete, (self.agent_id, key), "one")
         if row is None:
             return False
         if row[0]:
-            self._swap_blobs(conn, orjson.loads(row[0]), None)
+            yield from self._swap_blobs_op(orjson.loads(row[0]), None)
         return True
 
-    def _store(self, conn: psycopg.Connection[Any], key: str, entry: Entry, rows: Rows) -> bool:
+    def _delete_row(self, conn: psycopg.Connection[Any], key: str) -> bool:
+        return run_op(conn, self._delete_row_op(key))
+
+    def _store_op(self, key: str, entry: Entry, rows: Rows) -> Op[bool]:
         """Write ``entry`` under ``key``, folding away the case variants in ``rows``."""
         own = next((r for r in rows if r[0] == key), None)
         enc = _encode(key, entry, agent=self.agent_id, now=now_ms())
         old_refs: dict[str, str] = orjson.loads(own[3]) if own is not None and own[3] else {}
         if own is not None and len(rows) == 1 and own[2] == enc.entry_json and old_refs == enc.refs:
             return False
-        self._swap_blobs(conn, old_refs, enc)
+        yield from self._swap_blobs_op(old_refs, enc)
         for r in rows:
             if r[0] != key:
-                self._delete_row(conn, r[0])
-        conn.execute(self._sql.update if own is not None else self._sql.insert, enc.params)
+                yield from self._delete_row_op(r[0])
+        yield Step(self._sql.update if own is not None else self._sql.insert, enc.params, "none")
         return True
 
     def modify(
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key in one transaction under its advisory lock."""
-
-        def body(conn: psycopg.Connection[Any]) -> tuple[Entry | None, bool]:
-            return self.modify_in(conn, key, fn, needs_blobs=needs_blobs, full_result=full_result)
-
+        todo: ModifyFn = fn
         if not self._ready and not self._schema_exists():
-            from .base import writes_when_absent
-
+            # A store whose tables do not exist yet is created only by a call that writes.
             again = writes_when_absent(fn)
             if again is None:
                 return None, False
-            fn = again
-        return self._run(body, write=True)
+            todo = again
+        return self._run(
+            lambda c: self.modify_in(
+                c, key, todo, needs_blobs=needs_blobs, full_result=full_result
+            ),
+            write=True,
+        )
+
+    def modify_op(
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool, full_result: bool
+    ) -> Op[tuple[Entry | None, bool]]:
+        """The transaction of :meth:`modify` (for both drivers)."""
+        return self.modify_steps(
+            key,
+            lambda existing: _given(fn(existing)),
+            needs_blobs=needs_blobs,
+            full_result=full_result,
+        )
+
+    def modify_steps(
+        self,
+        key: str,
+        fn: Callable[[Entry | None], Op[Entry | _Delete | None]],
+        *,
+        needs_blobs: bool,
+        full_result: bool,
+    ) -> Op[tuple[Entry | None, bool]]:
+        """:meth:`modify_op` with a callback that runs statements of its own.
+
+        For a transcript append that changes the entry in the same transaction.
+        """
+        yield from self._lock_key_op(key)
+        rows = yield from self._candidates_op(key)
+        existing = None
+        if rows:
+            existing = yield from self._decode_op(rows[0][2], rows[0][3], blobs=needs_blobs)
+        result = yield from fn(existing)
+        if result is None:
+            out, written = existing, False
+        elif result is DELETE:
+            for r in rows:
+                yield from self._delete_row_op(r[0])
+            out, written = None, bool(rows)
+        else:
+            assert isinstance(result, dict)
+            written = yield from self._store_op(key, result, rows)
+            out = result
+        if out is not None and full_result:
+            out = yield from self._materialize_op(out)
+        return out, written
 
     def modify_in(
         self,
@@ -1188,68 +1258,47 @@ class PostgresIndex(IndexBackend):
         Takes the key's lock first, so a transcript write that joins it orders its own
         locks after the key's, as every writer of the key does.
         """
-        self._lock_key(conn, key)
-        rows = self._candidates(conn, key)
-        existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs) if rows else None
-        result = fn(existing)
-        if result is None:
-            out, written = existing, False
-        elif result is DELETE:
-            for r in rows:
-                self._delete_row(conn, r[0])
-            out, written = None, bool(rows)
-        else:
-            assert isinstance(result, dict)
-            written = self._store(conn, key, result, rows)
-            out = result
-        if out is not None and full_result:
-            out = self._materialize(conn, out)
-        return out, written
+        return run_op(
+            conn, self.modify_op(key, fn, needs_blobs=needs_blobs, full_result=full_result)
+        )
+
+    def mutate_op(self, fn: Callable[[dict[str, Any]], T]) -> Op[T]:
+        """The transaction of :meth:`mutate` (for both drivers)."""
+        yield from self._lock_agent_op()
+        rows: Rows = yield Step(
+            f"SELECT session_key, entry::text, blob_refs::text FROM {self.schema}.sessions"
+            " WHERE agent_id = %s ORDER BY ins_order, session_key",
+            (self.agent_id,),
+            "all",
+        )
+        stored = {k: (ej, refs) for k, ej, refs in rows}
+        working: dict[str, Any] = {}
+        for k, ej, refs in rows:
+            working[k] = yield from self._decode_op(ej, refs, blobs=True)
+        acp = {k: orjson.loads(orjson.dumps(v["acp"])) for k, v in working.items() if "acp" in v}
+        result = fn(working)
+        for k in stored:
+            if k not in working:
+                yield from self._delete_row_op(k)
+        now = now_ms()
+        for k, value in working.items():
+            enc = _encode(
+                k, settle_entry(mutated_entry(k, value, acp)), agent=self.agent_id, now=now
+            )
+            old = stored.get(k)
+            if old is None:
+                yield from self._swap_blobs_op({}, enc)
+                yield Step(self._sql.insert, enc.params, "none")
+                continue
+            old_refs = orjson.loads(old[1]) if old[1] else {}
+            if old[0] != enc.entry_json or old_refs != enc.refs:
+                yield from self._swap_blobs_op(old_refs, enc)
+                yield Step(self._sql.update, enc.params, "none")
+        return result
 
     def mutate(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Whole-agent mutator in one transaction under the agent lock; changed rows only."""
-
-        def body(conn: psycopg.Connection[Any]) -> T:
-            self._lock_agent(conn)
-            rows = conn.execute(
-                f"SELECT session_key, entry::text, blob_refs::text FROM {self.schema}.sessions"
-                " WHERE agent_id = %s ORDER BY ins_order, session_key",
-                (self.agent_id,),
-            ).fetchall()
-            stored = {k: (ej, refs) for k, ej, refs in rows}
-            working: dict[str, Any] = {
-                k: self._decode(conn, ej, refs, blobs=True) for k, ej, refs in rows
-            }
-            acp = {
-                k: orjson.loads(orjson.dumps(v["acp"])) for k, v in working.items() if "acp" in v
-            }
-            result = fn(working)
-            for k in stored:
-                if k not in working:
-                    self._delete_row(conn, k)
-            now = now_ms()
-            for k, value in working.items():
-                if not isinstance(k, str):
-                    raise InvalidKeyError(f"session keys must be strings, got {k!r}")
-                if not isinstance(value, dict):
-                    raise InvalidEntryError(
-                        f"entry {k!r} must be a JSON object, got {type(value).__name__}"
-                    )
-                if k in acp and "acp" not in value:
-                    value["acp"] = acp[k]
-                enc = _encode(k, settle_entry(value), agent=self.agent_id, now=now)
-                old = stored.get(k)
-                if old is None:
-                    self._swap_blobs(conn, {}, enc)
-                    conn.execute(self._sql.insert, enc.params)
-                    continue
-                old_refs = orjson.loads(old[1]) if old[1] else {}
-                if old[0] != enc.entry_json or old_refs != enc.refs:
-                    self._swap_blobs(conn, old_refs, enc)
-                    conn.execute(self._sql.update, enc.params)
-            return result
-
-        return self._run(body, write=True)
+        return self._run(lambda c: run_op(c, self.mutate_op(fn)), write=True)
 
     def maintenance(self, fn: Callable[[MaintenanceTxn], T], *, commit: bool) -> T:
         """Plan with ``fn`` in one read-only snapshot, then apply its removals in batches.
@@ -1315,7 +1364,7 @@ class PostgresIndex(IndexBackend):
                             break
                 for _, refs in gone:
                     if refs:
-                        self._swap_blobs(conn, orjson.loads(refs), None)
+                        run_op(conn, self._swap_blobs_op(orjson.loads(refs), None))
                 deleted = {key for key, _ in gone}
                 # A planned row not deleted and still there was changed by a writer: kept.
                 rest = [key for key in keys if key not in deleted]
@@ -1397,18 +1446,20 @@ class PostgresIndex(IndexBackend):
             written = 0
             kept: set[str] = set()
             for i, (key, entry) in enumerate(entries.items(), 1):
-                rows = self._candidates(conn, key)
+                rows = run_op(conn, self._candidates_op(key))
                 if keep_fresher and rows and _number(rows[0][1]) > sort_time(entry):
                     kept.add(key)
-                elif self._store(conn, key, entry, rows):
+                elif run_op(conn, self._store_op(key, entry, rows)):
                     written += 1
                 if progress is not None and (i % 500 == 0 or i == len(entries)):
                     progress(i)
             for key, entry in entries.items():
                 if key in kept:
                     continue
-                rows = self._candidates(conn, key)
-                stored = self._decode(conn, rows[0][2], rows[0][3], blobs=True) if rows else None
+                rows = run_op(conn, self._candidates_op(key))
+                stored = None
+                if rows:
+                    stored = run_op(conn, self._decode_op(rows[0][2], rows[0][3], blobs=True))
                 if stored is None or not json_equal(stored, entry):
                     raise MigrationError(
                         f"verification failed for {key!r}: the entry read back from"
@@ -1435,6 +1486,16 @@ class PostgresIndex(IndexBackend):
         return self._run(body, write=True)
 
     # --- the rest of the contract -----------------------------------------------------------
+
+    def async_twin(self) -> AsyncIndexBackend:
+        """This store on psycopg's asyncio pool (``postgres_aio.PostgresAsyncIndex``).
+
+        A new twin per call, sharing this index's SQL, schema state and blob cache; its
+        pool opens on first use and is closed by ``await twin.close()``.
+        """
+        from .postgres_aio import PostgresAsyncIndex
+
+        return PostgresAsyncIndex(self)
 
     def close(self) -> None:
         """Close the pool (in the process that opened it). Idempotent."""
@@ -1536,10 +1597,6 @@ class PostgresIndex(IndexBackend):
         if not write and not (self._ready or self._seen) and not self._schema_exists():
             raise _NoSchema
         return self._run(body, write=write, txn=write)
-
-
-class _NoSchema(Exception):
-    """The store's tables do not exist yet (reads see an empty store)."""
 
 
 class _Tracked:

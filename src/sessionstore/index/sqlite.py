@@ -39,7 +39,6 @@ from ..errors import (
     BackendUnavailableError,
     CorruptStoreError,
     InvalidEntryError,
-    InvalidKeyError,
     LockTimeoutError,
     MigrationError,
     OutcomeUnknownError,
@@ -74,6 +73,7 @@ from .base import (
     RowRef,
     SessionRow,
     derive_row,
+    mutated_entry,
     search_text,
     visibility,
     writes_when_absent,
@@ -1807,14 +1807,7 @@ class SqliteIndex(IndexBackend):
                 if k not in working:
                     self._delete_row(conn, k, stored[k][1])
             for k, value in working.items():
-                if not isinstance(k, str):
-                    raise InvalidKeyError(f"session keys must be strings, got {k!r}")
-                if not isinstance(value, dict):
-                    raise InvalidEntryError(
-                        f"entry {k!r} must be a JSON object, got {type(value).__name__}"
-                    )
-                if k in acp_copies and "acp" not in value:
-                    value["acp"] = acp_copies[k]
+                mutated_entry(k, value, acp_copies)
                 old = stored.get(k)
                 enc = _encode(k, settle_entry(value), now=now)
                 if old is None:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPACTION_MARKER",
     "Transcript",
+    "numbered",
 ]
 
 BLOCK: Final = 64 * 1024
@@ -115,6 +116,24 @@ def _ids_in(data: bytes) -> set[str]:
         if entry is not None and isinstance(entry.get("id"), str):
             ids.add(entry["id"])
     return ids
+
+
+def numbered(records: list[dict[str, Any]], before: int = 0) -> list[dict[str, Any]]:
+    """Number the message records ``before + 1``, ... (``__openclaw.seq``; markers get none).
+
+    Args:
+        records: Message records in order (from :func:`_record`), changed in place.
+        before: How many messages precede the first one.
+
+    Returns:
+        ``records``.
+    """
+    seq = before
+    for rec in records:
+        if rec["__openclaw"].get("kind") is None:
+            seq += 1
+            rec["__openclaw"]["seq"] = seq
+    return records
 
 
 def _record(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -336,17 +355,7 @@ class Transcript:
         A ``compaction`` line becomes the synthetic system marker of the gateway, annotated
         ``{id, kind: "compaction"}`` without a seq. v1/v2 files are read as they are.
         """
-        out: list[dict[str, Any]] = []
-        seq = 0
-        for entry in self.entries():
-            rec = _record(entry)
-            if rec is None:
-                continue
-            if rec["__openclaw"].get("kind") is None:
-                seq += 1
-                rec["__openclaw"]["seq"] = seq
-            out.append(rec)
-        return out
+        return numbered([rec for entry in self.entries() if (rec := _record(entry)) is not None])
 
     def _lines_backwards(self, fd: int, end: int) -> Iterator[tuple[int, bytes]]:
         """Lines of ``[0, end)``, last first, as (offset, line), reading blocks backwards."""
@@ -441,12 +450,7 @@ class Transcript:
         if last_entry is not None and _is_message(last_entry):
             total += 1
         picked.reverse()
-        seq = total - messages_seen
-        for rec in picked:
-            if rec["__openclaw"].get("kind") is None:
-                seq += 1
-                rec["__openclaw"]["seq"] = seq
-        return picked
+        return numbered(picked, total - messages_seen)
 
     def message_count(self) -> int:
         """Number of message records in the file (a full read)."""

@@ -25,16 +25,17 @@ start at seq 1. A line is kept as ``jsonb`` (queryable); one holding an escaped 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 
 from ..clock import iso_now, now_ms
 from ..errors import InvalidArgumentError, InvalidEntryError
 from ..files import dumps_compact
-from ..index.postgres import LINE_BYTES, PostgresIndex, _NoSchema
-from .jsonl import _check_count, _is_message, _record
+from ..index.pgsteps import Op, Step, _NoSchema, run_op
+from ..index.postgres import LINE_BYTES, PostgresIndex
+from .jsonl import _check_count, _is_message, _record, numbered
 from .naming import archive_timestamp
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["Head", "PostgresTranscript", "drop_transcript", "last_written_ms", "transcript_heads"]
 
 Line = dict[str, Any]
+T = TypeVar("T")
 _Row = tuple[int, str, str, str | None, int]  # seq, entry id, text, idempotency key, created
 
 
@@ -96,20 +98,19 @@ class PostgresTranscript:
             {"type": "session", "version": 3, "id": self.session_id, "timestamp": iso_now()}
         )
 
-    def _insert(
+    def _insert_op(
         self,
-        conn: psycopg.Connection[Any],
         seq: int,
         entry_id: str,
         text: bytes,
         key: str | None,
         created: int | None = None,
         session_id: str | None = None,
-    ) -> int:
+    ) -> Op[int]:
         """Insert one line; returns its bytes as reads return it (the head's unit)."""
         # jsonb cannot hold U+0000: such a line is kept as it was written, as text.
         verbatim = b"\\u0000" in text
-        row = conn.execute(
+        row = yield Step(
             f"INSERT INTO {self._s}.transcripts AS t (agent_id, session_id, seq, entry_id, line,"
             " raw, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s)"
             f" RETURNING {LINE_BYTES}",
@@ -123,39 +124,52 @@ class PostgresTranscript:
                 key,
                 created if created is not None else now_ms(),
             ),
-        ).fetchone()
+            "one",
+        )
         assert row is not None
         return int(row[0])
 
-    def _head(self, conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+    def _insert(self, conn: psycopg.Connection[Any], *args: Any) -> int:
+        return run_op(conn, self._insert_op(*args))
+
+    def _head_op(self) -> Op[tuple[int, int, int]]:
         """Lock the session's head row (creating it with the header).
 
         Returns:
             The last seq, the message count and the bytes of the lines.
         """
-        created = conn.execute(
+        created = yield Step(
             f"INSERT INTO {self._s}.transcript_heads (agent_id, session_id, last_seq)"
             " VALUES (%s, %s, 0) ON CONFLICT DO NOTHING",
             (self._a, self.session_id),
-        ).rowcount
-        row = conn.execute(
+            "rowcount",
+        )
+        row = yield Step(
             f"SELECT last_seq, messages, bytes FROM {self._s}.transcript_heads"
             " WHERE agent_id = %s AND session_id = %s FOR UPDATE",
             (self._a, self.session_id),
-        ).fetchone()
+            "one",
+        )
         assert row is not None
         last, messages, size = int(row[0]), int(row[1]), int(row[2])
         if created:
-            size = self._insert(conn, 0, self.session_id, self._header(), None)
-            self._set_head(conn, last, messages, size)
+            size = yield from self._insert_op(0, self.session_id, self._header(), None)
+            yield from self._set_head_op(last, messages, size)
         return last, messages, size
 
-    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int, size: int) -> None:
-        conn.execute(
+    def _head(self, conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+        return run_op(conn, self._head_op())
+
+    def _set_head_op(self, last: int, messages: int, size: int) -> Op[None]:
+        yield Step(
             f"UPDATE {self._s}.transcript_heads SET last_seq = %s, messages = %s, bytes = %s"
             " WHERE agent_id = %s AND session_id = %s",
             (last, messages, size, self._a, self.session_id),
+            "none",
         )
+
+    def _set_head(self, conn: psycopg.Connection[Any], last: int, messages: int, size: int) -> None:
+        run_op(conn, self._set_head_op(last, messages, size))
 
     def write_header(self) -> int:
         """Create the transcript with its ``session`` header (if missing); returns 0.
@@ -182,6 +196,16 @@ class PostgresTranscript:
             SessionStoreError: The session was reset or deleted since this transcript was
                 opened (nothing was written).
         """
+        body = self.message_body(message, idempotency_key)
+        return self._index.run(lambda conn: run_op(conn, self.append_op(body, idempotency_key)))
+
+    def message_body(self, message: dict[str, Any], idempotency_key: str | None) -> bytes:
+        """The JSON of a message as :meth:`append` writes it, checked.
+
+        Raises:
+            InvalidEntryError: ``message`` is not a JSON object or holds a non-JSON value.
+            InvalidArgumentError: ``idempotency_key`` is not a string.
+        """
         if not isinstance(message, dict):
             raise InvalidEntryError(
                 f"a message must be a JSON object (a dict), got {type(message).__name__}:"
@@ -196,63 +220,67 @@ class PostgresTranscript:
         if idempotency_key is not None:
             msg["idempotencyKey"] = idempotency_key
         msg.setdefault("timestamp", now_ms())
-        body = dumps_compact(msg, what="transcript message")
+        return dumps_compact(msg, what="transcript message")
 
-        def write(conn: psycopg.Connection[Any]) -> tuple[str, int | None, int]:
-            last, messages, size = self._head(conn)
-            if idempotency_key is not None:
-                found = conn.execute(
-                    f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
-                    " AND session_id = %s AND idempotency_key = %s",
-                    (self._a, self.session_id, idempotency_key),
-                ).fetchone()
-                if found is not None:
-                    return str(found[0]), None, size
-            parent = None
-            if last > 0:
-                row = conn.execute(
-                    f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
-                    " AND session_id = %s AND seq = %s",
-                    (self._a, self.session_id, last),
-                ).fetchone()
-                parent = str(row[0]) if row else None
-            entry_id = uuid.uuid4().hex[:8]
-            while entry_id == parent:
-                entry_id = uuid.uuid4().hex[:8]
-            line = (
-                b'{"type":"message","id":"'
-                + entry_id.encode()
-                + b'","parentId":'
-                + orjson.dumps(parent)
-                + b',"timestamp":"'
-                + iso_now().encode()
-                + b'","message":'
-                + body
-                + b"}"
+    def _write_op(
+        self, body: bytes, idempotency_key: str | None
+    ) -> Op[tuple[str, int | None, int]]:
+        """The line of an append: (entry id, message count or None for a duplicate, bytes)."""
+        last, messages, size = yield from self._head_op()
+        if idempotency_key is not None:
+            found = yield Step(
+                f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
+                " AND session_id = %s AND idempotency_key = %s",
+                (self._a, self.session_id, idempotency_key),
+                "one",
             )
-            size += self._insert(conn, last + 1, entry_id, line, idempotency_key)
-            self._set_head(conn, last + 1, messages + 1, size)
-            return entry_id, messages + 1, size
+            if found is not None:
+                return str(found[0]), None, size
+        parent = None
+        if last > 0:
+            row = yield Step(
+                f"SELECT entry_id FROM {self._s}.transcripts WHERE agent_id = %s"
+                " AND session_id = %s AND seq = %s",
+                (self._a, self.session_id, last),
+                "one",
+            )
+            parent = str(row[0]) if row else None
+        entry_id = uuid.uuid4().hex[:8]
+        while entry_id == parent:
+            entry_id = uuid.uuid4().hex[:8]
+        line = (
+            b'{"type":"message","id":"'
+            + entry_id.encode()
+            + b'","parentId":'
+            + orjson.dumps(parent)
+            + b',"timestamp":"'
+            + iso_now().encode()
+            + b'","message":'
+            + body
+            + b"}"
+        )
+        size += yield from self._insert_op(last + 1, entry_id, line, idempotency_key)
+        yield from self._set_head_op(last + 1, messages + 1, size)
+        return entry_id, messages + 1, size
 
+    def append_op(self, body: bytes, idempotency_key: str | None) -> Op[str]:
+        """The transaction of :meth:`append` (``body``: the message's JSON), both drivers."""
         link = self._link
         if link is None:
-            return self._index.run(write)[0]
+            entry_id, _, _ = yield from self._write_op(body, idempotency_key)
+            return entry_id
+        done: list[str] = []
 
-        def linked(conn: psycopg.Connection[Any]) -> str:
-            done: list[str] = []
+        def record(existing: dict[str, Any] | None) -> Op[dict[str, Any] | None]:
+            # The session is checked before the line is written: nothing is written to a
+            # session that was reset or deleted.
+            link.appended(existing, 0, None)
+            entry_id, count, size = yield from self._write_op(body, idempotency_key)
+            done.append(entry_id)
+            return None if count is None else link.appended(existing, count, size)
 
-            def record(existing: dict[str, Any] | None) -> dict[str, Any] | None:
-                # The session is checked before the line is written: nothing is written
-                # to a session that was reset or deleted.
-                link.appended(existing, 0, None)
-                entry_id, count, size = write(conn)
-                done.append(entry_id)
-                return None if count is None else link.appended(existing, count, size)
-
-            self._index.modify_in(conn, link.key, record, needs_blobs=False, full_result=False)
-            return done[0]
-
-        return self._index.run(linked)
+        yield from self._index.modify_steps(link.key, record, needs_blobs=False, full_result=False)
+        return done[0]
 
     def import_lines(self, lines: Iterable[Line]) -> int:
         """Write ``lines`` (a .jsonl file's records, header first) as a new transcript.
@@ -423,27 +451,35 @@ class PostgresTranscript:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _lines(self, where: str = "", args: tuple[Any, ...] = ()) -> list[tuple[int, Line]]:
+    def _lines_op(self) -> Op[list[tuple[int, Line]]]:
         self.skipped = 0
         self.bytes_read = 0
+        rows = yield Step(
+            f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
+            " WHERE agent_id = %s AND session_id = %s ORDER BY seq",
+            (self._a, self.session_id),
+            "all",
+        )
+        self.bytes_read = sum(len(text) for _, text in rows)
+        return [(int(seq), orjson.loads(text)) for seq, text in rows]
 
-        def read(conn: psycopg.Connection[Any]) -> list[tuple[int, Line]]:
-            rows = conn.execute(
-                f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
-                f" WHERE agent_id = %s AND session_id = %s {where} ORDER BY seq",
-                (self._a, self.session_id, *args),
-            ).fetchall()
-            self.bytes_read = sum(len(text) for _, text in rows)
-            return [(int(seq), orjson.loads(text)) for seq, text in rows]
-
+    def _read(self, make: Callable[[], Op[T]], empty: T) -> T:
+        self.skipped = 0
+        self.bytes_read = 0
         try:
-            return self._index.run(read, write=False)
+            return self._index.run(lambda conn: run_op(conn, make()), write=False)
         except _NoSchema:
-            return []
+            return empty
 
     def entries(self) -> list[Line]:
         """Every line, header included, in order."""
-        return [line for _, line in self._lines()]
+        none: list[tuple[int, Line]] = []
+        return [line for _, line in self._read(self._lines_op, none)]
+
+    def messages_op(self) -> Op[list[Line]]:
+        """The read of :meth:`messages` (both drivers)."""
+        lines = yield from self._lines_op()
+        return numbered([rec for _, line in lines if (rec := _record(line)) is not None])
 
     def messages(self) -> list[Line]:
         """Every message record in order, annotated ``__openclaw: {id, seq}`` (seq from 1).
@@ -451,17 +487,58 @@ class PostgresTranscript:
         A ``compaction`` line becomes the gateway's synthetic system marker, annotated
         ``{id, kind: "compaction"}`` without a seq, as in the ``.jsonl`` engine.
         """
-        out = []
-        seq = 0
-        for _, line in self._lines():
-            rec = _record(line)
-            if rec is None:
-                continue
-            if rec["__openclaw"].get("kind") is None:
-                seq += 1
-                rec["__openclaw"]["seq"] = seq
-            out.append(rec)
-        return out
+        return self._read(self.messages_op, [])
+
+    def tail_reader(self, n: int) -> Callable[[], Op[list[Line]]]:
+        """The read of :meth:`tail` (both drivers), ``n`` checked.
+
+        Raises:
+            InvalidArgumentError: ``n`` is not an integer.
+        """
+        n = _check_count(n)
+        return lambda: self._tail_op(n)
+
+    def _tail_op(self, n: int) -> Op[list[Line]]:
+        self.bytes_read = 0
+        if n <= 0:
+            return []
+        head = yield Step(
+            f"SELECT last_seq, messages FROM {self._s}.transcript_heads"
+            " WHERE agent_id = %s AND session_id = %s",
+            (self._a, self.session_id),
+            "one",
+        )
+        if head is None:
+            return []
+        # Rows up to the head's seq are committed and final: the count matches them.
+        upper, total = int(head[0]) + 1, int(head[1])
+        picked: list[Line] = []
+        seen = 0
+        batch = max(n, 16)
+        while len(picked) < n and upper > 1:
+            rows = yield Step(
+                f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
+                " WHERE agent_id = %s AND session_id = %s AND seq > 0 AND seq < %s"
+                " ORDER BY seq DESC LIMIT %s",
+                (self._a, self.session_id, upper, batch),
+                "all",
+            )
+            if not rows:
+                break
+            for seq, text in rows:
+                upper = int(seq)
+                self.bytes_read += len(text)
+                rec = _record(orjson.loads(text))
+                if rec is None:
+                    continue
+                if rec["__openclaw"].get("kind") is None:
+                    seen += 1
+                picked.append(rec)
+                if len(picked) >= n:
+                    break
+            batch *= 2
+        picked.reverse()
+        return numbered(picked, total - seen)
 
     def tail(self, n: int) -> list[Line]:
         """The last ``n`` message records, oldest first, with their absolute seq numbers.
@@ -471,74 +548,21 @@ class PostgresTranscript:
         Raises:
             InvalidArgumentError: ``n`` is not an integer.
         """
-        n = _check_count(n)
-        self.skipped = 0
-        self.bytes_read = 0
-        if n <= 0:
-            return []
+        return self._read(self.tail_reader(n), [])
 
-        def read(conn: psycopg.Connection[Any]) -> list[Line]:
-            head = conn.execute(
-                f"SELECT last_seq, messages FROM {self._s}.transcript_heads"
-                " WHERE agent_id = %s AND session_id = %s",
-                (self._a, self.session_id),
-            ).fetchone()
-            if head is None:
-                return []
-            # Rows up to the head's seq are committed and final: the count matches them.
-            upper, total = int(head[0]) + 1, int(head[1])
-            picked: list[Line] = []
-            seen = 0
-            batch = max(n, 16)
-            while len(picked) < n and upper > 1:
-                rows = conn.execute(
-                    f"SELECT seq, coalesce(raw, line::text) FROM {self._s}.transcripts"
-                    " WHERE agent_id = %s AND session_id = %s AND seq > 0 AND seq < %s"
-                    " ORDER BY seq DESC LIMIT %s",
-                    (self._a, self.session_id, upper, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                for seq, text in rows:
-                    upper = int(seq)
-                    self.bytes_read += len(text)
-                    rec = _record(orjson.loads(text))
-                    if rec is None:
-                        continue
-                    if rec["__openclaw"].get("kind") is None:
-                        seen += 1
-                    picked.append(rec)
-                    if len(picked) >= n:
-                        break
-                batch *= 2
-            picked.reverse()
-            seq = total - seen
-            for rec in picked:
-                if rec["__openclaw"].get("kind") is None:
-                    seq += 1
-                    rec["__openclaw"]["seq"] = seq
-            return picked
-
-        try:
-            return self._index.run(read, write=False)
-        except _NoSchema:
-            return []
+    def message_count_op(self) -> Op[int]:
+        """The read of :meth:`message_count` (both drivers)."""
+        row = yield Step(
+            f"SELECT messages FROM {self._s}.transcript_heads"
+            " WHERE agent_id = %s AND session_id = %s",
+            (self._a, self.session_id),
+            "one",
+        )
+        return int(row[0]) if row else 0
 
     def message_count(self) -> int:
         """Number of message records (the head's count: one query, no line read)."""
-
-        def read(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(
-                f"SELECT messages FROM {self._s}.transcript_heads"
-                " WHERE agent_id = %s AND session_id = %s",
-                (self._a, self.session_id),
-            ).fetchone()
-            return int(row[0]) if row else 0
-
-        try:
-            return self._index.run(read, write=False)
-        except _NoSchema:
-            return 0
+        return self._read(self.message_count_op, 0)
 
 
 def transcript_heads(
