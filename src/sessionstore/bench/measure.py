@@ -47,7 +47,7 @@ from ..layout import StorePaths, resolve_store_paths
 from ..migrate import migrate_agent
 from ..store import SessionStore, open_store
 from .generate import generate_state_dir
-from .models import AGENT, BareApsw, Entry, LegacyJsonStore, WholeStoreSqlite
+from .models import AGENT, BareApsw, BarePsycopg, Entry, LegacyJsonStore, WholeStoreSqlite
 from .responsiveness import CLI_COMMANDS, CommandTiming, ImportTime, child_env, measure_commands
 from .units import format_duration, kib_mb
 
@@ -57,6 +57,7 @@ __all__ = [
     "INSTALL_HINT",
     "OPS",
     "PG_DSN_ENV",
+    "PG_ONLY_SIZES",
     "BenchReport",
     "BenchSettings",
     "Budget",
@@ -137,6 +138,8 @@ BARE_OPS: Final = (
 LIST_CHANNEL: Final = "telegram"
 INSTALL_HINT: Final = "pip install 'sessionstore[bench]'"
 PG_DSN_ENV: Final = "SESSIONSTORE_BENCH_PG_DSN"
+PG_ONLY_SIZES: Final = "1000b,100000t"
+"""The datasets of a postgres-only run: issue 13's two sizes."""
 
 
 def quiet(_message: str) -> None:
@@ -259,6 +262,10 @@ class BenchSettings:
         writer_sessions: Sessions in the several-writers scenario.
         maintenance_sessions: Sessions in the maintenance scenario (half are pruned).
         long_lived_updates: Updates in the long-lived scenario (0: not run).
+        postgres_only: Measure only the postgres backend and its bare-psycopg floor on each
+            dataset, and only the postgres scenario (needs a DSN; the report is
+            ``benchmarks-postgres.md``).
+        pg_writer_sessions: Sessions in the postgres several-writers scenario.
     """
 
     sizes: list[Size] = field(default_factory=default_sizes)
@@ -280,6 +287,8 @@ class BenchSettings:
     writer_sessions: int = 10_000
     maintenance_sessions: int = 200_000
     long_lived_updates: int = 0
+    postgres_only: bool = False
+    pg_writer_sessions: int = 8_000
 
 
 def quick_settings(**overrides: Any) -> BenchSettings:
@@ -1237,6 +1246,14 @@ def run_size(
     # disjoint transcript keys per backend: appends of one must not change another's files
     pool = _sample(all_keys, min(len(all_keys), 48), rng)
     transcript_keys = {"json": pool[0::3], "sqlite": pool[1::3], "postgres": pool[2::3]}
+    if settings.postgres_only:
+        # the same dataset and key samples as a full run, the other backends left out
+        result.measurements = _postgres_hook(
+            settings, agent.entries, keys, transcript_keys["postgres"], result, log
+        )
+        result.seconds = round(time.perf_counter() - started, 1)
+        log(f"[{size.label}] done in {result.seconds:.0f} s")
+        return result
 
     # migrations first, from the untouched sessions.json
     log(f"[{size.label}] migration")
@@ -1386,60 +1403,23 @@ def _drop_schema(dsn: str, schema: str) -> None:
 def _bare_psycopg(
     dsn: str, schema: str, keys: Sequence[str], budget: Budget, log: Callable[[str], None]
 ) -> list[Measurement]:
-    """The floor: one psycopg connection doing the same I/O as the store, nothing else.
-
-    get: a prepared SELECT of the entry by key; update: SELECT ... FOR UPDATE and UPDATE
-    in one transaction; list50: the top 50 rows through the list index; count: count(*).
-    """
-    from ..index.postgres import load_driver
-
-    psycopg, _ = load_driver()
+    """The floor (:class:`~.models.BarePsycopg`): get, list top-50, count, update."""
+    bare = BarePsycopg(dsn, schema)
     n = len(keys)
-    s = schema
-    conn = psycopg.connect(dsn, autocommit=True)
     try:
-        get_sql = f"SELECT entry::text FROM {s}.sessions WHERE agent_id = %s AND session_key = %s"
-        lock_sql = get_sql + " FOR UPDATE"
-        put_sql = (
-            f"UPDATE {s}.sessions SET entry = %s::json, updated_at = %s"
-            " WHERE agent_id = %s AND session_key = %s"
-        )
-        list_sql = (
-            f"SELECT session_key, list_row::text, updated_at FROM {s}.sessions WHERE agent_id"
-            " = %s AND vis = 0 ORDER BY updated_at DESC, session_key DESC LIMIT 51"
-        )
-        count_sql = f"SELECT count(*) FROM {s}.sessions WHERE agent_id = %s"
-
-        def get(i: int) -> None:
-            row = conn.execute(get_sql, (AGENT, keys[i % n]), prepare=True).fetchone()
-            discard(orjson.loads(row[0]) if row else None)
-
-        def update(i: int) -> None:
-            with conn.transaction():
-                row = conn.execute(lock_sql, (AGENT, keys[i % n]), prepare=True).fetchone()
-                entry = orjson.loads(row[0]) if row else {}
-                entry["inputTokens"] = 2_300 + i
-                conn.execute(
-                    put_sql,
-                    (orjson.dumps(entry).decode(), entry.get("updatedAt", 0), AGENT, keys[i % n]),
-                    prepare=True,
-                )
-
-        def list50(i: int) -> None:
-            rows = conn.execute(list_sql, (AGENT,), prepare=True).fetchall()
-            discard([orjson.loads(r[1]) for r in rows])
-
-        def count(i: int) -> None:
-            discard(conn.execute(count_sql, (AGENT,), prepare=True).fetchone())
-
         out = [
-            measure("bare-psycopg", "get", get, budget),
-            measure("bare-psycopg", "list50", list50, budget),
-            measure("bare-psycopg", "count", count, budget),
-            measure("bare-psycopg", "update", update, budget),
+            measure("bare-psycopg", "get", lambda i: discard(bare.get(keys[i % n])), budget),
+            measure("bare-psycopg", "list50", lambda i: discard(bare.list(50)), budget),
+            measure("bare-psycopg", "count", lambda i: discard(bare.count()), budget),
+            measure(
+                "bare-psycopg",
+                "update",
+                lambda i: discard(bare.update(keys[i % n], _patch(i))),
+                budget,
+            ),
         ]
     finally:
-        conn.close()
+        bare.close()
     for m in out:
         log_measurement(log, m)
     return out
