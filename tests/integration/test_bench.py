@@ -528,3 +528,54 @@ def test_bench_removes_its_new_folder_when_the_run_fails(
     result = CliRunner().invoke(app, ["bench", "--quick", "--work-dir", "file"])
     assert result.exit_code != 0
     assert sorted(p.name for p in cwd.iterdir()) == ["file"]
+
+
+def _pg_report(ours_ns: float, floor_ns: float, list50_ns: float) -> bench.BenchReport:
+    sizes = []
+    for label_size in (bench.Size(1_000, "bloated"), bench.Size(100_000, "typical")):
+        size = bench.SizeResult(label_size)
+        for op in ("get", "update", "list50", "count"):
+            value = list50_ns if op == "list50" else ours_ns
+            size.measurements += [
+                bench.Measurement("postgres", op, value, value, value, 10),
+                bench.Measurement("bare-psycopg", op, floor_ns, floor_ns, floor_ns, 10),
+            ]
+        sizes.append(size)
+    writers = bench.Scenario(
+        "pg_writers8",
+        figures={
+            "one_per_s": 100.0,
+            "many_per_s": 250.0,
+            "bare_one_per_s": 200.0,
+            "bare_many_per_s": 600.0,
+            "conflicts": 0,
+            "p99_ns": 5e6,
+        },
+    )
+    return bench.BenchReport(machine={}, settings={}, sizes=sizes, scenarios=[writers])
+
+
+def test_postgres_targets_are_computed_from_the_data() -> None:
+    checks = {t.target: t for t in bench.postgres_targets(_pg_report(400_000, 200_000, 900_000))}
+    get = "1,000 bloated: postgres get (full entry) <= 2x bare psycopg"
+    assert checks[get].status == "met" and checks[get].measured == "2.0x (400 µs vs 200 µs)"
+    list50 = "100,000 typical: postgres list top-50 <= 2x bare psycopg"
+    assert checks[list50].status == "missed"  # 900 µs vs 200 µs
+    assert checks["100,000 typical: postgres list top-50 < 1 ms"].status == "met"
+    scaling = checks[
+        "8 processes updating distinct sessions on postgres: >= 4x one process's throughput"
+    ]
+    assert scaling.status == "missed"
+    assert scaling.measured.startswith("2.50x (250 vs 100 updates/s")
+    assert "bare psycopg reaches 3.00x" in scaling.measured
+
+    checks = {t.target: t for t in bench.postgres_targets(_pg_report(400_100, 200_000, 1e6))}
+    assert checks[get].status == "missed"
+    assert checks["100,000 typical: postgres list top-50 < 1 ms"].status == "missed"
+    # without a DSN every postgres target says it was not measured, and why
+    empty = bench.postgres_targets(bench.BenchReport(machine={}, settings={}))
+    assert {t.status for t in empty} == {"not measured"}
+    assert empty[0].measured == "size 1000b not run"
+    # and they are part of the whole run's targets
+    whole = {t.target for t in bench.evaluate_targets(_pg_report(1, 1, 1))}
+    assert get in whole

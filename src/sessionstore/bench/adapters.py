@@ -529,9 +529,10 @@ def merge(paths: Iterable[Path]) -> Results:
         for raw in data["adapters"]:
             row = AdapterRow(**raw)
             rows[(row.framework, row.backend, row.sessions)] = row
-    # stable: within a size and framework, the rows keep their run order
+    # by size, then framework in the order first met; within those, the run order
+    frameworks = list(dict.fromkeys(r.framework for r in rows.values()))
     merged.adapters = sorted(
-        rows.values(), key=lambda r: (r.sessions, r.framework != "openai-agents")
+        rows.values(), key=lambda r: (r.sessions, frameworks.index(r.framework))
     )
     return merged
 

@@ -124,7 +124,7 @@ def _round(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=child_env(),
+            env={**child_env(), "SESSIONSTORE_PG_SCHEMA": schema},  # as _fill's settings file
         )
         for first, count in plan
     ]
