@@ -453,6 +453,14 @@ def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
     assert not (tmp_path / "benchmarks.md").exists()
 
 
+def test_bench_pg_only_needs_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(bench.PG_DSN_ENV, raising=False)
+    result = cli("bench", "--pg-only", "--out", tmp_path / "out")
+    assert result.exit_code != 0
+    assert "--pg-dsn" in result.stderr and bench.PG_DSN_ENV in result.stderr
+    assert not list((tmp_path / "out").iterdir())  # nothing measured, nothing written
+
+
 def _tiny_quick_settings(**overrides: Any) -> bench.BenchSettings:
     """`--quick` shrunk further: the test is about where the results go, not the numbers."""
     settings = bench.BenchSettings(

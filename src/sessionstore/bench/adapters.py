@@ -6,9 +6,10 @@ Two measurements, both on one event loop in one process:
   ``SessionStore`` (and against ``asyncio.to_thread``, the other way to offload), per backend;
 - adapters: at N sessions, this store through ``StoreSession`` (OpenAI Agents SDK) against
   the SDK's ``SQLiteSession`` and ``SQLAlchemySession``, and through ``StoreSessionService``
-  (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and on PostgreSQL for the
-  frameworks' SQLAlchemy backends when a DSN is given (each size in a new database beside
-  the DSN's, dropped afterwards). Operations: create a session (with
+  (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and when a DSN is given
+  on PostgreSQL too, this store (its postgres backend, transcripts in the table) and the
+  frameworks' SQLAlchemy backends side by side on the same server (each size in a new
+  database beside the DSN's, dropped afterwards). Operations: create a session (with
   its first item/event), append one item/event, read the last 20, list the sessions.
 
 Needs the ``bench`` extra. Run it with ``python bench/adapters.py --out docs``; it writes
