@@ -177,7 +177,11 @@ def postgres_targets(report: BenchReport) -> list[TargetCheck]:
             return None, f"size {label} not run"
         m = size.get(backend, op)
         if m is None or m.median_ns is None:
-            reason = (m.note or "n/a") if m is not None else "not measured (no DSN given)"
+            reason = (
+                (m.note or "n/a")
+                if m is not None
+                else "not in this run (no DSN given; see benchmarks-postgres.md)"
+            )
             return None, f"{backend} {op}: {reason}"
         return m.median_ns, ""
 
