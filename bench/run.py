@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = bench.quick_settings() if args.quick else bench.BenchSettings()
         if args.pg_only:
             settings.postgres_only = True
-            settings.sizes = bench.parse_sizes(bench.PG_ONLY_SIZES)
+            if not args.quick:
+                settings.sizes = bench.parse_sizes(bench.PG_ONLY_SIZES)
         if args.sizes:
             try:
                 settings.sizes = bench.parse_sizes(args.sizes)

@@ -372,7 +372,8 @@ def bench(
     settings = engine.quick_settings() if quick else engine.BenchSettings()
     if pg_only:
         settings.postgres_only = True
-        settings.sizes = engine.parse_sizes(engine.PG_ONLY_SIZES)
+        if not quick:
+            settings.sizes = engine.parse_sizes(engine.PG_ONLY_SIZES)
     if chosen is not None:
         settings.sizes = chosen
     if million and all(s.sessions != 1_000_000 for s in settings.sizes):
