@@ -11,6 +11,8 @@ published ones in docs/ are rewritten only when asked with ``--out docs``:
     python bench/run.py --million          # adds 1,000,000 typical sessions
     python bench/run.py --quick            # a tiny smoke run
     python bench/run.py --from-json docs/benchmarks.json --out docs  # re-render, no re-run
+    python bench/run.py --pg-only --pg-dsn postgresql://postgres@127.0.0.1/test --out docs
+        # only the postgres rows: docs/benchmarks-postgres.md, the sqlite figures untouched
 
 Run it on a quiet machine: the numbers are only as steady as the machine.
 """
@@ -53,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, help="where datasets go (default: a temp dir)")
     p.add_argument("--keep-data", action="store_true", help="keep the datasets")
     p.add_argument("--pg-dsn", help=f"run the postgres hook (default: ${bench.PG_DSN_ENV})")
+    p.add_argument(
+        "--pg-only",
+        action="store_true",
+        help="only the postgres rows, targets and 8-writer scenario (needs --pg-dsn; default"
+        " sizes 1000b,100000t); writes benchmarks-postgres.md/.json",
+    )
     p.add_argument("--from-json", type=Path, help="re-render a benchmarks.json instead of running")
     p.add_argument(
         "--scenarios",
@@ -89,9 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         report = bench.BenchReport.from_dict(orjson.loads(args.from_json.read_bytes()))
-        report.targets = bench.evaluate_targets(report)
+        report.targets = (
+            bench.postgres_targets(report)
+            if report.settings.get("postgres_only")
+            else bench.evaluate_targets(report)
+        )
     else:
         settings = bench.quick_settings() if args.quick else bench.BenchSettings()
+        if args.pg_only:
+            settings.postgres_only = True
+            if not args.quick:
+                settings.sizes = bench.parse_sizes(bench.PG_ONLY_SIZES)
         if args.sizes:
             try:
                 settings.sizes = bench.parse_sizes(args.sizes)

@@ -37,3 +37,28 @@ def test_merge_keeps_the_first_run_s_overhead_and_every_row(tmp_path: Path) -> N
     assert "| sqlite | get | 20.0 | 70.0 | 50.0 | 90.0 |" in md
     assert "| google-adk | ours | 10,000 | 1.500 | 2.250 | 3.000 | 4.000 |  |" in md
     assert "| openai-agents | peer | 1,000 | 5.000 | 6.000 | 7.000 | — | cannot list |" in md
+
+
+def test_a_later_run_replaces_the_same_rows_and_adds_its_own(tmp_path: Path) -> None:
+    first = _run(tmp_path / "a.json", 1000, 50)
+    later = tmp_path / "pg.json"
+    later.write_text(
+        json.dumps(
+            {
+                "machine": "pg",
+                "version": "v",
+                "overhead": [],  # a postgres-only run measures no overhead rows
+                "adapters": [
+                    asdict(AdapterRow("openai-agents", "peer", 1000, 1, 1, 1, None, "again")),
+                    asdict(AdapterRow("google-adk", "ours on pg", 1000, 2, 2, 2, 2.0)),
+                ],
+            }
+        )
+    )
+    merged = merge([first, later])
+    assert merged.machine == "m1000" and len(merged.overhead) == 1
+    assert [(r.framework, r.backend, r.note) for r in merged.adapters] == [
+        ("google-adk", "ours", ""),
+        ("google-adk", "ours on pg", ""),
+        ("openai-agents", "peer", "again"),
+    ]

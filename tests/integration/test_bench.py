@@ -490,6 +490,14 @@ def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
     assert not (tmp_path / "benchmarks.md").exists()
 
 
+def test_bench_pg_only_needs_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(bench.PG_DSN_ENV, raising=False)
+    result = cli("bench", "--pg-only", "--out", tmp_path / "out")
+    assert result.exit_code != 0
+    assert "--pg-dsn" in result.stderr and bench.PG_DSN_ENV in result.stderr
+    assert not list((tmp_path / "out").iterdir())  # nothing measured, nothing written
+
+
 def _tiny_quick_settings(**overrides: Any) -> bench.BenchSettings:
     """`--quick` shrunk further: the test is about where the results go, not the numbers."""
     settings = bench.BenchSettings(
@@ -592,3 +600,54 @@ def test_a_list_run_loads_only_what_list_needs(tmp_path: Path) -> None:
 
     assert sessionstore.open_async_store.__module__ == "sessionstore.aio"
     assert set(sessionstore.__all__) >= {"AsyncSessionStore", "AsyncTranscript", "open_async_store"}
+
+
+def _pg_report(ours_ns: float, floor_ns: float, list50_ns: float) -> bench.BenchReport:
+    sizes = []
+    for label_size in (bench.Size(1_000, "bloated"), bench.Size(100_000, "typical")):
+        size = bench.SizeResult(label_size)
+        for op in ("get", "update", "list50", "count"):
+            value = list50_ns if op == "list50" else ours_ns
+            size.measurements += [
+                bench.Measurement("postgres", op, value, value, value, 10),
+                bench.Measurement("bare-psycopg", op, floor_ns, floor_ns, floor_ns, 10),
+            ]
+        sizes.append(size)
+    writers = bench.Scenario(
+        "pg_writers8",
+        figures={
+            "one_per_s": 100.0,
+            "many_per_s": 250.0,
+            "bare_one_per_s": 200.0,
+            "bare_many_per_s": 600.0,
+            "conflicts": 0,
+            "p99_ns": 5e6,
+        },
+    )
+    return bench.BenchReport(machine={}, settings={}, sizes=sizes, scenarios=[writers])
+
+
+def test_postgres_targets_are_computed_from_the_data() -> None:
+    checks = {t.target: t for t in bench.postgres_targets(_pg_report(400_000, 200_000, 900_000))}
+    get = "1,000 bloated: postgres get (full entry) <= 2x bare psycopg"
+    assert checks[get].status == "met" and checks[get].measured == "2.0x (400 µs vs 200 µs)"
+    list50 = "100,000 typical: postgres list top-50 <= 2x bare psycopg"
+    assert checks[list50].status == "missed"  # 900 µs vs 200 µs
+    assert checks["100,000 typical: postgres list top-50 < 1 ms"].status == "met"
+    scaling = checks[
+        "8 processes updating distinct sessions on postgres: >= 4x one process's throughput"
+    ]
+    assert scaling.status == "missed"
+    assert scaling.measured.startswith("2.50x (250 vs 100 updates/s")
+    assert "bare psycopg reaches 3.00x" in scaling.measured
+
+    checks = {t.target: t for t in bench.postgres_targets(_pg_report(400_100, 200_000, 1e6))}
+    assert checks[get].status == "missed"
+    assert checks["100,000 typical: postgres list top-50 < 1 ms"].status == "missed"
+    # without a DSN every postgres target says it was not measured, and why
+    empty = bench.postgres_targets(bench.BenchReport(machine={}, settings={}))
+    assert {t.status for t in empty} == {"not measured"}
+    assert empty[0].measured == "size 1000b not run"
+    # and they are part of the whole run's targets
+    whole = {t.target for t in bench.evaluate_targets(_pg_report(1, 1, 1))}
+    assert get in whole

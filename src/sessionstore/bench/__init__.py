@@ -10,6 +10,8 @@ it. One module per job:
 - :mod:`.measure`: settings, results, timing, memory and the run of one dataset;
 - :mod:`.responsiveness`: whole ``sessionstore`` commands and import times;
 - :mod:`.peers`: other projects' session stores;
+- :mod:`.scenarios`, :mod:`.scenarios_pg`: several writer processes, maintenance beside a
+  writer, a long-lived store; 1 against 8 writers on postgres;
 - :mod:`.targets`: the issue's targets against the results;
 - :mod:`.report`: ``benchmarks.md``, ``benchmarks.json`` and charts;
 - :mod:`.runner`: the whole run.
@@ -25,6 +27,7 @@ from .measure import (
     INSTALL_HINT,
     OPS,
     PG_DSN_ENV,
+    PG_ONLY_SIZES,
     BenchReport,
     BenchSettings,
     Budget,
@@ -43,9 +46,17 @@ from .measure import (
     parse_sizes,
     quick_settings,
 )
-from .models import AGENT, BareApsw, LegacyJsonStore, WholeStoreSqlite
+from .models import AGENT, BareApsw, BarePsycopg, LegacyJsonStore, WholeStoreSqlite
 from .peers import run_peers
-from .report import OUT_PREFIX, new_out_dir, render_markdown, write_charts, write_report
+from .report import (
+    OUT_PREFIX,
+    POSTGRES_NAME,
+    new_out_dir,
+    render_markdown,
+    render_postgres_markdown,
+    write_charts,
+    write_report,
+)
 from .responsiveness import (
     CLI_COMMANDS,
     IMPORT_STATEMENTS,
@@ -55,7 +66,8 @@ from .responsiveness import (
     measure_import,
 )
 from .runner import machine_facts, run_benchmark
-from .targets import CLI_FACTOR, evaluate_targets
+from .scenarios_pg import run_pg_writers
+from .targets import CLI_FACTOR, evaluate_targets, postgres_targets
 from .units import format_bytes, format_duration, format_ratio
 
 __all__ = [
@@ -69,7 +81,10 @@ __all__ = [
     "OPS",
     "OUT_PREFIX",
     "PG_DSN_ENV",
+    "PG_ONLY_SIZES",
+    "POSTGRES_NAME",
     "BareApsw",
+    "BarePsycopg",
     "BenchReport",
     "BenchSettings",
     "Budget",
@@ -101,10 +116,13 @@ __all__ = [
     "measure_store_ops",
     "new_out_dir",
     "parse_sizes",
+    "postgres_targets",
     "quick_settings",
     "render_markdown",
+    "render_postgres_markdown",
     "run_benchmark",
     "run_peers",
+    "run_pg_writers",
     "write_charts",
     "write_report",
 ]

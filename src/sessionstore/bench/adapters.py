@@ -8,9 +8,10 @@ Two measurements, both on one event loop in one process:
   and with ``native=False`` (the worker threads);
 - adapters: at N sessions, this store through ``StoreSession`` (OpenAI Agents SDK) against
   the SDK's ``SQLiteSession`` and ``SQLAlchemySession``, and through ``StoreSessionService``
-  (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and on PostgreSQL for the
-  frameworks' SQLAlchemy backends when a DSN is given (each size in a new database beside
-  the DSN's, dropped afterwards). Operations: create a session (with
+  (Google ADK) against ADK's ``DatabaseSessionService``; on SQLite, and when a DSN is given
+  on PostgreSQL too, this store (its postgres backend, transcripts in the table) and the
+  frameworks' SQLAlchemy backends side by side on the same server (each size in a new
+  database beside the DSN's, dropped afterwards). Operations: create a session (with
   its first item/event), append one item/event, read the last 20, list the sessions.
 
 Needs the ``bench`` extra. Run it with ``python bench/adapters.py --out docs``; it writes
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import platform
 import shutil
 import statistics
@@ -205,21 +207,23 @@ async def _sdk_targets(root: Path, dsn: str | None) -> AsyncIterator[list[_Targe
     from ..adapters.openai_agents import StoreSession
 
     targets: list[_Target] = []
-    store = open_store("main", root / "sdk-store", "sqlite")
-    face = AsyncSessionStore(store)
-    ours: dict[str, StoreSession] = {}
+    for engine_name, face in _our_stores(root / "sdk-store", dsn):
+        ours: dict[str, StoreSession] = {}
 
-    def session(sid: str) -> StoreSession:
-        if sid not in ours:
-            ours[sid] = StoreSession(sid, face)
-        return ours[sid]
+        def session(
+            sid: str, face: AsyncSessionStore = face, ours: dict[str, StoreSession] = ours
+        ) -> StoreSession:
+            if sid not in ours:
+                ours[sid] = StoreSession(sid, face)
+            return ours[sid]
 
-    async def store_list() -> Any:
-        return await face.list(channel="openai")
+        async def store_list(face: AsyncSessionStore = face) -> Any:
+            return await face.list(channel="openai")
 
-    ours_target = _sdk_target("sessionstore sqlite (StoreSession)", session, face.close)
-    ours_target.listing, ours_target.note = store_list, ""
-    targets.append(ours_target)
+        label = f"sessionstore {engine_name} (StoreSession)"
+        ours_target = _sdk_target(label, session, face.close)
+        ours_target.listing, ours_target.note = store_list, ""
+        targets.append(ours_target)
     db = root / "sdk.sqlite"
     sqlite_sessions: dict[str, Any] = {}
 
@@ -338,13 +342,13 @@ async def _adk_targets(root: Path, dsn: str | None) -> AsyncIterator[list[_Targe
         )
 
     targets = []
-    for label, list_state in (
-        ("sessionstore sqlite (StoreSessionService)", False),
-        ("sessionstore sqlite, list_state=True", True),
-    ):
-        face = AsyncSessionStore(open_store("main", root / f"adk-store-{list_state}", "sqlite"))
-        service = StoreSessionService(face, list_state=list_state)
-        targets.append(target(label, service, face.close))
+    for list_state in (False, True):
+        for engine_name, face in _our_stores(root / f"adk-store-{list_state}", dsn):
+            label = f"sessionstore {engine_name}" + (
+                ", list_state=True" if list_state else " (StoreSessionService)"
+            )
+            service = StoreSessionService(face, list_state=list_state)
+            targets.append(target(label, service, face.close))
     urls = [
         ("ADK DatabaseSessionService (SQLite, aiosqlite)", f"sqlite+aiosqlite:///{root}/adk.sqlite")
     ]
@@ -360,6 +364,24 @@ async def _adk_targets(root: Path, dsn: str | None) -> AsyncIterator[list[_Targe
     finally:
         for t in targets:
             await t.close()
+
+
+def _our_stores(state_dir: Path, dsn: str | None) -> list[tuple[str, AsyncSessionStore]]:
+    """This store on sqlite, and on postgres (in the size's scratch database) with a DSN."""
+    stores = [("sqlite", AsyncSessionStore(open_store("main", state_dir, "sqlite")))]
+    if dsn:
+        # A schema per state dir: the stores of one scratch database never share rows.
+        schema = "bench_" + "".join(c if c.isalnum() else "_" for c in state_dir.name.lower())
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "sessionstore.json").write_text(json.dumps({"postgres": {"schema": schema}}))
+        stores.append(
+            ("postgres", AsyncSessionStore(open_store("main", state_dir, "postgres", dsn=dsn)))
+        )
+    return stores
+
+
+def _on_postgres(target: _Target) -> bool:
+    return "postgres" in target.backend.lower()
 
 
 async def _measure(target: _Target, n: int, log: Callable[[str], None]) -> AdapterRow:
@@ -405,24 +427,41 @@ def run_adapters(
     sizes: Iterable[int] = (1_000, 10_000),
     dsn: str | None = None,
     log: Callable[[str], None] = print,
+    *,
+    postgres_only: bool = False,
 ) -> list[AdapterRow]:
-    """Measure every target at every size (fresh files and tables for each size)."""
+    """Measure every target at every size (fresh files and tables for each size).
+
+    Args:
+        root: An empty directory for the files of every size.
+        sizes: Session counts.
+        dsn: PostgreSQL DSN: adds this store and the frameworks' backends on PostgreSQL.
+        log: Progress lines.
+        postgres_only: Measure only the targets on PostgreSQL (needs ``dsn``).
+    """
+    if postgres_only and not dsn:
+        raise ValueError("postgres_only needs a DSN: pass --dsn postgresql://...")
     rows: list[AdapterRow] = []
     for n in sizes:
         for framework in (_sdk_targets, _adk_targets):
             work = root / f"{framework.__name__}-{n}"
             work.mkdir(parents=True)
             with _scratch_database(dsn) as scratch:
-                rows += asyncio.run(_measure_all(framework, work, n, scratch, log))
+                rows += asyncio.run(_measure_all(framework, work, n, scratch, log, postgres_only))
             shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
 async def _measure_all(
-    framework: Any, work: Path, n: int, dsn: str | None, log: Callable[[str], None]
+    framework: Any,
+    work: Path,
+    n: int,
+    dsn: str | None,
+    log: Callable[[str], None],
+    postgres_only: bool,
 ) -> list[AdapterRow]:
     async with framework(work, dsn) as targets:
-        return [await _measure(t, n, log) for t in targets]
+        return [await _measure(t, n, log) for t in targets if _on_postgres(t) or not postgres_only]
 
 
 @contextlib.contextmanager
@@ -513,17 +552,25 @@ def machine() -> str:
 def merge(paths: Iterable[Path]) -> Results:
     """Several runs' ``.json`` files as one result (a run per size keeps each one short).
 
-    The first run's overhead rows and machine, every run's adapter rows.
+    The first run's overhead rows and machine, every run's adapter rows; a row of a later
+    run replaces the earlier run's row of the same framework, backend and size (a
+    PostgreSQL-only run refreshes those rows and keeps the SQLite ones).
     """
-    import json
-
     merged = Results()
+    rows: dict[tuple[str, str, int], AdapterRow] = {}
     for path in paths:
         data = json.loads(path.read_text())
-        if not merged.overhead:
+        if not merged.overhead and data["overhead"]:
             merged.overhead = [OverheadRow(**r) for r in data["overhead"]]
             merged.machine, merged.version = data["machine"], data["version"]
-        merged.adapters += [AdapterRow(**r) for r in data["adapters"]]
+        for raw in data["adapters"]:
+            row = AdapterRow(**raw)
+            rows[(row.framework, row.backend, row.sessions)] = row
+    # by size, then framework in the order first met; within those, the run order
+    frameworks = list(dict.fromkeys(r.framework for r in rows.values()))
+    merged.adapters = sorted(
+        rows.values(), key=lambda r: (r.sessions, frameworks.index(r.framework))
+    )
     return merged
 
 
@@ -532,21 +579,27 @@ def main(
     sizes: Iterable[int],
     dsn: str | None,
     overhead_calls: int = 2000,
+    *,
+    postgres_only: bool = False,
+    name: str = "benchmarks-adapters",
 ) -> Results:
-    """Run both measurements and write ``benchmarks-adapters.md``/``.json`` into ``out_dir``."""
-    import json
+    """Run both measurements and write ``<name>.md``/``.json`` into ``out_dir``.
 
+    With ``postgres_only`` the overhead rows (SQLite and JSON stores) are not measured and
+    only the targets on PostgreSQL are; merge the ``.json`` with :func:`merge`.
+    """
     results = Results(machine=machine())
     root = Path(tempfile.mkdtemp(prefix="sessionstore-bench-adapters-"))
     try:
-        print("[adapters] async facade overhead")
-        results.overhead = run_overhead(root, overhead_calls, dsn)
+        if not postgres_only:
+            print("[adapters] async facade overhead")
+            results.overhead = run_overhead(root, overhead_calls, dsn)
         print("[adapters] frameworks")
-        results.adapters = run_adapters(root, sizes, dsn)
+        results.adapters = run_adapters(root, sizes, dsn, postgres_only=postgres_only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    (out_dir / "benchmarks-adapters.md").write_text(render(results))
-    (out_dir / "benchmarks-adapters.json").write_text(
+    (out_dir / f"{name}.md").write_text(render(results))
+    (out_dir / f"{name}.json").write_text(
         json.dumps(
             {
                 "machine": results.machine,

@@ -23,13 +23,21 @@ import orjson
 from ..clock import iso_now, now_ms
 from ..entry import load_normalize, merge_entry, sort_time
 from ..files import atomic_write, dumps_pretty
-from ..index.base import derive_row, row_channel
+from ..index.base import BlobCache, derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
 from ..index.rowcodec import pack, unpack
-from ..index.sqlite import _LIST_COLUMNS, PAGE_CACHE_KIB, BlobCache
+from ..index.sqlite import _LIST_COLUMNS, BLOB_CACHE_BYTES, PAGE_CACHE_KIB
 from ..lockfile import LockFile
 
-__all__ = ["AGENT", "PR_SCHEMA", "BareApsw", "Entry", "LegacyJsonStore", "WholeStoreSqlite"]
+__all__ = [
+    "AGENT",
+    "PR_SCHEMA",
+    "BareApsw",
+    "BarePsycopg",
+    "Entry",
+    "LegacyJsonStore",
+    "WholeStoreSqlite",
+]
 
 Entry = dict[str, Any]
 
@@ -339,7 +347,7 @@ class BareApsw:
     - ``get``: the row by primary key, then each of its blob rows by digest, and
       ``orjson.loads`` of the same bytes the store parses (compressed rows and blobs are
       inflated first, as the store does); inflated blobs are kept by digest in the
-      store's blob cache (:class:`~sessionstore.index.sqlite.BlobCache`, same budget);
+      store's blob cache (:class:`~sessionstore.index.base.BlobCache`, same budget);
     - ``update``: in a ``BEGIN IMMEDIATE`` transaction, read the row's ``entry_json``, set
       the token fields and ``updatedAt`` in it, write it back with the token and time
       columns, and return the whole entry (its blobs parsed, as ``get``), as the store's
@@ -376,7 +384,7 @@ class BareApsw:
         columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
         codec = "codec" if "codec" in columns else "0"
         self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
-        self._blobs = BlobCache()  # the store's policy: the same budget, LRU
+        self._blobs = BlobCache(BLOB_CACHE_BYTES)  # the store's policy: same budget, LRU
         self._pid = os.getpid()
 
     def close(self) -> None:
@@ -531,3 +539,120 @@ class BareApsw:
 
         # the store returns the entry with its blobs, read in the same transaction
         return self._rewrite(key, tokens_now, blobs=True)
+
+
+class BarePsycopg:
+    """The PostgreSQL floor: one psycopg connection doing the store's I/O, nothing else.
+
+    Each call mirrors what :class:`~sessionstore.index.postgres.PostgresIndex` sends and
+    reads the same columns, with prepared statements and no pool, retries, advisory locks or
+    row encoding around it:
+
+    - :meth:`get`: the entry and its blob references by key, then the large fields parsed
+      from a client-side blob cache (the store keeps one too; a miss reads the ``blobs`` rows);
+    - :meth:`update`: in one transaction, the row ``FOR UPDATE``, the patched entry and
+      ``list_row`` with ``updatedAt`` moved to now (as ``merge_entry`` does), written back to
+      every column the store's UPDATE writes (so the same indexes change), then the large
+      fields parsed for the returned entry;
+    - :meth:`list`: the top rows' ``list_row`` through the list index, parsed;
+    - :meth:`count`: ``count(*)`` of the agent.
+
+    Args:
+        dsn: PostgreSQL conninfo or URL.
+        schema: The schema of a store this library wrote.
+        agent_id: The agent whose rows are read.
+    """
+
+    _COLUMNS: Final = (
+        "key_fold, session_id, updated_at, has_updated, vis, row_agent, row_channel, label,"
+        " spawned_by, parent_session_key, model, session_file, message_count, search_text,"
+        " list_row, entry, blob_refs"
+    )
+
+    def __init__(self, dsn: str, schema: str, *, agent_id: str = AGENT) -> None:
+        from ..index.postgres import CODEC_ZLIB, load_driver
+
+        psycopg, _ = load_driver()  # psycopg is imported only through the postgres backend
+        self._zlib = CODEC_ZLIB
+        self.agent_id = agent_id
+        self.conn = psycopg.connect(
+            dsn, autocommit=True, application_name=f"sessionstore-bench-bare:{os.getpid()}"
+        )
+        s, where = schema, "WHERE agent_id = %s AND session_key = %s"
+        read = self._COLUMNS.replace(
+            "list_row, entry, blob_refs", "list_row::text, entry::text, blob_refs::text"
+        )
+        self._get = f"SELECT entry::text, blob_refs::text FROM {s}.sessions {where}"
+        self._blobs = (
+            f"SELECT digest, data, codec FROM {s}.blobs WHERE agent_id = %s AND digest = ANY(%s)"
+        )
+        self._lock = f"SELECT {read} FROM {s}.sessions {where} FOR UPDATE"
+        self._put = (
+            f"UPDATE {s}.sessions SET ({self._COLUMNS}) = ({', '.join(['%s'] * 14)},"
+            f" %s::json, %s::json, %s::json) {where}"
+        )
+        self._list = (
+            f"SELECT session_key, list_row::text, updated_at FROM {s}.sessions WHERE agent_id"
+            " = %s AND vis = 0 ORDER BY updated_at DESC, session_key DESC LIMIT "
+        )
+        self._count = f"SELECT count(*) FROM {s}.sessions WHERE agent_id = %s"
+        self._cache: dict[str, bytes] = {}
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def backend_pid(self) -> int:
+        """The server process serving this connection."""
+        return int(self.conn.info.backend_pid)
+
+    def _large(self, refs_json: str | None, entry: Entry) -> Entry:
+        if not refs_json:
+            return entry
+        refs: dict[str, str] = orjson.loads(refs_json)
+        missing = [d for d in refs.values() if d not in self._cache]
+        if missing:
+            for digest, data, codec in self.conn.execute(
+                self._blobs, (self.agent_id, missing)
+            ).fetchall():
+                raw = bytes(data)
+                self._cache[digest] = zlib.decompress(raw) if codec == self._zlib else raw
+        for name, digest in refs.items():
+            entry[name] = orjson.loads(self._cache[digest])
+        return entry
+
+    def get(self, key: str) -> Entry | None:
+        """The full entry of ``key``."""
+        row = self.conn.execute(self._get, (self.agent_id, key), prepare=True).fetchone()
+        return self._large(row[1], orjson.loads(row[0])) if row else None
+
+    def update(self, key: str, patch: dict[str, Any]) -> Entry:
+        """Read-modify-write ``key`` with ``patch``; the full entry after it.
+
+        Raises:
+            KeyError: ``key`` is not in the store.
+        """
+        with self.conn.transaction():
+            found = self.conn.execute(self._lock, (self.agent_id, key), prepare=True).fetchone()
+            if found is None:
+                raise KeyError(key)
+            row = list(found)
+            entry, list_row = orjson.loads(row[15]), orjson.loads(row[14])
+            entry.update(patch)
+            now = max(now_ms(), int(entry.get("updatedAt") or 0))
+            entry["updatedAt"] = list_row["updatedAt"] = now
+            row[2] = now
+            row[14], row[15] = orjson.dumps(list_row).decode(), orjson.dumps(entry).decode()
+            self.conn.execute(self._put, (*row, self.agent_id, key), prepare=True)
+        return self._large(row[16], entry)
+
+    def list(self, limit: int = 50) -> list[Any]:
+        """The newest ``limit`` rows (one more is read, as the store reads, to page on)."""
+        sql = self._list + str(int(limit) + 1)
+        rows = self.conn.execute(sql, (self.agent_id,), prepare=True).fetchall()
+        return [orjson.loads(r[1]) for r in rows[:limit]]
+
+    def count(self) -> int:
+        """Number of the agent's rows."""
+        row = self.conn.execute(self._count, (self.agent_id,), prepare=True).fetchone()
+        return int(row[0]) if row else 0

@@ -21,9 +21,18 @@ from .measure import (
     SizeResult,
 )
 from .responsiveness import CLI_COMMANDS, ImportTime
+from .targets import postgres_targets
 from .units import format_bytes, format_duration, format_ratio, kib_mb
 
-__all__ = ["OUT_PREFIX", "new_out_dir", "render_markdown", "write_charts", "write_report"]
+__all__ = [
+    "OUT_PREFIX",
+    "POSTGRES_NAME",
+    "new_out_dir",
+    "render_markdown",
+    "render_postgres_markdown",
+    "write_charts",
+    "write_report",
+]
 
 OUT_PREFIX: Final = "sessionstore-bench-"
 """The name of a default results folder starts with this (then the run's UTC time)."""
@@ -272,7 +281,9 @@ def render_markdown(
         "",
         "## Targets",
         "",
-        "Each target from the issue, checked against the numbers below (medians).",
+        "Each target from the issue, checked against the numbers below (medians). PostgreSQL"
+        " has a report of its own, refreshed by `bench/run.py --pg-only`:"
+        " [benchmarks-postgres.md](benchmarks-postgres.md).",
         "",
         "| Target | Measured | |",
         "|---|---|---|",
@@ -520,13 +531,125 @@ def new_out_dir(parent: Path | None = None) -> Path:
         return path
 
 
+POSTGRES_NAME: Final = "benchmarks-postgres"
+"""A postgres-only run writes ``benchmarks-postgres.md``/``.json`` (beside the full report)."""
+
+_PG_OPS: Final = ("get", "update", "list50", "count")
+
+
+def _postgres_size(size: SizeResult) -> list[str]:
+    lines = [
+        f"### {size.size.title} sessions",
+        "",
+        "| Operation | postgres (median / p99) | bare psycopg (median / p99) | postgres / floor |",
+        "|---|---|---|---|",
+    ]
+    for op, label in OPS.items():
+        ours, floor = size.get("postgres", op), size.get("bare-psycopg", op)
+        if ours is None and floor is None:
+            continue
+        ratio = "—"
+        if ours and floor and ours.median_ns is not None and floor.median_ns is not None:
+            ratio = format_ratio(ours.median_ns / floor.median_ns)
+        lines.append(f"| {label} | {_cell(ours)} | {_cell(floor)} | {ratio} |")
+    for note in size.notes:
+        lines += ["", f"Note: {note}"]
+    return [*lines, ""]
+
+
+def render_postgres_markdown(report: BenchReport) -> str:
+    """``benchmarks-postgres.md``: issue 13's postgres rows, targets and writer scenario."""
+    m, s = report.machine, report.settings
+    lines = [
+        "# Benchmarks: PostgreSQL",
+        "",
+        f"Measured by `sessionstore bench --pg-only` (sessionstore {m.get('sessionstore')}) on"
+        f" {m.get('date')}; the run took {report.seconds / 60:.1f} min. The SQLite figures are"
+        " in [benchmarks.md](benchmarks.md), the adapters on PostgreSQL beside the frameworks'"
+        " own backends in [benchmarks-adapters.md](benchmarks-adapters.md).",
+        "",
+        f"Machine: {m.get('cpu')} ({m.get('cores')} cores, shared with the server and with"
+        f" other work), {format_bytes(m.get('memoryBytes'))}, {m.get('os')},"
+        f" {m.get('python')}. Server: PostgreSQL {m.get('postgres', '?')} on the same machine."
+        f" Load average at start: {', '.join(map(str, m.get('loadAverage') or [])) or '?'}.",
+        "",
+        "## Targets",
+        "",
+        "| Target | Measured | |",
+        "|---|---|---|",
+    ]
+    for t in postgres_targets(report):
+        lines.append(f"| {t.target} | {t.measured} | {t.status} |")
+    lines.append("")
+    lines += _scenarios_section(report.scenarios)
+    lines += ["## Operations", ""]
+    lines.append(
+        "Cells: median / p99 per call (`n=` when fewer than 30 calls fit the budget). The"
+        " datasets are the full run's (same generator, seed and key samples), loaded into a"
+        " throw-away schema with one `mutate`."
+    )
+    lines.append("")
+    for size in report.sizes:
+        lines += _postgres_size(size)
+    budget = s.get("budget", {})
+    lines += [
+        "## Method",
+        "",
+        '- **postgres** is `open_store(store_type="postgres")` with its default pool; every'
+        " call goes through the pool, the retry loop and the row encoding.",
+        "- **bare psycopg** is `sessionstore.bench.BarePsycopg`, one autocommit connection with"
+        " prepared statements sending what the store sends and reading the same columns: `get`"
+        " reads the entry and its blob references by key and parses the large fields from a"
+        " client-side blob cache (the store keeps one); `update` reads the row `FOR UPDATE`,"
+        " patches the entry and `list_row` (tokens, `updatedAt` moved to now) and writes every"
+        " column the store's UPDATE writes, in one transaction; `list top-50` reads the top 51"
+        " `list_row`s through the list index; `count` is `count(*)` of the agent. What the"
+        " store adds on top: the pool checkout, per-key advisory locks, the row encoding."
+        " These four operations are timed call by call in turn with the floor, so drift of"
+        " a shared machine hits both sides of each ratio alike; the other operations alone.",
+        "- The dataset is loaded with one `mutate`, then `VACUUM (ANALYZE)` (the store's"
+        " `vacuum()`), as autovacuum leaves a store some time after a bulk load.",
+        "- **pg_writers8**: 1, then 8 writer processes (each its own pool, started together)"
+        " update their own sessions for a fixed time; then the same with bare psycopg's"
+        " update. `conflicts`: `WriteConflictError`s that survived the store's retries."
+        " `*_cpu_us`: CPU per update in the 8-process round, of the writer processes"
+        " (`os.times`) and of their server backends (`/proc/<pid>/stat`), which says where the"
+        " time goes: with the server on the same cores, 8 processes can at best add what the"
+        " cores left idle by one.",
+        f"- Timing: as in benchmarks.md: `perf_counter_ns` per call, up to"
+        f" {budget.get('warmup')} warm-up calls, {budget.get('seconds')} s per operation,"
+        " median and nearest-rank p99.",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        ".venv/bin/python bench/run.py --pg-only --pg-dsn postgresql://postgres@127.0.0.1/test"
+        " --sizes 1000b,100000t --out docs",
+        "```",
+        "",
+        f"This run: sizes {', '.join(s.get('sizes', []))}, seed {s.get('seed')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def write_report(report: BenchReport, out_dir: Path, *, charts: bool = True) -> list[Path]:
     """Write ``benchmarks.md``, ``benchmarks.json`` and (optionally) ``img/*.png``.
+
+    A postgres-only run writes ``benchmarks-postgres.md`` and ``.json`` instead (no
+    charts): a report of its own rather than rows merged into ``benchmarks.md``, whose
+    machine, load and date belong to the full run.
 
     Returns:
         The files written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    if report.settings.get("postgres_only"):
+        json_path = out_dir / f"{POSTGRES_NAME}.json"
+        json_path.write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        md_path = out_dir / f"{POSTGRES_NAME}.md"
+        md_path.write_text(render_postgres_markdown(report), encoding="utf-8")
+        return [md_path, json_path]
     written: list[Path] = []
     chart_paths: list[Path] = []
     chart_note = "Charts not drawn (`--no-charts`)."

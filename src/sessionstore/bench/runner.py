@@ -17,12 +17,14 @@ from typing import Any
 import apsw
 import orjson
 
+from ..errors import SessionStoreError
 from ..version import __version__
-from .measure import BenchReport, BenchSettings, Scenario, quiet, run_size
+from .measure import PG_DSN_ENV, BenchReport, BenchSettings, Scenario, quiet, run_size
 from .peers import run_peers
 from .responsiveness import IMPORT_STATEMENTS, ImportTime, measure_import
 from .scenarios import run_long_lived, run_maintenance_writer, run_writers
-from .targets import evaluate_targets
+from .scenarios_pg import run_pg_writers
+from .targets import evaluate_targets, postgres_targets
 from .units import format_duration
 
 __all__ = ["machine_facts", "run_benchmark"]
@@ -88,10 +90,17 @@ def run_benchmark(
         settings=_settings_dict(settings),
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    dsn = _dsn(settings)
+    if dsn:
+        report.machine["postgres"] = _server_version(dsn)
     owned = settings.work_dir is None
     work = settings.work_dir or Path(tempfile.mkdtemp(prefix="sessionstore-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    if settings.cli:
+    if settings.postgres_only and not _dsn(settings):
+        raise SessionStoreError(
+            f"a postgres-only benchmark needs a server: pass --pg-dsn or set {PG_DSN_ENV}"
+        )
+    if settings.cli and not settings.postgres_only:
         log("[cli] import times (python -X importtime)")
         report.imports = [
             measure_import(statement, runs=settings.cli_runs) for statement in IMPORT_STATEMENTS
@@ -108,27 +117,53 @@ def run_benchmark(
             finally:
                 if not settings.keep_data:
                     shutil.rmtree(root, ignore_errors=True)
-        if settings.peers:
+        if settings.peers and not settings.postgres_only:
             report.peers = run_peers(settings, work, log)
         if settings.scenarios:
             report.scenarios = _scenarios(settings, work, log)
     finally:
         if owned and not settings.keep_data:
             shutil.rmtree(work, ignore_errors=True)
-    report.targets = evaluate_targets(report)
+    report.targets = (
+        postgres_targets(report) if settings.postgres_only else evaluate_targets(report)
+    )
     report.seconds = round(time.perf_counter() - started, 1)
     return report
 
 
+def _dsn(settings: BenchSettings) -> str | None:
+    return settings.postgres_dsn or os.environ.get(PG_DSN_ENV)
+
+
+def _server_version(dsn: str) -> str | None:
+    from ..index.postgres import load_driver
+
+    psycopg, _ = load_driver()  # psycopg is imported only through the postgres backend
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error:
+        return None  # the postgres rows say why they are n/a
+    return str(row[0]) if row else None
+
+
 def _scenarios(settings: BenchSettings, work: Path, log: Callable[[str], None]) -> list[Scenario]:
     out = []
-    runs: list[tuple[str, Callable[[Path], Scenario]]] = [
-        ("writers", lambda d: run_writers(d, sessions=settings.writer_sessions, log=log)),
-        (
-            "maintenance",
-            lambda d: run_maintenance_writer(d, sessions=settings.maintenance_sessions, log=log),
-        ),
-    ]
+    runs: list[tuple[str, Callable[[Path], Scenario]]] = []
+    if not settings.postgres_only:
+        runs += [
+            ("writers", lambda d: run_writers(d, sessions=settings.writer_sessions, log=log)),
+            (
+                "maintenance",
+                lambda d: run_maintenance_writer(
+                    d, sessions=settings.maintenance_sessions, log=log
+                ),
+            ),
+        ]
+    dsn = _dsn(settings)
+    if dsn:
+        sessions = settings.pg_writer_sessions
+        runs.append(("pg-writers", lambda d: run_pg_writers(d, dsn, sessions=sessions, log=log)))
     for name, run in runs:
         root = work / f"scenario-{name}"
         shutil.rmtree(root, ignore_errors=True)
@@ -136,6 +171,8 @@ def _scenarios(settings: BenchSettings, work: Path, log: Callable[[str], None]) 
             out.append(run(root))
         finally:
             shutil.rmtree(root, ignore_errors=True)
+    if settings.postgres_only:
+        return out
     if settings.long_lived_updates > 0:
         root = work / "scenario-long-lived"
         try:

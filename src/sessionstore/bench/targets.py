@@ -19,7 +19,11 @@ __all__ = [
     "INDEX_SHARE",
     "LONG_LIVED_FACTOR",
     "MILLION_FACTOR",
+    "PG_FLOOR_FACTOR",
+    "PG_LIST50_MS",
+    "PG_SCALING",
     "evaluate_targets",
+    "postgres_targets",
 ]
 
 CLI_FACTOR: Final = 1.5
@@ -52,6 +56,15 @@ MAINTENANCE_P99_MS: Final = 50.0
 """A concurrent writer's p99 wait while maintain() prunes half the store."""
 
 _FLOOR_SIZES: Final = ("1000b", "100000t")
+
+PG_FLOOR_FACTOR: Final = 2.0
+"""Issue 13: postgres get/update/list top-50/count at most this many times bare psycopg."""
+
+PG_LIST50_MS: Final = 1.0
+"""Issue 13: postgres list top-50 at 100,000 typical sessions under this many milliseconds."""
+
+PG_SCALING: Final = 4.0
+"""Issue 13: 8 processes updating distinct sessions reach this many times one's throughput."""
 
 
 def evaluate_targets(report: BenchReport) -> list[TargetCheck]:
@@ -141,6 +154,80 @@ def evaluate_targets(report: BenchReport) -> list[TargetCheck]:
     )
 
     _cli_targets(report, add)
+    checks += postgres_targets(report)
+    return checks
+
+
+def postgres_targets(report: BenchReport) -> list[TargetCheck]:
+    """Issue 13's postgres targets (not measured without a DSN), each from the report.
+
+    Every ratio is the postgres backend's median against the bare-psycopg floor
+    (:class:`~.models.BarePsycopg`) measured on the same dataset, server and run.
+    """
+    checks: list[TargetCheck] = []
+
+    def add(target: str, measured: str | None, met: bool | None, why: str = "") -> None:
+        if measured is None or met is None:
+            checks.append(TargetCheck(target, why or "not measured", "not measured"))
+        else:
+            checks.append(TargetCheck(target, measured, "met" if met else "missed"))
+
+    def value(label: str, backend: str, op: str) -> tuple[float | None, str]:
+        size = report.size(label)
+        if size is None:
+            return None, f"size {label} not run"
+        m = size.get(backend, op)
+        if m is None or m.median_ns is None:
+            reason = (
+                (m.note or "n/a")
+                if m is not None
+                else "not in this run (no DSN given; see benchmarks-postgres.md)"
+            )
+            return None, f"{backend} {op}: {reason}"
+        return m.median_ns, ""
+
+    for label in _FLOOR_SIZES:
+        for op in ("get", "update", "list50", "count"):
+            text = f"{_title(label)}: postgres {OPS[op]} <= {PG_FLOOR_FACTOR:g}x bare psycopg"
+            ours, why1 = value(label, "postgres", op)
+            floor, why2 = value(label, "bare-psycopg", op)
+            if ours is None or floor is None:
+                add(text, None, None, why1 or why2)
+                continue
+            r = ours / floor
+            add(
+                text,
+                f"{format_ratio(r)} ({format_duration(ours)} vs {format_duration(floor)})",
+                r <= PG_FLOOR_FACTOR,
+            )
+    text = f"100,000 typical: postgres list top-50 < {PG_LIST50_MS:g} ms"
+    ours, why = value("100000t", "postgres", "list50")
+    add(
+        text,
+        None if ours is None else format_duration(ours),
+        None if ours is None else ours < PG_LIST50_MS * 1e6,
+        why,
+    )
+
+    s = report.scenario("pg_writers8")
+    text = (
+        f"8 processes updating distinct sessions on postgres: >= {PG_SCALING:g}x one"
+        " process's throughput"
+    )
+    one, many = _figure(s, "one_per_s"), _figure(s, "many_per_s")
+    bare_one, bare_many = _figure(s, "bare_one_per_s"), _figure(s, "bare_many_per_s")
+    conflicts, p99 = _figure(s, "conflicts"), _figure(s, "p99_ns")
+    if s is None or None in (one, many, bare_one, bare_many, conflicts, p99):
+        add(text, None, None, (s.note or "not measured") if s else "pg_writers8 not run")
+    else:
+        assert one and many and bare_one and bare_many and conflicts is not None and p99
+        add(
+            text,
+            f"{many / one:.2f}x ({many:,.0f} vs {one:,.0f} updates/s; p99"
+            f" {format_duration(p99)}; {conflicts:.0f} conflicts); bare psycopg reaches"
+            f" {bare_many / bare_one:.2f}x ({bare_many:,.0f} vs {bare_one:,.0f}) on this machine",
+            many / one >= PG_SCALING,
+        )
     return checks
 
 

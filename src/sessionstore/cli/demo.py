@@ -361,6 +361,14 @@ def bench(
             " in a throw-away schema; default SESSIONSTORE_BENCH_PG_DSN.",
         ),
     ] = None,
+    pg_only: Annotated[
+        bool,
+        typer.Option(
+            "--pg-only",
+            help="Only the postgres rows, their targets and the 8-writer scenario (needs"
+            " --pg-dsn; default sizes 1000b,100000t); writes benchmarks-postgres.md.",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Benchmark json, sqlite and PR #58550's whole-store SQLite; write benchmarks.md."""
@@ -371,6 +379,10 @@ def bench(
     except ValueError as exc:
         raise CliError(str(exc), code=2) from None
     settings = engine.quick_settings() if quick else engine.BenchSettings()
+    if pg_only:
+        settings.postgres_only = True
+        if not quick:
+            settings.sizes = engine.parse_sizes(engine.PG_ONLY_SIZES)
     if chosen is not None:
         settings.sizes = chosen
     if million and all(s.sessions != 1_000_000 for s in settings.sizes):

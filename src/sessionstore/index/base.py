@@ -12,7 +12,9 @@ import base64
 import binascii
 import dataclasses
 import functools
+import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from ..transcripts.checkpoint import MEMORY, CheckpointStore
 __all__ = [
     "DELETE",
     "AsyncIndexBackend",
+    "BlobCache",
     "BlobRef",
     "EmptyMaintenance",
     "IndexBackend",
@@ -636,3 +639,47 @@ class AsyncIndexBackend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """See :meth:`IndexBackend.close`."""
+
+
+class BlobCache:
+    """The JSON of recently read blobs, by digest, least recently used out first.
+
+    Blobs are content-addressed, so a cached one is never stale. It holds bytes, not parsed
+    objects: every read parses its own copy, which callers may change freely.
+
+    Args:
+        budget: Bytes to hold at most; a blob larger than a quarter of it is not kept.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> bytes | None:
+        """The cached JSON of ``digest``, or None."""
+        with self._lock:
+            data = self._items.get(digest)
+            if data is not None:
+                self._items.move_to_end(digest)
+            return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` as the JSON of ``digest``, evicting the least recently used."""
+        if len(data) * 4 > self.budget:
+            return
+        with self._lock:
+            if digest in self._items:
+                return
+            self._items[digest] = data
+            self.size += len(data)
+            while self.size > self.budget:
+                _, old = self._items.popitem(last=False)
+                self.size -= len(old)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+            self.size = 0

@@ -57,6 +57,7 @@ from .base import (
     DELETE,
     LARGE_FIELDS,
     AsyncIndexBackend,
+    BlobCache,
     BlobRef,
     IndexBackend,
     ListQuery,
@@ -97,12 +98,15 @@ ATTEMPTS: Final = 6
 COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
-BLOB_CACHE_ITEMS: Final = 256
 # Maintenance deletes its planned rows in transactions of at most this many rows, so a
 # writer waits for one batch, not the whole run (as on SQLite).
 MAINTENANCE_BATCH_ROWS: Final = 500
 # Maintenance's reference counts asked one query each before all are read at once.
 REFERENCE_QUERIES: Final = 32
+# Blob JSON kept in process, least recently used out first: a miss is a round trip to the
+# server (a local page read for sqlite, which keeps far less). 256 sessions rotating their
+# own ~5 KB prompt reports beside a shared 40 KB skills snapshot fit well within it.
+BLOB_CACHE_BYTES: Final = 8 << 20
 
 
 def load_driver() -> tuple[ModuleType, ModuleType]:
@@ -621,7 +625,7 @@ class PostgresIndex(IndexBackend):
         self._closed = False
         self._ready = False  # the schema is at SCHEMA_VERSION
         self._seen = False  # the tables exist (reads need no more look)
-        self._blob_cache: dict[str, bytes] = {}
+        self._blob_cache = BlobCache(BLOB_CACHE_BYTES)
         self._local = threading.local()
         self._agent_lock = _lock_id(schema, agent_id)
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
@@ -936,9 +940,7 @@ class PostgresIndex(IndexBackend):
                 if codec == CODEC_ZLIB:
                     raw = zlib.decompress(raw)
                 out[digest] = raw
-                if len(self._blob_cache) >= BLOB_CACHE_ITEMS:
-                    self._blob_cache.clear()
-                self._blob_cache[digest] = raw
+                self._blob_cache.put(digest, raw)
         for d in digests:
             if d not in out:
                 raise _BlobGone(d, self.location)

@@ -24,7 +24,7 @@ import time
 import uuid
 import weakref
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,7 @@ from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
     DELETE,
     LARGE_FIELDS,
+    BlobCache,
     BlobRef,
     EmptyMaintenance,
     IndexBackend,
@@ -332,50 +333,6 @@ class _ErrorGuard:
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is not None:
             self._index._raise_typed(exc)
-
-
-class BlobCache:
-    """The JSON of recently read blobs, by digest, least recently used out first.
-
-    Blobs are content-addressed, so a cached one is never stale. It holds bytes, not parsed
-    objects: every read parses its own copy, which callers may change freely.
-
-    Args:
-        budget: Bytes to hold at most; a blob larger than a quarter of it is not kept.
-    """
-
-    def __init__(self, budget: int = BLOB_CACHE_BYTES) -> None:
-        self.budget = budget
-        self.size = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> bytes | None:
-        """The cached JSON of ``digest``, or None."""
-        with self._lock:
-            data = self._items.get(digest)
-            if data is not None:
-                self._items.move_to_end(digest)
-            return data
-
-    def put(self, digest: str, data: bytes) -> None:
-        """Keep ``data`` as the JSON of ``digest``, evicting the least recently used."""
-        if len(data) * 4 > self.budget:
-            return
-        with self._lock:
-            if digest in self._items:
-                return
-            self._items[digest] = data
-            self.size += len(data)
-            while self.size > self.budget:
-                _, old = self._items.popitem(last=False)
-                self.size -= len(old)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        with self._lock:
-            self._items.clear()
-            self.size = 0
 
 
 # --- schema --------------------------------------------------------------------------------
@@ -799,7 +756,7 @@ class SqliteIndex(IndexBackend):
         # collection that runs while this thread holds the guard.
         self._conns_guard = threading.RLock()
         self._closed = False
-        self._blob_cache = BlobCache()
+        self._blob_cache = BlobCache(BLOB_CACHE_BYTES)
         self._error_guard = _ErrorGuard(self)
         self._checkpoints = SqliteCheckpoints(self)
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
@@ -840,7 +797,7 @@ class SqliteIndex(IndexBackend):
         _abandoned.extend(self._conns)
         self._conns, self._idle = [], []
         self._conns_guard = threading.RLock()
-        self._blob_cache = BlobCache()
+        self._blob_cache = BlobCache(BLOB_CACHE_BYTES)
 
     # --- connections ------------------------------------------------------------------------
 
