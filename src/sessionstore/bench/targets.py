@@ -73,22 +73,10 @@ def evaluate_targets(report: BenchReport) -> list[TargetCheck]:
     A target whose dataset or measurement is missing is ``not measured``, with the reason.
     """
     checks: list[TargetCheck] = []
-
-    def add(target: str, measured: str | None, met: bool | None, why: str = "") -> None:
-        if measured is None or met is None:
-            checks.append(TargetCheck(target, why or "not measured", "not measured"))
-        else:
-            checks.append(TargetCheck(target, measured, "met" if met else "missed"))
+    add = _adder(checks)
 
     def value(label: str, backend: str, op: str) -> tuple[float | None, str]:
-        size = report.size(label)
-        if size is None:
-            return None, f"size {label} not run"
-        m = size.get(backend, op)
-        if m is None or m.median_ns is None:
-            reason = (m.note or "n/a") if m is not None else "not measured"
-            return None, f"{backend} {op}: {reason}"
-        return m.median_ns, ""
+        return _median(report, label, backend, op, "not measured")
 
     def vs_floor(label: str, op: str, factor: float) -> None:
         title = _title(label)
@@ -165,26 +153,11 @@ def postgres_targets(report: BenchReport) -> list[TargetCheck]:
     (:class:`~.models.BarePsycopg`) measured on the same dataset, server and run.
     """
     checks: list[TargetCheck] = []
-
-    def add(target: str, measured: str | None, met: bool | None, why: str = "") -> None:
-        if measured is None or met is None:
-            checks.append(TargetCheck(target, why or "not measured", "not measured"))
-        else:
-            checks.append(TargetCheck(target, measured, "met" if met else "missed"))
+    add = _adder(checks)
+    absent = "not in this run (no DSN given; see benchmarks-postgres.md)"
 
     def value(label: str, backend: str, op: str) -> tuple[float | None, str]:
-        size = report.size(label)
-        if size is None:
-            return None, f"size {label} not run"
-        m = size.get(backend, op)
-        if m is None or m.median_ns is None:
-            reason = (
-                (m.note or "n/a")
-                if m is not None
-                else "not in this run (no DSN given; see benchmarks-postgres.md)"
-            )
-            return None, f"{backend} {op}: {reason}"
-        return m.median_ns, ""
+        return _median(report, label, backend, op, absent)
 
     for label in _FLOOR_SIZES:
         for op in ("get", "update", "list50", "count"):
@@ -229,6 +202,31 @@ def postgres_targets(report: BenchReport) -> list[TargetCheck]:
             many / one >= PG_SCALING,
         )
     return checks
+
+
+def _adder(checks: list[TargetCheck]) -> _Add:
+    """``add(target, measured, met, why)``: one check onto ``checks`` (None: not measured)."""
+
+    def add(target: str, measured: str | None, met: bool | None, why: str = "") -> None:
+        if measured is None or met is None:
+            checks.append(TargetCheck(target, why or "not measured", "not measured"))
+        else:
+            checks.append(TargetCheck(target, measured, "met" if met else "missed"))
+
+    return add
+
+
+def _median(
+    report: BenchReport, label: str, backend: str, op: str, absent: str
+) -> tuple[float | None, str]:
+    """The median of ``op`` on ``backend`` at ``label``, or None and why (``absent``: no row)."""
+    size = report.size(label)
+    if size is None:
+        return None, f"size {label} not run"
+    m = size.get(backend, op)
+    if m is None or m.median_ns is None:
+        return None, f"{backend} {op}: {(m.note or 'n/a') if m is not None else absent}"
+    return m.median_ns, ""
 
 
 def _title(label: str) -> str:
