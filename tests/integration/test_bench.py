@@ -651,3 +651,18 @@ def test_postgres_targets_are_computed_from_the_data() -> None:
     # and they are part of the whole run's targets
     whole = {t.target for t in bench.evaluate_targets(_pg_report(1, 1, 1))}
     assert get in whole
+
+
+def test_cli_timings_run_with_bytecode_in_a_private_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONDONTWRITEBYTECODE (set on this machine) would time source compilation."""
+    from sessionstore.bench.responsiveness import bytecode_env
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    with bytecode_env() as env:
+        cache = Path(env["PYTHONPYCACHEPREFIX"])
+        assert "PYTHONDONTWRITEBYTECODE" not in env
+        subprocess.run([sys.executable, "-c", "import sessionstore"], env=env, check=True)
+        written = {p.name.split(".")[0] for p in cache.rglob("*.pyc")}
+        assert {"store", "entry", "keys"} <= written
+    assert not cache.exists()
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"  # the caller's own is untouched
