@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,9 +69,14 @@ def resolve_state_dir(
     does not.
     """
     env = os.environ if environ is None else environ
-    home = resolve_home(env)
     if state_dir is not None:
-        return _expand(os.fspath(state_dir), home).absolute()
+        value = os.fspath(state_dir)
+        if not value.startswith("~"):
+            return Path(
+                value
+            ).absolute()  # the home dir matters only to "~" (it costs a few env reads)
+        return _expand(value, resolve_home(env)).absolute()
+    home = resolve_home(env)
     explicit = _env("OPENCLAW_STATE_DIR", env)
     if explicit is not None:
         return _expand(explicit, home).absolute()
@@ -134,7 +140,19 @@ def resolve_store_paths(
         value = store.replace("{agentId}", agent)
         json_path = _expand(value, resolve_home(environ)).absolute()
     else:
-        json_path = state_dir / "agents" / agent / "sessions" / SESSIONS_JSON
+        return _default_store_paths(state_dir, agent)
+    return StorePaths(
+        agent_id=agent,
+        sessions_dir=json_path.parent,
+        json_path=json_path,
+        sqlite_path=sqlite_path_for(json_path),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _default_store_paths(state_dir: Path, agent: str) -> StorePaths:
+    """The per-agent default paths: a pure function of its arguments, so kept per process."""
+    json_path = state_dir / "agents" / agent / "sessions" / SESSIONS_JSON
     return StorePaths(
         agent_id=agent,
         sessions_dir=json_path.parent,

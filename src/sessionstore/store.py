@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast
 
 from .args import (
     check_bool,
@@ -92,6 +92,8 @@ __all__ = ["SessionStore", "StoreInfo", "open_store", "sqlite_driver"]
 MAINTENANCE_MARKER = ".sessionstore-maintained"
 
 log = logging.getLogger("sessionstore")
+# "Not read yet", where None is a value read (no migration record).
+_UNREAD: Final = object()
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -253,14 +255,18 @@ class SessionStore:
     def _resolved(self, backend: IndexBackend) -> None:
         self._index = backend  # the choice is final: calls go straight to it from now on
 
-    def _find_split(self) -> str | None:
+    def _find_split(self, record: dict[str, Any] | object | None = _UNREAD) -> str | None:
+        """The split-store warning; ``record``: the migration record when already read."""
         from .migrate import split_warning
 
-        try:
-            record = self._index.migration_record() if self.store_type == "sqlite" else None
-        except CorruptStoreError:
-            return None  # advisory only: the doctor reports the damaged record
-        return split_warning(self.paths, self.store_type, record)
+        if self.store_type != "sqlite":
+            return split_warning(self.paths, self.store_type, None)
+        if record is _UNREAD:
+            try:
+                record = self._index.migration_record()
+            except CorruptStoreError:
+                return None  # advisory only: the doctor reports the damaged record
+        return split_warning(self.paths, self.store_type, cast("dict[str, Any] | None", record))
 
     # --- basics -----------------------------------------------------------------------------
 
@@ -945,7 +951,7 @@ class SessionStore:
             durability=self.durability,
             jsonBytes=json_bytes,
             backend=self._index.describe(),
-            splitWarning=self._find_split(),
+            splitWarning=self._find_split(_UNREAD),
             openclawDb=self.openclaw_db_status(),
             settings=self._settings(),
         )
@@ -1068,9 +1074,10 @@ def open_store(
         lock_timeout_ms=lock_timeout_ms,
     )
     try:
+        record = _UNREAD
         if configured == "sqlite" and opened.store_type == "sqlite" and not read_only:
-            _first_open_import(opened, level, lock_timeout_ms)
-        opened.split_warning = opened._find_split()
+            record = _first_open_import(opened, level, lock_timeout_ms)
+        opened.split_warning = opened._find_split(record)
     except BaseException:
         opened.close()  # a failed import removed only what it alone created
         raise
@@ -1126,18 +1133,32 @@ def _check_open_arguments(
     check_timeout_ms("lock_timeout_ms", lock_timeout_ms)
 
 
-def _first_open_import(store: SessionStore, durability: str, lock_timeout_ms: int) -> None:
-    """A sqlite store opened with sessions.json beside it and nothing imported: import it."""
+def _first_open_import(
+    store: SessionStore, durability: str, lock_timeout_ms: int
+) -> dict[str, Any] | object | None:
+    """A sqlite store opened with sessions.json beside it and nothing imported: import it.
+
+    Returns:
+        The migration record it read (the split check reuses it), or ``_UNREAD``.
+    """
     from .index.sqlite import SqliteIndex
 
     index = store.index
     if not isinstance(index, SqliteIndex) or not store.paths.json_path.exists():
-        return
+        return _UNREAD
     if not index.exists() and index.create():
-        return  # its on_create imported sessions.json into the new database
-    if index.count() > 0 or index.migration_record() is not None:
-        return
+        return _UNREAD  # its on_create imported sessions.json into the new database
+    # The record first: a migrated store has one, and then the count need not be read.
+    try:
+        record = index.migration_record()
+    except CorruptStoreError:
+        if index.count() > 0:
+            return _UNREAD  # a damaged record of a store with rows: the split check says so
+        raise
+    if record is not None or index.count() > 0:
+        return record
     from .migrate import migrate_agent
 
     result = migrate_agent(store.paths, durability=durability, lock_timeout_ms=lock_timeout_ms)
     log.info("sessionstore: %s: %s", store.paths.json_path, result.message)
+    return _UNREAD

@@ -878,10 +878,6 @@ class SqliteIndex(IndexBackend):
         return self._lease(self._open())
 
     def _open(self) -> apsw.Connection:
-        if not self._path.exists():
-            raise SessionStoreError(
-                f"{self._path} does not exist: nothing has been written to this store yet"
-            )
         self._check_header()
         problem = self._read_only_reason()
         if problem is None:
@@ -891,6 +887,10 @@ class SqliteIndex(IndexBackend):
         try:
             _prepare(conn)
             conn.set_busy_timeout(self._busy_timeout_ms)
+            settings = (
+                f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
+                f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
+            )
             if problem is None:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
                 if str(mode).lower() != "wal":
@@ -898,14 +898,13 @@ class SqliteIndex(IndexBackend):
                         f"the file system of {self._path} refuses SQLite WAL mode"
                         f" (journal_mode={mode}); use a local disk, or store_type='json'"
                     )
-                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}").fetchall()
-            conn.execute(
-                f"PRAGMA synchronous = {self._sync}; PRAGMA temp_store = MEMORY;"
-                f" PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA foreign_keys = OFF;"
-            )
-            if problem is None:
-                self._ensure_schema(conn)
+                # One batch of statements: the settings, then the schema version, which is
+                # all that an open of a current store has to read.
+                limit = f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+                if not self._current_schema(conn, f"{limit} {settings}"):
+                    self._ensure_schema(conn)
             else:
+                conn.execute(settings)
                 self._check_readable_schema(conn)
         except BaseException:
             conn.close()
@@ -916,11 +915,21 @@ class SqliteIndex(IndexBackend):
     def _check_header(self) -> None:
         # SQLite takes a file shorter than one page for an empty database and writes a new
         # one over it: refuse whatever does not start as a database does, before it opens.
+        # (os.open/os.read rather than open(): no buffered file object for 16 bytes.)
         try:
-            with open(self._path, "rb") as f:
-                head = f.read(len(SQLITE_MAGIC))
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionStoreError(
+                f"{self._path} does not exist: nothing has been written to this store yet"
+            ) from None
         except OSError as exc:
             raise os_error(exc, "read", self._path) from exc
+        try:
+            head = os.read(fd, len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise os_error(exc, "read", self._path) from exc
+        finally:
+            os.close(fd)
         if head and head != SQLITE_MAGIC:
             raise CorruptStoreError(
                 f"{self._path} is not a valid SQLite database (it does not start with the"
@@ -1222,6 +1231,22 @@ class SqliteIndex(IndexBackend):
         return True
 
     # --- schema -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _current_schema(conn: apsw.Connection, before: str) -> bool:
+        """Run the statements ``before``, then tell whether the schema is the current one.
+
+        False means "not known to be current" (no ``meta`` table yet, an older or newer
+        version, a damaged value): :meth:`_ensure_schema` then decides, as it always did.
+        """
+        try:
+            rows = conn.execute(
+                f"{before} SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchall()
+        except apsw.SQLError:
+            # No meta table (a PR #58550 file, schema 1): the statements before it ran.
+            return False
+        return bool(rows) and rows[-1] == (str(SCHEMA_VERSION),)
 
     def _ensure_schema(self, conn: apsw.Connection) -> None:
         version = self._schema_version(conn)
