@@ -33,6 +33,7 @@ from typing import Any, Final, TypeVar
 import apsw
 import orjson
 
+from ..args import as_number
 from ..clock import now_ms
 from ..entry import json_equal, load_normalize, settle_entry, sort_time
 from ..errors import (
@@ -64,6 +65,7 @@ from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
     DELETE,
     LARGE_FIELDS,
+    ROW_STRING_FIELDS,
     BlobCache,
     BlobRef,
     EmptyMaintenance,
@@ -550,6 +552,92 @@ def _changed_columns(old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[int, .
     if old == new and list(map(type, old)) == list(map(type, new)):
         return ()
     return tuple(i for i in _UPDATABLE if old[i] != new[i] or type(old[i]) is not type(new[i]))
+
+
+# The entry fields that columns other than ``entry_json`` are derived from (``_encode``:
+# ``derive_row``, ``row_channel``, ``session_kind``, ``search_text``, the blob references),
+# besides the ones ``_SCALAR_COLUMNS`` recomputes. A change to any of them takes the full
+# path; a change to any other field changes ``entry_json`` alone. Keep this in step with
+# ``_encode`` (tests/unit/test_scalar_update.py checks the two agree).
+_COLUMN_FIELDS: Final = frozenset(
+    {"sessionId", "channel", "lastChannel", "lastThreadId", "chatType", "subject"}
+    | set(ROW_STRING_FIELDS)
+    | set(BLOB_FIELDS)
+)
+_NUMBER = as_number
+
+
+def _message_count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# Fields whose own columns are cheap to recompute: (position in _ROW_COLUMNS, value of it).
+_SCALAR_COLUMNS: Final[dict[str, tuple[tuple[int, Callable[[Entry], Any]], ...]]] = {
+    "updatedAt": (
+        (_ROW_NAMES.index("updated_at"), sort_time),
+        (_ROW_NAMES.index("row_updated_at"), lambda e: _NUMBER(e.get("updatedAt"))),
+    ),
+    "totalTokens": ((_ROW_NAMES.index("total_tokens"), lambda e: _NUMBER(e.get("totalTokens"))),),
+    "inputTokens": ((_ROW_NAMES.index("input_tokens"), lambda e: _NUMBER(e.get("inputTokens"))),),
+    "outputTokens": (
+        (_ROW_NAMES.index("output_tokens"), lambda e: _NUMBER(e.get("outputTokens"))),
+    ),
+    "messageCount": (
+        (_ROW_NAMES.index("message_count"), lambda e: _message_count(e.get("messageCount"))),
+    ),
+}
+_ENTRY_JSON: Final = _ROW_NAMES.index("entry_json")
+_ABSENT: Final = object()
+
+
+def _scalar_update(
+    key: str, old: Entry, new: Entry, row: tuple[Any, ...]
+) -> tuple[tuple[int, ...], list[Any]] | None:
+    """The columns to set when ``new`` differs from ``old`` in no field a derived column reads.
+
+    An update that sets token counts and ``updatedAt`` (the usual one after a turn)
+    re-encodes ``entry_json`` and recomputes only those fields' own columns, instead of
+    every column of the row (``_encode``). Fields are compared by identity: the merge
+    keeps the objects it did not change, and whatever else differs takes the full path.
+
+    Args:
+        key: The row's key.
+        old: The stored entry as read (blob fields as ``BlobRef``).
+        new: The entry to write.
+        row: The row's ``_ROW_COLUMNS`` values as stored.
+
+    Returns:
+        Positions in ``_ROW_COLUMNS`` that change and their new values (none: nothing to
+        write), or None when the full path must decide.
+    """
+    changed = [f for f, v in new.items() if old.get(f, _ABSENT) is not v]
+    if len(old) + sum(1 for f in changed if f not in old) != len(new):
+        return None  # a field was deleted
+    if not _COLUMN_FIELDS.isdisjoint(changed):
+        return None
+    light = new
+    for field in BLOB_FIELDS:
+        value = new.get(field)
+        if isinstance(value, BlobRef):
+            if light is new:
+                light = dict(new)
+            light[field] = 0  # the placeholder _encode writes; the references stay as stored
+        elif value is not None:
+            return None  # a materialised or new large value: the full path stores its blob
+    positions: list[int] = []
+    values: list[Any] = []
+    for field in changed:
+        for position, derive in _SCALAR_COLUMNS.get(field, ()):
+            value = derive(new)
+            stored = row[position]
+            if value != stored or type(value) is not type(stored):
+                positions.append(position)
+                values.append(value)
+    entry_json = pack(dumps_compact(light, what="entry", prefix=(key,), keyed=True))
+    if entry_json != row[_ENTRY_JSON]:
+        positions.append(_ENTRY_JSON)
+        values.append(entry_json)
+    return tuple(positions), values
 
 
 @functools.lru_cache(maxsize=512)
@@ -1713,6 +1801,8 @@ class SqliteIndex(IndexBackend):
                 existing = None
                 if rows:
                     existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
+                # What the row held, field by field: ``fn`` may change ``existing`` in place.
+                before = dict(existing) if existing is not None else None
                 result = fn(existing)
                 if result is None:
                     written = False
@@ -1723,7 +1813,7 @@ class SqliteIndex(IndexBackend):
                     written, out = bool(rows), None
                 else:
                     assert isinstance(result, dict)
-                    written = self._store(conn, key, result, rows)
+                    written = self._store(conn, key, result, rows, before)
                     out = result
                 # Blobs are read in the same transaction: once it commits, another writer
                 # may replace this entry and drop the blobs it referenced.
@@ -1731,11 +1821,20 @@ class SqliteIndex(IndexBackend):
                     out = self.materialize(out)
             return out, written
 
-    def _store(self, conn: apsw.Connection, key: str, entry: Entry, rows: Rows) -> bool:
+    def _store(
+        self,
+        conn: apsw.Connection,
+        key: str,
+        entry: Entry,
+        rows: Rows,
+        existing: Entry | None = None,
+    ) -> bool:
         """Write ``entry`` under ``key``, folding away the case variants in ``rows``.
 
         ``rows`` come from ``_candidates``; with ``full`` rows, an update of an existing row
         sets only the columns that change, so indexes over unchanged columns are left alone.
+        ``existing`` (the entry decoded from the row) lets an update that changes no field
+        a derived column reads skip deriving the row (``_scalar_update``).
 
         Returns:
             Whether anything was written.
@@ -1744,6 +1843,14 @@ class SqliteIndex(IndexBackend):
         for r in rows:
             if r[0] == key:
                 own = r
+        if existing is not None and own is not None and len(rows) == 1 and len(own) > 5:
+            scalar = _scalar_update(key, existing, entry, own[5:])
+            if scalar is not None:
+                positions, values = scalar
+                if not positions:
+                    return False
+                conn.execute(_update_sql(positions), [*values, key])
+                return True
         enc = _encode(key, entry, now=now_ms())
         old_refs: dict[str, str] = {}
         if own is not None:
