@@ -1150,7 +1150,9 @@ def _first_open_import(
         return _UNREAD  # its on_create imported sessions.json into the new database
     # The record first: a migrated store has one, and then the count need not be read.
     try:
-        record = index.migration_record()
+        found, record = index.take_open_record()
+        if not found:
+            record = index.migration_record()
     except CorruptStoreError:
         if index.count() > 0:
             return _UNREAD  # a damaged record of a store with rows: the split check says so

@@ -837,6 +837,7 @@ class SqliteIndex(IndexBackend):
         self._read_only = read_only
         self._on_create = on_create
         self._not_writable: str | None = "opened read-only" if read_only else None
+        self._open_record: tuple[bool, str | None] = (False, None)
         self._local = threading.local()
         self._conns: list[apsw.Connection] = []  # every open one of this process
         self._idle: list[apsw.Connection] = []  # those of ended threads, not yet reused
@@ -1320,21 +1321,48 @@ class SqliteIndex(IndexBackend):
 
     # --- schema -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _current_schema(conn: apsw.Connection, before: str) -> bool:
+    def _current_schema(self, conn: apsw.Connection, before: str) -> bool:
         """Run the statements ``before``, then tell whether the schema is the current one.
 
         False means "not known to be current" (no ``meta`` table yet, an older or newer
         version, a damaged value): :meth:`_ensure_schema` then decides, as it always did.
+        The migration record is read in the same statement, for :meth:`take_open_record`.
         """
         try:
             rows = conn.execute(
-                f"{before} SELECT value FROM meta WHERE key = 'schema_version'"
+                f"{before} SELECT key, value FROM meta WHERE key IN ('schema_version', 'migration')"
             ).fetchall()
         except apsw.SQLError:
             # No meta table (a PR #58550 file, schema 1): the statements before it ran.
             return False
-        return bool(rows) and rows[-1] == (str(SCHEMA_VERSION),)
+        values = {r[0]: r[1] for r in rows if len(r) == 2}  # the pragmas' rows have one
+        record = values.get("migration", _ABSENT)
+        self._open_record = (True, None if record is _ABSENT else str(record))  # as _meta reads it
+        return values.get("schema_version") == str(SCHEMA_VERSION)
+
+    def take_open_record(self) -> tuple[bool, dict[str, Any] | None]:
+        """The migration record as the open just done read it, once.
+
+        ``open_store`` checks it right after opening (first-open import, split store):
+        this spares it a statement. Later callers use :meth:`migration_record`.
+
+        Returns:
+            ``(True, record)`` the first time after an open that read it, else
+            ``(False, None)``.
+        """
+        found, value = self._open_record
+        if not found:
+            return False, None
+        self._open_record = (False, None)
+        with self._errors():
+            return True, self._parse_record("migration", value)
+
+    @staticmethod
+    def _parse_record(record_key: str, value: str | None) -> dict[str, Any] | None:
+        record = orjson.loads(value) if value else None
+        if record is not None and not isinstance(record, dict):
+            raise _BadRow(f"the {record_key} record in meta is not an object: {value!r:.80}")
+        return record
 
     def _ensure_schema(self, conn: apsw.Connection) -> None:
         version = self._schema_version(conn)
@@ -2047,11 +2075,7 @@ class SqliteIndex(IndexBackend):
             conn = self._reader()
             if conn is None:
                 return None
-            value = self._meta(conn, record_key)
-            record = orjson.loads(value) if value else None
-            if record is not None and not isinstance(record, dict):
-                raise _BadRow(f"the {record_key} record in meta is not an object: {value!r:.80}")
-        return record
+            return self._parse_record(record_key, self._meta(conn, record_key))
 
     def import_entries(
         self,
