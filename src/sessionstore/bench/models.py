@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import zlib
@@ -26,7 +27,7 @@ from ..files import atomic_write, dumps_pretty
 from ..index.base import BlobCache, derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
 from ..index.rowcodec import pack, unpack
-from ..index.sqlite import _LIST_COLUMNS, BLOB_CACHE_BYTES, PAGE_CACHE_KIB
+from ..index.sqlite import _LIST_COLUMNS, BLOB_CACHE_BYTES, PAGE_CACHE_KIB, SCHEMA_VERSION
 from ..lockfile import LockFile
 
 __all__ = [
@@ -352,7 +353,9 @@ class BareApsw:
       the token fields and ``updatedAt`` in it, write it back with the token and time
       columns, and return the whole entry (its blobs parsed, as ``get``), as the store's
       ``update`` returns it;
-    - ``open_get``: open a connection with the store's pragmas, ``get``, close;
+    - ``open_get``: what an open guarantees (a ``stat`` of each settings file, the file
+      header checked, the schema version and migration record read in one statement with
+      the store's pragmas, ``sessions.json`` compared with that record), ``get``, close;
     - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
     - ``count``: the row counter the store keeps;
     - ``append``: what an append guarantees: the transcript's ``flock`` (concurrent
@@ -375,14 +378,42 @@ class BareApsw:
     """
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
-        self._conn = apsw.Connection(str(path))
+        # What an open guarantees, minimally: the settings files looked at (their parse is
+        # cached by stat), the file's first 16 bytes checked before SQLite may write over
+        # a file that is not a database, the schema version (a newer one is refused) and
+        # the migration record read, and sessions.json beside it compared with that record
+        # (the split-store check).
+        db = os.fspath(path)
+        sessions_dir = os.path.dirname(db)
+        state_dir = os.path.dirname(os.path.dirname(os.path.dirname(sessions_dir)))
+        for settings in ("openclaw.json", "sessionstore.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(os.path.join(state_dir, settings))
+        fd = os.open(db, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.read(fd, 16) != b"SQLite format 3\x00":
+                raise ValueError(f"{path} is not a SQLite database")
+        finally:
+            os.close(fd)
+        self._conn = apsw.Connection(db)
         self._conn.set_busy_timeout(10_000)
         self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
-        self._conn.execute(
-            f"PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{PAGE_CACHE_KIB};"
+        meta: dict[str, Any] = dict(
+            self._conn.execute(  # type: ignore[arg-type]
+                f"PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{PAGE_CACHE_KIB};"
+                " SELECT key, value FROM meta WHERE key IN ('schema_version', 'migration')"
+            ).fetchall()
         )
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(blobs)")}
-        codec = "codec" if "codec" in columns else "0"
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{path} has a newer schema ({version})")
+        record = orjson.loads(meta["migration"]) if meta.get("migration") else None
+        self.split = False  # sessions.json changed after its import (the store warns)
+        if record is not None:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(os.path.join(sessions_dir, "sessions.json"))
+                self.split = st.st_size != record.get("sourceBytes")
+        codec = "codec" if version >= 3 else "0"  # blobs.codec: schema 3 on
         self._blob = f"SELECT data, {codec} FROM blobs WHERE digest = ?"
         self._blobs = BlobCache(BLOB_CACHE_BYTES)  # the store's policy: same budget, LRU
         self._pid = os.getpid()
