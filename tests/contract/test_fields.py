@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strict_json import assert_same
 
+from model import openclaw_rules as rules
 from sessionstore import InvalidArgumentError, SessionStore, SessionStoreError
 
 KEY = "agent:main:telegram:direct:5"
@@ -76,26 +77,7 @@ def test_fields_must_be_names(store: SessionStore, bad: object) -> None:
 # The hot fields, any of which a backend may answer from its columns: every JSON type,
 # missing, null, '' and 1.0 vs 1 included, so that a column that is not the field's exact
 # value shows.
-HOT = (
-    "sessionId",
-    "updatedAt",
-    "channel",
-    "lastChannel",
-    "lastTo",
-    "lastAccountId",
-    "lastThreadId",
-    "label",
-    "displayName",
-    "status",
-    "model",
-    "modelProvider",
-    "totalTokens",
-    "inputTokens",
-    "outputTokens",
-    "messageCount",
-    "spawnedBy",
-    "parentSessionKey",
-)
+HOT = rules.ROW_FIELDS
 MISSING = object()
 _values = st.one_of(
     st.just(MISSING),
