@@ -313,8 +313,7 @@ class SessionStore:
         canonical = canonical_key(key)
         if names is None:
             return cast("SessionEntry | None", self._index.get(canonical))
-        entry = self._index.get(canonical, blobs=_wants_large(names))
-        return None if entry is None else cast(SessionEntry, _project(entry, names))
+        return cast("SessionEntry | None", self._index.get_fields(canonical, names))
 
     def put(
         self,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strict_json import assert_same
 
-from sessionstore import InvalidArgumentError, SessionStore
+from model import openclaw_rules as rules
+from sessionstore import InvalidArgumentError, SessionStore, SessionStoreError
 
 KEY = "agent:main:telegram:direct:5"
 SNAPSHOT = {"prompt": "p" * 2000, "skills": [{"name": "a"}, {"name": "b"}]}
@@ -68,3 +72,45 @@ def test_fields_must_be_names(store: SessionStore, bad: object) -> None:
     ):
         with pytest.raises(InvalidArgumentError, match="fields"):
             call()
+
+
+# The hot fields, any of which a backend may answer from its columns: every JSON type,
+# missing, null, '' and 1.0 vs 1 included, so that a column that is not the field's exact
+# value shows.
+HOT = rules.ROW_FIELDS
+MISSING = object()
+_values = st.one_of(
+    st.just(MISSING),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "x", " telegram ", "Telegram", "12", "1.0"]),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
+)
+
+
+@given(
+    values=st.fixed_dictionaries({name: _values for name in HOT}),
+    names=st.lists(st.sampled_from((*HOT, "thinkingLevel", "skillsSnapshot")), max_size=5),
+    key=st.sampled_from([KEY, "agent:main:global", "Agent:Main:Mixed:Case"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_projection_is_the_entry_s_fields_exactly(
+    store: SessionStore, values: dict[str, Any], names: list[str], key: str
+) -> None:
+    entry = {name: v for name, v in values.items() if v is not MISSING}
+    entry["thinkingLevel"] = "low"
+    try:
+        store.put(key, entry)
+    except SessionStoreError:
+        return  # a value the entry rules refuse (e.g. a non-string sessionId)
+    whole = store.get(key)
+    assert whole is not None
+    got = store.get(key, fields=names)
+    assert got is not None
+    expected = {name: whole[name] for name in names if name in whole}
+    assert_same(got, expected)
+    assert list(got) == list(expected)

@@ -350,6 +350,10 @@ def render_markdown(
         " n/a, as is one that failed; the reason is given.",
         f"- Single-entry operations rotate through {s.get('sample_keys')} keys sampled with seed"
         f" {s.get('seed')}; `update` writes a post-turn token patch (a different one each call);"
+        ' the projected rows (issue 15\'s `fields=`) are `get(key, fields=("sessionId",'
+        ' "updatedAt", "totalTokens", "model"))`, which the sqlite store answers from the'
+        " row's columns, and the same `update` with `fields=()`, which returns `{}` and"
+        " decodes nothing; they have no floor of their own (compare them with the full rows);"
         ' `filtered list` is `channel="telegram"`; `transcript append` appends one user'
         " message (and updates the entry's `messageCount`); `tail(20)` reads the last 20"
         " messages. Migration is `sessionstore.migrate.migrate_agent` into a new database"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..clock import now_ms
-from ..store import open_store
+from ..store import SessionStore, open_store
 from .measure import Scenario, quiet
 from .responsiveness import child_env
 
@@ -259,19 +259,25 @@ def run_long_lived(
     sessions: int = 10_000,
     updates: int = 1_000_000,
     samples: int = 2_000,
+    rounds: int = 10,
     log: Callable[[str], None] = quiet,
 ) -> Scenario:
-    """get/update/list top-50 on a fresh store, then after ``updates`` updates on it.
+    """get/update/list top-50 after ``updates`` updates on one store, beside a fresh twin.
 
-    The WAL file's size is sampled every 1,000 updates; its bound is the store's
-    ``journal_size_limit`` (:data:`~sessionstore.index.sqlite.WAL_LIMIT_BYTES`), kept by
-    SQLite's automatic checkpoints.
+    The store is timed before the updates and after them; after them it is timed in
+    alternating rounds with a freshly filled store of the same sessions, so that a drifting
+    machine moves both sides of the ratio alike (the ratios compare these two; the before
+    figures are kept for reference). The WAL file's size is sampled every 1,000 updates;
+    its bound is the store's ``journal_size_limit``
+    (:data:`~sessionstore.index.sqlite.WAL_LIMIT_BYTES`), kept by SQLite's automatic
+    checkpoints.
 
     Args:
-        work: An empty directory for the store.
+        work: An empty directory for the stores.
         sessions: Sessions in the store.
         updates: Updates between the two measurements (spread over every session).
-        samples: Timed calls of each operation per measurement (medians compared).
+        samples: Timed calls of each operation per store and measurement (medians compared).
+        rounds: Alternating rounds the after/fresh samples are split into.
         log: Progress lines.
     """
     from statistics import median
@@ -280,30 +286,36 @@ def run_long_lived(
 
     scenario = Scenario("long_lived", note=f"{sessions:,} sessions, {updates:,} updates")
     try:
-        _fill(work, sessions)
-        store = open_store(state_dir=work, store_type="sqlite")
+        _fill(work / "old", sessions)
+        store = open_store(state_dir=work / "old", store_type="sqlite")
         keys = [f"agent:main:bench:{i:07d}" for i in range(sessions)]
         wal = Path(str(store.paths.sqlite_path) + "-wal")
         clock = time.perf_counter_ns
+        Times = dict[str, list[int]]
 
-        def timed() -> dict[str, float]:
-            out: dict[str, list[int]] = {"get": [], "update": [], "list50": []}
-            for i in range(samples):
+        def timed(subject: SessionStore, calls: int, first: int, out: Times) -> None:
+            for i in range(first, first + calls):
                 key = keys[(i * 7919) % sessions]
                 t0 = clock()
-                store.get(key)
+                subject.get(key)
                 t1 = clock()
-                store.update(key, {"outputTokens": i})
+                subject.update(key, {"outputTokens": i})
                 t2 = clock()
-                store.list(limit=50)
+                subject.list(limit=50)
                 t3 = clock()
                 out["get"].append(t1 - t0)
                 out["update"].append(t2 - t1)
                 out["list50"].append(t3 - t2)
-            return {op: float(median(v)) for op, v in out.items()}
+
+        def medians(times: Times) -> dict[str, float]:
+            return {op: float(median(v)) for op, v in times.items()}
+
+        def new_times() -> Times:
+            return {"get": [], "update": [], "list50": []}
 
         with store:
-            fresh = timed()
+            before = new_times()
+            timed(store, samples, 0, before)
             wal_max = 0
             started = time.perf_counter()
             for i in range(updates):
@@ -313,12 +325,21 @@ def run_long_lived(
                 if i % 1_000 == 0:
                     wal_max = max(wal_max, wal.stat().st_size if wal.exists() else 0)
             spent = time.perf_counter() - started
-            after = timed()
+            _fill(work / "fresh", sessions)
+            with open_store(state_dir=work / "fresh", store_type="sqlite") as twin:
+                after, fresh = new_times(), new_times()
+                per_round = max(1, samples // rounds)
+                for r in range(rounds):
+                    pair = ((store, after), (twin, fresh))
+                    for subject, out in pair if r % 2 == 0 else pair[::-1]:
+                        timed(subject, per_round, r * per_round, out)
+        after_m, fresh_m = medians(after), medians(fresh)
         scenario.figures = {
             "updates": updates,
-            **{f"{op}_fresh_ns": v for op, v in fresh.items()},
-            **{f"{op}_after_ns": v for op, v in after.items()},
-            **{f"{op}_ratio": after[op] / fresh[op] for op in fresh},
+            **{f"{op}_before_ns": v for op, v in medians(before).items()},
+            **{f"{op}_fresh_ns": v for op, v in fresh_m.items()},
+            **{f"{op}_after_ns": v for op, v in after_m.items()},
+            **{f"{op}_ratio": after_m[op] / fresh_m[op] for op in fresh_m},
             "wal_max_bytes": wal_max,
             "wal_bound_bytes": WAL_LIMIT_BYTES,
             "updates_per_s": round(updates / spent, 1),

@@ -486,6 +486,16 @@ class IndexBackend(ABC):
         internal reads of small fields only).
         """
 
+    def get_fields(self, key: str, names: tuple[str, ...]) -> Entry | None:
+        """The named fields of the entry for ``key`` that exist (``fields=``); None when absent.
+
+        The default reads the entry (its large fields only when named) and picks the
+        fields; a backend may answer from its columns instead when they hold every named
+        field's exact value.
+        """
+        entry = self.get(key, blobs=any(name in LARGE_FIELDS for name in names))
+        return None if entry is None else {name: entry[name] for name in names if name in entry}
+
     @abstractmethod
     def modify(
         self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True

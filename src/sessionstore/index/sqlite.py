@@ -471,6 +471,42 @@ _CANDIDATES_FULL: Final = (
     "SELECT session_key, updated_at, entry_json, blob_refs, message_count,"
     f" {_ROW_COLUMNS} FROM sessions WHERE key_fold = ?"
 )
+# The fields `fields=` can take from a row's columns. A column holds its field's exact value
+# whenever it is not NULL (derive_row keeps strings and finite numbers as they are, and
+# anything else becomes NULL, as does a missing field), so a NULL sends the read to the
+# entry itself. session_id is '' (not NULL) for a non-string id: '' goes to the entry too.
+_FIELD_COLUMNS: Final = {
+    "sessionId": "session_id",
+    "updatedAt": "row_updated_at",
+    "channel": "channel",
+    "lastChannel": "last_channel",
+    "lastTo": "last_to",
+    "lastAccountId": "last_account_id",
+    "lastThreadId": "last_thread_id",
+    "label": "label",
+    "displayName": "display_name",
+    "status": "status",
+    "model": "model",
+    "modelProvider": "model_provider",
+    "totalTokens": "total_tokens",
+    "inputTokens": "input_tokens",
+    "outputTokens": "output_tokens",
+    "messageCount": "message_count",
+    "spawnedBy": "spawned_by",
+    "parentSessionKey": "parent_session_key",
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_sql(names: tuple[str, ...]) -> str:
+    """A candidates read (see ``_CANDIDATES``) that also selects the columns of ``names``."""
+    columns = "".join(f", {_FIELD_COLUMNS[name]}" for name in names)
+    return (
+        f"SELECT session_key, updated_at, entry_json, blob_refs, message_count{columns}"
+        " FROM sessions WHERE key_fold = ?"
+    )
+
+
 _ROW_NAMES: Final = tuple(c.strip() for c in _ROW_COLUMNS.split(","))
 # Columns an update never changes (as in the upsert): the key, the creation time, archived.
 _UPDATABLE: Final = tuple(
@@ -1598,13 +1634,18 @@ class SqliteIndex(IndexBackend):
     # --- reads ------------------------------------------------------------------------------
 
     @staticmethod
-    def _candidates(conn: apsw.Connection, key: str, *, full: bool = False) -> Rows:
+    def _candidates(
+        conn: apsw.Connection, key: str, *, full: bool = False, sql: str | None = None
+    ) -> Rows:
         """The rows of ``key`` and its case variants, freshest first.
 
         Each row starts with ``session_key, updated_at, entry_json, blob_refs,
-        message_count``; with ``full``, every column of ``_ROW_COLUMNS`` follows.
+        message_count``; with ``full``, every column of ``_ROW_COLUMNS`` follows (``sql``:
+        another read of the same rows and first columns).
         """
-        rows: Rows = conn.execute(_CANDIDATES_FULL if full else _CANDIDATES, (key,)).fetchall()
+        if sql is None:
+            sql = _CANDIDATES_FULL if full else _CANDIDATES
+        rows: Rows = conn.execute(sql, (key,)).fetchall()
         if len(rows) > 1:
             rows.sort(key=lambda r: (r[1], r[0] == key), reverse=True)
         return rows
@@ -1629,6 +1670,28 @@ class SqliteIndex(IndexBackend):
                 pass
             with self._read_txn(conn):
                 return self._read(conn, key, blobs=blobs)
+
+    def get_fields(self, key: str, names: tuple[str, ...]) -> Entry | None:
+        """The named fields that exist: from the row's columns when they hold them all.
+
+        Only when a named field is not a column, or its column is NULL (or '' for
+        ``sessionId``), is the entry decoded (its blobs only when named).
+        """
+        if not all(name in _FIELD_COLUMNS for name in names):
+            return super().get_fields(key, names)
+        with self._errors():
+            conn = self._reader()
+            if conn is None:
+                return None
+            rows = self._candidates(conn, key, sql=_fields_sql(names))
+        if not rows:
+            return None
+        values = rows[0][5:]
+        if all(v is not None and v != "" for v in values):
+            return dict(zip(names, values, strict=True))
+        with self._errors():
+            entry = self._decode(conn, rows[0][2], rows[0][3], blobs=False)
+        return {name: entry[name] for name in names if name in entry}
 
     def count(self) -> int:
         """Number of entries (a counter kept by triggers, not a scan)."""
