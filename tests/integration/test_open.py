@@ -330,3 +330,37 @@ def test_read_only_open_never_writes(tmp_path: Path) -> None:
         with pytest.raises(ReadOnlyStoreError):
             store.update(KEY, {"label": "x"})
     assert {p: p.read_bytes() for p in sessions_dir(state).iterdir()} == before
+
+
+def _posix_locks(path: Path) -> list[str]:
+    """This process's POSIX locks on ``path`` (Linux /proc/locks lines)."""
+    inode, pid = os.stat(path).st_ino, os.getpid()
+    return [
+        line
+        for line in Path("/proc/locks").read_text().splitlines()
+        if " POSIX " in line
+        and line.split()[4] == str(pid)
+        and line.split()[5].rsplit(":", 1)[-1] == str(inode)
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+def test_opening_a_second_store_keeps_the_first_one_s_locks(tmp_path: Path) -> None:
+    # Closing any descriptor of a file drops every POSIX lock the process holds on it: the
+    # header check of a second open must not take the locks of a reader in progress.
+    first = sessionstore.open_store(agent="main", state_dir=tmp_path, store_type="sqlite")
+    first.put("agent:main:main", {"sessionId": "s1"})
+    conn = first.index.connection()  # type: ignore[attr-defined]
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM sessions").fetchall()
+    db = first.paths.sqlite_path
+    held = _posix_locks(db)
+    assert held, "a read transaction holds a lock on the database file"
+    second = sessionstore.open_store(agent="main", state_dir=tmp_path, store_type="sqlite")
+    try:
+        assert second.get("agent:main:main") is not None
+        assert _posix_locks(db) == held
+    finally:
+        second.close()
+        conn.execute("COMMIT")
+        first.close()

@@ -1040,9 +1040,14 @@ class SqliteIndex(IndexBackend):
     def _check_header(self) -> None:
         # SQLite takes a file shorter than one page for an empty database and writes a new
         # one over it: refuse whatever does not start as a database does, before it opens.
-        # (os.open/os.read rather than open(): no buffered file object for 16 bytes.)
+        # Read through SQLite's own VFS, not os.open: closing any descriptor of a file drops
+        # every POSIX lock this process holds on it, including the locks of this process's
+        # other connections to the database; SQLite's VFS defers that close while they hold
+        # locks.
+        path = str(self._path)
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            # the size from stat: SQLite's VFS reports a 1-byte file as empty
+            size = os.stat(path).st_size
         except FileNotFoundError:
             raise SessionStoreError(
                 f"{self._path} does not exist: nothing has been written to this store yet"
@@ -1050,11 +1055,13 @@ class SqliteIndex(IndexBackend):
         except OSError as exc:
             raise os_error(exc, "read", self._path) from exc
         try:
-            head = os.read(fd, len(SQLITE_MAGIC))
-        except OSError as exc:
-            raise os_error(exc, "read", self._path) from exc
-        finally:
-            os.close(fd)
+            file = apsw.VFSFile("", path, [apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_READONLY, 0])
+            try:
+                head = file.xRead(min(size, len(SQLITE_MAGIC)), 0) if size else b""
+            finally:
+                file.xClose()
+        except apsw.Error as exc:
+            raise _wrap(exc, self._path) from exc
         if head and head != SQLITE_MAGIC:
             raise CorruptStoreError(
                 f"{self._path} is not a valid SQLite database (it does not start with the"
