@@ -353,7 +353,9 @@ class BareApsw:
       columns, and return the whole entry (its blobs parsed, as ``get``), as the store's
       ``update`` returns it;
     - ``open_get``: open a connection with the store's pragmas, ``get``, close;
-    - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
+    - ``list``: the store's list query (the list columns, newest first), each row made the
+      dict of its 21 list fields that ``list()`` returns (one dict display per row, the
+      cheapest way to build it; the store also fills in ``agentId`` for keys without one);
     - ``count``: the row counter the store keeps;
     - ``append``: what an append guarantees: the transcript's ``flock`` (concurrent
       appenders never interleave), OpenClaw's ``<transcript>.lock`` (never without its
@@ -391,16 +393,44 @@ class BareApsw:
         """Close the connection."""
         self._conn.close()
 
-    def list(self, limit: int | None = None) -> list[tuple[Any, ...]]:
-        """The store's list query: visible rows' list columns, newest first."""
+    def list(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The store's list query: visible rows' list fields by name, newest first."""
         sql = (
             f"SELECT {_LIST_COLUMNS} FROM sessions WHERE vis = 0"
             " ORDER BY updated_at DESC, session_key DESC"
         )
         if limit is None:
-            return self._conn.execute(sql).fetchall()
-        # the store asks for one row more, to know whether there is a next page
-        return self._conn.execute(sql + " LIMIT ?", (limit + 1,)).fetchall()
+            raw = self._conn.execute(sql).fetchall()
+        else:
+            # the store asks for one row more, to know whether there is a next page
+            raw = self._conn.execute(sql + " LIMIT ?", (limit + 1,)).fetchall()[:limit]
+        # `list()` returns dicts, not tuples: building them is work the store must do.
+        return [
+            {
+                "key": r[0],
+                "agentId": r[1],
+                "kind": r[2],
+                "sessionId": r[3],
+                "updatedAt": r[4],
+                "channel": r[5],
+                "lastChannel": r[6],
+                "lastTo": r[7],
+                "lastAccountId": r[8],
+                "label": r[9],
+                "displayName": r[10],
+                "status": r[11],
+                "model": r[12],
+                "modelProvider": r[13],
+                "spawnedBy": r[14],
+                "parentSessionKey": r[15],
+                "lastThreadId": r[16],
+                "totalTokens": r[17],
+                "inputTokens": r[18],
+                "outputTokens": r[19],
+                "messageCount": r[20],
+            }
+            for r in raw
+        ]
 
     def count(self) -> int:
         """The row counter (kept by triggers)."""
