@@ -128,6 +128,8 @@ def check_limit(value: object) -> int | None:
     """A ``list`` page size: None, or a number of rows from 1 (a fraction is rounded down)."""
     if value is None:
         return None
+    if type(value) is int and 1 <= value <= MAX_SAFE_INTEGER:
+        return value
     number = as_number(value)
     if number is not None:
         size = math.floor(number)

@@ -162,6 +162,12 @@ def _project(entry: Mapping[str, Any], names: tuple[str, ...]) -> Entry:
     return {name: entry[name] for name in names if name in entry}
 
 
+@functools.lru_cache(maxsize=64)
+def _plain_query(limit: int | None) -> ListQuery:
+    """The unfiltered list query of one page size (frozen, so shared between calls)."""
+    return ListQuery(limit=limit)
+
+
 def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
     """Refuse a write that gives an entry a ``sessionId`` that cannot name a transcript.
 
@@ -740,6 +746,20 @@ class SessionStore:
         cursor: str | None = None,
     ) -> ListQuery:
         """The checked query of :meth:`list` (shared with ``AsyncSessionStore``)."""
+        if (
+            agent_id is None
+            and channel is None
+            and label is None
+            and search is None
+            and spawned_by is None
+            and active_minutes is None
+            and include_global is False
+            and include_unknown is False
+            and cursor is None
+        ):
+            # The gateway's list (newest first, one page, no filter): nothing to check or
+            # normalise but the page size.
+            return _plain_query(check_limit(limit))
         for name, value in (
             ("agent_id", agent_id),
             ("channel", channel),

@@ -32,6 +32,7 @@ from sessionstore import (
     SessionStoreError,
     StoreClosedError,
 )
+from sessionstore.args import MAX_SAFE_INTEGER
 from sessionstore.index.sqlite import SCHEMA_VERSION
 
 # Later than any "now" these tests can meet (2096), so max(old, patch, now) is predictable.
@@ -1103,6 +1104,39 @@ class TestList:
         for i, ts in enumerate([30, 10, 50, 20, 40]):
             store.put(f"agent:main:k{i}", e(f"s{i}", ts))
         assert [r["updatedAt"] for r in store.list().rows] == [50, 40, 30, 20, 10]
+
+    def test_unfiltered_list_checks_its_arguments(self, store: SessionStore) -> None:
+        for i in range(3):
+            store.put(f"agent:main:k{i}", e(f"s{i}", 10 + i))
+        assert keys_of(store.list(limit=2.9)) == ["agent:main:k2", "agent:main:k1"]
+        assert len(store.list(limit=MAX_SAFE_INTEGER)) == 3
+        store.put("agent:main:k3", e("s3", 20))
+        # the same page size again: a fresh read, not the previous answer
+        assert keys_of(store.list(limit=2)) == ["agent:main:k3", "agent:main:k2"]
+        bad: list[dict[str, Any]] = [
+            {"include_global": 0},
+            {"include_global": None},
+            {"include_unknown": 1},
+            {"limit": MAX_SAFE_INTEGER + 1},
+            {"limit": 2.0**53},
+        ]
+        for args in bad:
+            with pytest.raises(InvalidArgumentError):
+                store.list(**args)
+
+    def test_rows_of_keys_without_an_agent_carry_the_stores_agent(
+        self, store: SessionStore
+    ) -> None:
+        store.put("discord:group:x", e("a", 3))
+        store.put("agent:ops:main", e("b", 2))
+        store.put("legacy-key", e("c", 1))
+        rows = store.list().rows
+        assert [(r["key"], r["agentId"]) for r in rows] == [
+            ("discord:group:x", "main"),
+            ("agent:ops:main", "ops"),
+            ("legacy-key", "main"),
+        ]
+        assert [r["agentId"] for r in store.list(limit=2).rows] == ["main", "ops"]
 
     def test_default_hides_sentinels_and_cron_runs(self, listed: SessionStore) -> None:
         assert keys_of(listed.list()) == LISTED

@@ -165,6 +165,22 @@ def test_references_read_what_the_store_reads(tmp_path: Path) -> None:
         whole.close()
 
 
+def test_list_floor_returns_the_rows_the_store_returns(tmp_path: Path) -> None:
+    # A floor that fetched tuples would skip the dicts list() must build.
+    generate_state_dir(tmp_path / "state", sessions=40, bloated_ratio=0.5, seed=3)
+    paths = resolve_store_paths(tmp_path / "state", "main")
+    migrate_agent(paths)
+    bare = bench.BareApsw(paths.sqlite_path)
+    try:
+        with sessionstore.open_store("main", tmp_path / "state", "sqlite") as store:
+            rows = store.list().rows
+            assert len(rows) >= 30 and bare.list(None) == rows
+            assert bare.list(7) == store.list(limit=7).rows
+            assert bare.count() == store.count()
+    finally:
+        bare.close()
+
+
 def test_append_and_tail_floors_do_the_work_the_store_guarantees(tmp_path: Path) -> None:
     state = generate_state_dir(
         tmp_path / "state", sessions=3, bloated_ratio=1.0, seed=3, transcripts=True

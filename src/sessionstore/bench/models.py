@@ -356,7 +356,9 @@ class BareApsw:
     - ``open_get``: what an open guarantees (a ``stat`` of each settings file, the file
       header checked, the schema version and migration record read in one statement with
       the store's pragmas, ``sessions.json`` compared with that record), ``get``, close;
-    - ``list``: the store's list query (the list columns, newest first), fetched as tuples;
+    - ``list``: the store's list query (the list columns, newest first), each row made the
+      dict of its 21 list fields that ``list()`` returns (one dict display per row, the
+      cheapest way to build it; the store also fills in ``agentId`` for keys without one);
     - ``count``: the row counter the store keeps;
     - ``append``: what an append guarantees: the transcript's ``flock`` (concurrent
       appenders never interleave), OpenClaw's ``<transcript>.lock`` (never without its
@@ -389,12 +391,14 @@ class BareApsw:
         for settings in ("openclaw.json", "sessionstore.json"):
             with contextlib.suppress(FileNotFoundError):
                 os.stat(os.path.join(state_dir, settings))
-        fd = os.open(db, os.O_RDONLY | os.O_CLOEXEC)
+        # through SQLite's VFS, as the store reads it: a descriptor of our own, closed,
+        # would drop this process's POSIX locks on the file
+        header = apsw.VFSFile("", db, [apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_READONLY, 0])
         try:
-            if os.read(fd, 16) != b"SQLite format 3\x00":
+            if header.xRead(16, 0) != b"SQLite format 3\x00":
                 raise ValueError(f"{path} is not a SQLite database")
         finally:
-            os.close(fd)
+            header.xClose()
         self._conn = apsw.Connection(db)
         self._conn.set_busy_timeout(10_000)
         self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
@@ -422,16 +426,44 @@ class BareApsw:
         """Close the connection."""
         self._conn.close()
 
-    def list(self, limit: int | None = None) -> list[tuple[Any, ...]]:
-        """The store's list query: visible rows' list columns, newest first."""
+    def list(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The store's list query: visible rows' list fields by name, newest first."""
         sql = (
             f"SELECT {_LIST_COLUMNS} FROM sessions WHERE vis = 0"
             " ORDER BY updated_at DESC, session_key DESC"
         )
         if limit is None:
-            return self._conn.execute(sql).fetchall()
-        # the store asks for one row more, to know whether there is a next page
-        return self._conn.execute(sql + " LIMIT ?", (limit + 1,)).fetchall()
+            raw = self._conn.execute(sql).fetchall()
+        else:
+            # the store asks for one row more, to know whether there is a next page
+            raw = self._conn.execute(sql + " LIMIT ?", (limit + 1,)).fetchall()[:limit]
+        # `list()` returns dicts, not tuples: building them is work the store must do.
+        return [
+            {
+                "key": r[0],
+                "agentId": r[1],
+                "kind": r[2],
+                "sessionId": r[3],
+                "updatedAt": r[4],
+                "channel": r[5],
+                "lastChannel": r[6],
+                "lastTo": r[7],
+                "lastAccountId": r[8],
+                "label": r[9],
+                "displayName": r[10],
+                "status": r[11],
+                "model": r[12],
+                "modelProvider": r[13],
+                "spawnedBy": r[14],
+                "parentSessionKey": r[15],
+                "lastThreadId": r[16],
+                "totalTokens": r[17],
+                "inputTokens": r[18],
+                "outputTokens": r[19],
+                "messageCount": r[20],
+            }
+            for r in raw
+        ]
 
     def count(self) -> int:
         """The row counter (kept by triggers)."""
