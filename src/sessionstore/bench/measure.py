@@ -140,6 +140,9 @@ BARE_OPS: Final = (
     "tail",
     "append",
 )
+# Writes: timed in turn with their floor in blocks (see _run_with_floor).
+WRITE_OPS: Final = ("update", "update_power", "append")
+WRITE_BLOCK: Final = 16
 LIST_CHANNEL: Final = "telegram"
 INSTALL_HINT: Final = "pip install 'sessionstore[bench]'"
 PG_DSN_ENV: Final = "SESSIONSTORE_BENCH_PG_DSN"
@@ -660,16 +663,19 @@ def measure(backend: str, op: str, fn: Timed, budget: Budget) -> Measurement:
     return result
 
 
-def measure_interleaved(op: str, fns: dict[str, Timed], budget: Budget) -> list[Measurement]:
+def measure_interleaved(
+    op: str, fns: dict[str, Timed], budget: Budget, *, block: int = 1
+) -> list[Measurement]:
     """Time several backends' ``op`` call by call in turn (see :func:`measure`).
 
-    Each round calls every function once, in the order given; the budget covers the
-    rounds, so each backend gets the same number of samples, taken at the same moments.
+    Each round calls every function ``block`` times, in the order given; the budget covers
+    the rounds, so each backend gets the same number of samples, taken at the same moments.
 
     Args:
         op: Recorded in the results.
         fns: Backend name to its timed call (cleanups run outside the timed region).
         budget: The sampling budget.
+        block: Consecutive calls of one backend per round.
 
     Returns:
         One measurement per backend, in the order given; all n/a with the reason when any
@@ -678,17 +684,19 @@ def measure_interleaved(op: str, fns: dict[str, Timed], budget: Budget) -> list[
     clock = time.perf_counter_ns
     names = list(fns)
     samples: dict[str, list[int]] = {name: [] for name in names}
+    block = max(1, min(block, budget.max_iterations // 2))
     warm = 0
 
     def one_round(i: int, record: bool) -> None:
         for name in names:
-            t0 = clock()
-            cleanup = fns[name](i)
-            elapsed = clock() - t0
-            if record:
-                samples[name].append(elapsed)
-            if cleanup is not None:
-                cleanup()
+            for j in range(i * block, (i + 1) * block):
+                t0 = clock()
+                cleanup = fns[name](j)
+                elapsed = clock() - t0
+                if record:
+                    samples[name].append(elapsed)
+                if cleanup is not None:
+                    cleanup()
 
     i = 0
     try:
@@ -713,11 +721,16 @@ def measure_interleaved(op: str, fns: dict[str, Timed], budget: Budget) -> list[
         return [Measurement(name, op, note=note) for name in names]
     out = []
     for name in names:
-        ordered = sorted(samples[name])
+        ordered = sorted(samples[name][: budget.max_iterations])
         m = Measurement(name, op, iterations=len(ordered), warmup=warm)
         m.median_ns, m.p99_ns = _median(ordered), _percentile(ordered, 0.99)
         m.min_ns = float(ordered[0])
-        m.note = "interleaved call by call with " + ", ".join(n for n in names if n != name)
+        others = ", ".join(n for n in names if n != name)
+        m.note = (
+            f"interleaved call by call with {others}"
+            if block == 1
+            else f"interleaved with {others} in blocks of {block} calls"
+        )
         out.append(m)
     return out
 
@@ -1040,32 +1053,75 @@ def measure_store_ops(
         return _run_ops(subject, ops, budget, log)
 
 
-def _run_bare(
+def _run_with_floor(
+    subject: _StoreOps,
     db: Path,
     keys: Sequence[str],
+    ops: Sequence[str],
     budget: Budget,
     log: Callable[[str], None],
     *,
     transcripts: Sequence[tuple[str, Path]] = (),
     scratch: Path | None = None,
 ) -> list[Measurement]:
-    out = [_bare_op(db, op, keys, budget, transcripts, scratch) for op in BARE_OPS]
-    for m in out:
-        log_measurement(log, m)
+    """The sqlite store's ``ops``, each one with a floor timed in turn with its floor.
+
+    Reads alternate call by call. Writes alternate in blocks of :data:`WRITE_BLOCK` calls:
+    a write by one connection makes the other reload its page cache at its next call, a
+    cost that neither has when it writes alone, so each side writes a block in turn and the
+    median is of calls that follow a call of their own.
+    """
+    out: list[Measurement] = []
+    try:
+        for op in ops:
+            try:
+                ours = subject.timed(op)
+            except Exception as exc:  # a backend that cannot even set up reports why
+                ours = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+            if op not in BARE_OPS:
+                found = [
+                    _not_applicable(subject.backend, op, ours)
+                    if isinstance(ours, str)
+                    else measure(subject.backend, op, ours, budget)
+                ]
+            else:
+                floor, release = _bare_timed(db, op, keys, transcripts, scratch)
+                try:
+                    if isinstance(ours, str) or isinstance(floor, str):
+                        found = [
+                            _not_applicable(subject.backend, op, ours)
+                            if isinstance(ours, str)
+                            else measure(subject.backend, op, ours, budget),
+                            _not_applicable("bare-apsw", op, floor)
+                            if isinstance(floor, str)
+                            else measure("bare-apsw", op, floor, budget),
+                        ]
+                    else:
+                        block = WRITE_BLOCK if op in WRITE_OPS else 1
+                        found = measure_interleaved(
+                            op, {subject.backend: ours, "bare-apsw": floor}, budget, block=block
+                        )
+                finally:
+                    release()
+            for m in found:
+                log_measurement(log, m)
+            out += found
+    finally:
+        subject.close()
     return out
 
 
-def _bare_op(
+def _bare_timed(
     db: Path,
     op: str,
     keys: Sequence[str],
-    budget: Budget,
     transcripts: Sequence[tuple[str, Path]],
     scratch: Path | None,
-) -> Measurement:
+) -> tuple[Timed | str, Callable[[], None]]:
+    """The floor's timed call of ``op`` (or why there is none), and what releases it."""
     n = len(keys)
     if op in ("append", "tail") and (not transcripts or scratch is None):
-        return _not_applicable("bare-apsw", op, "no transcript keys")
+        return "no transcript keys", lambda: None
     if op == "open_get":
 
         def open_get(i: int) -> Callable[[], None]:
@@ -1073,48 +1129,42 @@ def _bare_op(
             b.get(keys[i % n])
             return b.close
 
-        return measure("bare-apsw", op, open_get, budget)
+        return open_get, lambda: None
     try:
         bare = BareApsw(db, synchronous="FULL" if op == "update_power" else "NORMAL")
     except apsw.Error as exc:
-        return _not_applicable("bare-apsw", op, f"failed: {exc}")
-    try:
-        t = len(transcripts)
-        if op == "get":
-            return measure("bare-apsw", op, lambda i: discard(bare.get(keys[i % n])), budget)
-        if op in ("update", "update_power"):
-            return measure(
-                "bare-apsw", op, lambda i: discard(bare.update(keys[i % n], 2_300 + i)), budget
-            )
-        if op in ("list50", "list_all"):
-            limit = 50 if op == "list50" else None
-            return measure("bare-apsw", op, lambda i: discard(bare.list(limit)), budget)
-        if op == "count":
-            return measure("bare-apsw", op, lambda i: discard(bare.count()), budget)
-        if op == "tail":
-            return measure(
-                "bare-apsw", op, lambda i: discard(bare.tail(*transcripts[i % t])), budget
-            )
-        # Appends go to copies, so the store's own transcripts stay as its timings left
-        # them; beside the originals, because creating and removing a lock file costs more
-        # in the sessions dir (thousands of names) than in an empty scratch dir.
-        copies = []
-        for j, (key, path) in enumerate(transcripts):
-            copy = path.with_name(f"bench-floor-{j}.jsonl")
-            shutil.copyfile(path, copy)
-            copies.append((key, copy))
+        return f"failed: {exc}", lambda: None
+    t = len(transcripts)
+    if op == "get":
+        return lambda i: discard(bare.get(keys[i % n])), bare.close
+    if op in ("update", "update_power"):
+        return lambda i: discard(bare.update(keys[i % n], 2_300 + i)), bare.close
+    if op in ("list50", "list_all"):
+        limit = 50 if op == "list50" else None
+        return lambda i: discard(bare.list(limit)), bare.close
+    if op == "count":
+        return lambda i: discard(bare.count()), bare.close
+    if op == "tail":
+        return lambda i: discard(bare.tail(*transcripts[i % t])), bare.close
+    # Appends go to copies, so the store's own transcripts stay as its timings left
+    # them; beside the originals, because creating and removing a lock file costs more
+    # in the sessions dir (thousands of names) than in an empty scratch dir.
+    copies = []
+    for j, (key, path) in enumerate(transcripts):
+        copy = path.with_name(f"bench-floor-{j}.jsonl")
+        shutil.copyfile(path, copy)
+        copies.append((key, copy))
 
-        def append(i: int) -> None:
-            key, path = copies[i % t]
-            bare.append(key, path, orjson.dumps({**_message(i), "timestamp": i}))
+    def append(i: int) -> None:
+        key, path = copies[i % t]
+        bare.append(key, path, orjson.dumps({**_message(i), "timestamp": i}))
 
-        try:
-            return measure("bare-apsw", op, append, budget)
-        finally:
-            for _, copy in copies:
-                copy.unlink(missing_ok=True)
-    finally:
+    def release() -> None:
         bare.close()
+        for _, copy in copies:
+            copy.unlink(missing_ok=True)
+
+    return append, release
 
 
 # --- memory ----------------------------------------------------------------------------------
@@ -1380,17 +1430,6 @@ def run_size(
     ops = MEASURE_ORDER
     log(f"[{size.label}] {BACKENDS['legacy']}")
     result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ops, budget, log)
-    for backend in ("json", "sqlite"):
-        log(f"[{size.label}] {BACKENDS[backend]}")
-        if backend == "sqlite":
-            shutil.copy2(migrated_json, paths.json_path)  # bytes, mode and mtime
-        subject = _StoreOps(backend, state_dir, keys, transcript_keys[backend], scratch=scratch)
-        result.measurements += _run_ops(subject, ops, budget, log)
-    log(f"[{size.label}] {BACKENDS['whole-store']}")
-    result.measurements += _run_ops(
-        _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
-    )
-    log(f"[{size.label}] {BACKENDS['bare-apsw']}")
     entries = agent.entries
     floor_transcripts = [
         (k, Path(entries[k]["sessionFile"]))
@@ -1398,8 +1437,27 @@ def run_size(
         if isinstance(entries[k].get("sessionFile"), str)
         and Path(entries[k]["sessionFile"]).is_file()
     ]
-    result.measurements += _run_bare(
-        paths.sqlite_path, keys, budget, log, transcripts=floor_transcripts, scratch=scratch
+    for backend in ("json", "sqlite"):
+        subject = _StoreOps(backend, state_dir, keys, transcript_keys[backend], scratch=scratch)
+        if backend == "json":
+            log(f"[{size.label}] {BACKENDS[backend]}")
+            result.measurements += _run_ops(subject, ops, budget, log)
+            continue
+        log(f"[{size.label}] {BACKENDS['sqlite']}, in turn with {BACKENDS['bare-apsw']}")
+        shutil.copy2(migrated_json, paths.json_path)  # bytes, mode and mtime
+        result.measurements += _run_with_floor(
+            subject,
+            paths.sqlite_path,
+            keys,
+            ops,
+            budget,
+            log,
+            transcripts=floor_transcripts,
+            scratch=scratch,
+        )
+    log(f"[{size.label}] {BACKENDS['whole-store']}")
+    result.measurements += _run_ops(
+        _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
     )
     result.measurements += _postgres_hook(
         settings, generated.agents[AGENT].entries, keys, transcript_keys["postgres"], result, log

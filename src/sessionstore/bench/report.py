@@ -323,8 +323,11 @@ def render_markdown(
         " its transcript operations are not modelled (the `.jsonl` files are the same for"
         " every backend). Normalisation and maintenance, which the PR also ran on every save,"
         " are left out, so it is if anything faster than the PR.",
-        "- **bare apsw** is the floor every target is a ratio of, measured in the same run"
-        " with the store's page cache and `synchronous` setting and the same storage format;"
+        "- **bare apsw** is the floor every target is a ratio of, timed in turn with the"
+        " sqlite store operation by operation (reads call by call; writes in blocks of"
+        " 16 calls, because a write by one connection makes the other reload its page cache),"
+        " so that a drifting machine moves both sides of a ratio alike; it runs with the"
+        " store's page cache and `synchronous` setting and the same storage format;"
         " it does the work the store guarantees and no more: `get` reads the same row by"
         " primary key, then its blob rows by digest through a blob cache of the store's budget,"
         " and `orjson.loads` the same bytes (inflated first where the store keeps them"
