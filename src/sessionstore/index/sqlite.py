@@ -1630,8 +1630,18 @@ class SqliteIndex(IndexBackend):
             where.append("updated_at >= ?")
             args.append(query.active_since)
         if query.search is not None:
-            where.append(f"instr({_HAYSTACK}, ?) > 0")
-            args.append(query.search)
+            if "\x00" in query.search:
+                where.append(f"instr({_HAYSTACK}, ?) > 0")
+                args.append(query.search)
+            else:
+                # Without a NUL the needle cannot span two parts of the haystack: match
+                # them one by one (no string built per row). A whole haystack (BLOB) holds
+                # the lowercased id and key, so the extra terms add no match to it.
+                where.append(
+                    "(instr(search_text, ?) > 0 OR instr(session_id, ?) > 0"
+                    " OR instr(session_key, ?) > 0)"
+                )
+                args += [query.search] * 3
         if query.after is not None:
             # updated_at <= ? is implied; it bounds the walk of an index ending in
             # updated_at (agent, channel), which the row value alone does not.
