@@ -510,15 +510,23 @@ _UPSERT: Final = (
 )
 # What reads of one key select: the columns the read path uses first, then (for writes)
 # every column of the row, so that an update can set only the columns that change.
-# A row's folded key is key_fold, or its key where key_fold is NULL (schema 7).
-_BY_FOLD: Final = "(session_key = ?1 AND key_fold IS NULL) OR key_fold = ?1"
-_CANDIDATES: Final = (
-    "SELECT session_key, updated_at, entry_json, blob_refs, message_count FROM sessions"
-    f" WHERE {_BY_FOLD}"
-)
-_CANDIDATES_FULL: Final = (
-    "SELECT session_key, updated_at, entry_json, blob_refs, message_count,"
-    f" {_ROW_COLUMNS} FROM sessions WHERE {_BY_FOLD}"
+
+
+def _by_fold(columns: str) -> str:
+    """The rows whose folded key is ?1: key_fold, or the key where key_fold is NULL (v7).
+
+    Two lookups, the primary key and the partial fold index, as a UNION ALL: about half
+    the cost of the same condition written with OR (a MULTI-INDEX OR builds a rowid set).
+    """
+    return (
+        f"SELECT {columns} FROM sessions WHERE session_key = ?1 AND key_fold IS NULL"
+        f" UNION ALL SELECT {columns} FROM sessions WHERE key_fold = ?1"
+    )
+
+
+_CANDIDATES: Final = _by_fold("session_key, updated_at, entry_json, blob_refs, message_count")
+_CANDIDATES_FULL: Final = _by_fold(
+    f"session_key, updated_at, entry_json, blob_refs, message_count, {_ROW_COLUMNS}"
 )
 _ROW_NAMES: Final = tuple(c.strip() for c in _ROW_COLUMNS.split(","))
 # Columns an update never changes (as in the upsert): the key, the creation time, archived.
