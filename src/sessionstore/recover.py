@@ -123,7 +123,8 @@ def _damage(path: Path) -> str | None:
 _ROW = "SELECT rowid, session_key, entry_json, blob_refs FROM sessions"
 # Indexes that hold every row (rowid and key): where the table's own b-tree is damaged,
 # they still tell which rows existed and under which keys.
-_FULL_INDEXES = ("idx_sessions_fold", "idx_sessions_updated", "idx_sessions_session_id")
+# (Schema 7 made the folded-key index partial; the primary key's index names every key.)
+_FULL_INDEXES = ("sqlite_autoindex_sessions_1", "idx_sessions_list", "idx_sessions_session_id")
 
 
 def _each(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -140,7 +141,7 @@ def _known_rows(conn: Any) -> dict[int, str | None]:
     """Rowid -> key (when known) of every row any readable b-tree still names."""
     known: dict[int, str | None] = {}
     for index in _FULL_INDEXES:
-        column = "key_fold" if index == "idx_sessions_fold" else "NULL"
+        column = "NULL" if index == "idx_sessions_session_id" else "session_key"
         for rowid, key in _each(conn, f"SELECT rowid, {column} FROM sessions INDEXED BY {index}"):
             if known.get(rowid) is None:
                 known[rowid] = key

@@ -101,7 +101,7 @@ def test_a_v4_database_gets_the_checkpoint_tables(tmp_path: Path) -> None:
             " UPDATE meta SET value = '4' WHERE key = 'schema_version'"
         )
     with sessionstore.open_store(state_dir=state, store_type="sqlite") as store:
-        assert store.info().backend["schemaVersion"] == 6  # v5, then v6
+        assert store.info().backend["schemaVersion"] == 7  # v5, v6, then v7
         t = store.transcript("agent:main:main")
         first = t.append({"role": "user", "content": "hi"}, idempotency_key="k")
         assert t.append({"role": "user", "content": "hi"}, idempotency_key="k") == first

@@ -89,7 +89,7 @@ Entry = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 BLOB_FIELDS: Final = LARGE_FIELDS
 # Per-session diagnostics, rarely read and rarely shared: stored zlib-compressed. The
 # skills snapshot is read on every run and shared by many sessions: stored as plain JSON.
@@ -433,16 +433,65 @@ _V6_INDEXES = """
 DROP INDEX IF EXISTS idx_sessions_list;
 CREATE INDEX idx_sessions_list ON sessions(vis, updated_at, session_key);
 """
-# Rows packed per statement batch by the v6 upgrade.
+# Rows packed per statement batch by the v6 upgrade (and re-encoded by the v7 one).
 _PACK_BATCH: Final = 500
 
+# v7: a smaller file (docs/storage-format.md, "Schema 7"). The folded key is stored only
+# where it differs from the key (legacy mixed-case rows), in a partial index; the search
+# haystack leaves out the key and the session id (see _haystack); idx_sessions_updated is
+# replaced by the list index (visible rows) and a partial index of the hidden ones; the
+# agent and channel indexes end in updated_at (ties are sorted by key as they are read).
+_V7_DROP: Final = """
+DROP INDEX IF EXISTS idx_sessions_fold;
+DROP INDEX IF EXISTS idx_sessions_updated;
+DROP INDEX IF EXISTS idx_sessions_agent;
+DROP INDEX IF EXISTS idx_sessions_channel;
+ALTER TABLE sessions DROP COLUMN key_fold;
+ALTER TABLE sessions ADD COLUMN key_fold TEXT;
+"""
+_V7_INDEXES: Final = """
+CREATE INDEX idx_sessions_fold ON sessions(key_fold) WHERE key_fold IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_sessions_hidden ON sessions(updated_at, session_key)
+  WHERE vis <> 0;
+CREATE INDEX idx_sessions_agent ON sessions(agent_id, vis, updated_at);
+CREATE INDEX idx_sessions_channel ON sessions(row_channel, vis, updated_at);
+"""
+# The search haystack of a row as ``search_text`` (base.py) builds it: a TEXT value is the
+# part before the session id, which with the key completes it; a BLOB is the whole of it.
+_HAYSTACK: Final = (
+    "CASE typeof(search_text) WHEN 'text'"
+    " THEN search_text || session_id || char(0) || session_key"
+    " ELSE CAST(search_text AS TEXT) END"
+)
+
 # What maintenance reads of a row: never the entry itself, one field of it (entry_json may
-# be deflated: see rowcodec.py).
+# be deflated: see rowcodec.py). The folded key follows, then the sort key.
 _REF_COLUMNS: Final = (
     "session_key, session_id, entry_field(entry_json, 'sessionFile'),"
     " row_updated_at, model,"
     " length(entry_json) + length(search_text) + 3 * length(session_key) + 96, message_count"
 )
+
+_MAINT_COLUMNS: Final = (
+    f"{_REF_COLUMNS}, coalesce(key_fold, session_key) AS fold, updated_at AS t, session_key AS k"
+)
+
+
+def _by_time(where: str = "", *, descending: bool = False) -> str:
+    """Rows in (updated_at, session_key) order through two indexes, merged (no sort).
+
+    The visible rows (vis = 0) are walked in idx_sessions_list, the others in
+    idx_sessions_hidden; ``where`` (AND-ed terms, with ? parameters) applies to both, so
+    its parameters are passed twice.
+    """
+    order = " DESC" if descending else ""
+    more = f" AND {where}" if where else ""
+    return (
+        f"SELECT {_MAINT_COLUMNS} FROM sessions WHERE vis = 0{more} UNION ALL"
+        f" SELECT {_MAINT_COLUMNS} FROM sessions WHERE vis <> 0{more}"
+        f" ORDER BY t{order}, k{order}"
+    )
+
 
 _ROW_COLUMNS: Final = (
     "session_key, session_id, updated_at, created_at, channel, last_channel, last_to,"
@@ -463,13 +512,23 @@ _UPSERT: Final = (
 )
 # What reads of one key select: the columns the read path uses first, then (for writes)
 # every column of the row, so that an update can set only the columns that change.
-_CANDIDATES: Final = (
-    "SELECT session_key, updated_at, entry_json, blob_refs, message_count FROM sessions"
-    " WHERE key_fold = ?"
-)
-_CANDIDATES_FULL: Final = (
-    "SELECT session_key, updated_at, entry_json, blob_refs, message_count,"
-    f" {_ROW_COLUMNS} FROM sessions WHERE key_fold = ?"
+
+
+def _by_fold(columns: str) -> str:
+    """The rows whose folded key is ?1: key_fold, or the key where key_fold is NULL (v7).
+
+    Two lookups, the primary key and the partial fold index, as a UNION ALL: about half
+    the cost of the same condition written with OR (a MULTI-INDEX OR builds a rowid set).
+    """
+    return (
+        f"SELECT {columns} FROM sessions WHERE session_key = ?1 AND key_fold IS NULL"
+        f" UNION ALL SELECT {columns} FROM sessions WHERE key_fold = ?1"
+    )
+
+
+_CANDIDATES: Final = _by_fold("session_key, updated_at, entry_json, blob_refs, message_count")
+_CANDIDATES_FULL: Final = _by_fold(
+    f"session_key, updated_at, entry_json, blob_refs, message_count, {_ROW_COLUMNS}"
 )
 # The fields `fields=` can take from a row's columns. A column holds its field's exact value
 # whenever it is not NULL (derive_row keeps strings and finite numbers as they are, and
@@ -528,6 +587,27 @@ class _Encoded:
     blobs: dict[str, tuple[str, bytes]]  # digest -> (field, compact JSON)
 
 
+def _haystack(key: str, entry: Entry) -> str | bytes:
+    """What ``search_text`` stores: see ``_HAYSTACK``.
+
+    Usually the lowercased displayName, label and subject, each followed by NUL: the
+    session id and the key are columns already, and complete the haystack in SQL. Where
+    they are not already lowercase (legacy keys, uppercase ids) or the id is not a
+    string, the whole haystack is stored, as UTF-8 bytes.
+    """
+    full = search_text(key, entry)
+    session_id = entry.get("sessionId")
+    if isinstance(session_id, str) and session_id.lower() == session_id and key.lower() == key:
+        cut = len(full) - len(session_id) - len(key) - 1
+        return full[:cut]
+    return full.encode()
+
+
+def _fold_column(key: str) -> str | None:
+    folded = fold_key(key)
+    return None if folded == key else folded
+
+
 def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
     light: Entry = dict(entry)
     refs: dict[str, str] = {}
@@ -568,7 +648,7 @@ def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
         row["outputTokens"],
         row["messageCount"],
         0,
-        fold_key(key),
+        _fold_column(key),
         row["agentId"] or None,
         row["kind"],
         visibility(key),
@@ -576,7 +656,7 @@ def _encode(key: str, entry: Entry, *, now: int) -> _Encoded:
         row["updatedAt"],
         row["spawnedBy"],
         row["parentSessionKey"],
-        search_text(key, entry),
+        _haystack(key, entry),
         entry_json,
         dumps_compact(refs).decode() if refs else None,
     )
@@ -754,11 +834,9 @@ class _SqliteMaintenance(MaintenanceTxn):
     def stale(self, cutoff: int | float, protect: frozenset[str]) -> list[RowRef]:
         # updated_at is 0 for entries without a numeric updatedAt: those are kept.
         rows: Rows = self._conn.execute(
-            f"SELECT {_REF_COLUMNS}, key_fold FROM sessions"
-            " WHERE updated_at < ? AND row_updated_at IS NOT NULL",
-            (cutoff,),
+            _by_time("updated_at < ? AND row_updated_at IS NOT NULL"), (cutoff, cutoff)
         ).fetchall()
-        return [_ref(r) for r in rows if r[-1] not in protect]
+        return [_ref(r) for r in rows if r[7] not in protect]
 
     def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
         if self.count() <= max_entries:
@@ -767,22 +845,21 @@ class _SqliteMaintenance(MaintenanceTxn):
         shielded = 0
         if protect:
             rows: Rows = self._conn.execute(
-                f"SELECT count(*) FROM sessions WHERE key_fold IN ({marks})", tuple(protect)
+                "SELECT count(*) FROM sessions WHERE"
+                f" (session_key IN ({marks}) AND key_fold IS NULL) OR key_fold IN ({marks})",
+                (*protect, *protect),
             ).fetchall()
             shielded = int(rows[0][0])
-        where = f"WHERE key_fold NOT IN ({marks})" if protect else ""
+        where = f"coalesce(key_fold, session_key) NOT IN ({marks})" if protect else ""
         rows = self._conn.execute(
-            f"SELECT {_REF_COLUMNS} FROM sessions {where}"
-            " ORDER BY updated_at DESC, session_key DESC LIMIT -1 OFFSET ?",
-            (*protect, max(max_entries - shielded, 0)),
+            _by_time(where, descending=True) + " LIMIT -1 OFFSET ?",
+            (*protect, *protect, max(max_entries - shielded, 0)),
         ).fetchall()
         return [_ref(r) for r in rows]
 
     def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
-        cursor = self._conn.execute(
-            f"SELECT {_REF_COLUMNS}, key_fold FROM sessions ORDER BY updated_at, session_key"
-        )
-        return (_ref(r) for r in cursor if r[-1] not in protect)
+        cursor = self._conn.execute(_by_time())
+        return (_ref(r) for r in cursor if r[7] not in protect)
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -1459,6 +1536,12 @@ class SqliteIndex(IndexBackend):
             self._pack_entries(txn)
             txn.execute(_V6_INDEXES)
             version = 6
+        if version == 6:
+            # v7: a smaller table and fewer, narrower indexes (docs/storage-format.md).
+            txn.execute(_V7_DROP)
+            self._reencode_v7(txn)
+            txn.execute(_V7_INDEXES)
+            version = 7
         txn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         applied = self._meta(txn, "migrations_applied")
         history = orjson.loads(applied) if applied else []
@@ -1484,6 +1567,31 @@ class SqliteIndex(IndexBackend):
                 if data[:1] == b"{":  # plain JSON (what else is there is left as it is)
                     packed.append((pack(data), rowid))
             conn.executemany("UPDATE sessions SET entry_json = ? WHERE rowid = ?", packed)
+
+    @staticmethod
+    def _reencode_v7(conn: apsw.Connection) -> None:
+        """Set every row's schema 7 ``key_fold`` and ``search_text``, by rowid ranges."""
+        last = -1
+        while True:
+            rows: Rows = conn.execute(
+                "SELECT rowid, session_key, entry_json, search_text FROM sessions"
+                " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (last, _PACK_BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            changes = []
+            for rowid, key, stored, old in rows:
+                try:
+                    haystack: str | bytes = _haystack(key, _load_entry(stored))
+                except (_BadRow, ValueError):
+                    # A damaged entry keeps its old haystack, whole (doctor reports it).
+                    haystack = old.encode() if isinstance(old, str) else old
+                changes.append((_fold_column(key), haystack, rowid))
+            conn.executemany(
+                "UPDATE sessions SET key_fold = ?, search_text = ? WHERE rowid = ?", changes
+            )
 
     def _schema_version(self, conn: apsw.Connection) -> int:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -1526,9 +1634,11 @@ class SqliteIndex(IndexBackend):
                 entry = {"sessionId": session_id, "updatedAt": updated_at}
             enc = _encode(key, load_normalize(entry), now=now)
             self._add_blobs(conn, enc.refs, enc.blobs)
+            params = list(enc.params)
+            params[_ROW_NAMES.index("key_fold")] = fold_key(key)  # NOT NULL until v7
             conn.execute(
                 f"INSERT INTO sessions_v2 ({_ROW_COLUMNS}) VALUES (" + ", ".join("?" * 30) + ")",
-                enc.params,
+                params,
             )
         conn.execute("DROP TABLE sessions")
         conn.execute("ALTER TABLE sessions_v2 RENAME TO sessions")
@@ -1744,11 +1854,23 @@ class SqliteIndex(IndexBackend):
             where.append("updated_at >= ?")
             args.append(query.active_since)
         if query.search is not None:
-            where.append("instr(search_text, ?) > 0")
-            args.append(query.search)
+            if "\x00" in query.search:
+                where.append(f"instr({_HAYSTACK}, ?) > 0")
+                args.append(query.search)
+            else:
+                # Without a NUL the needle cannot span two parts of the haystack: match
+                # them one by one (no string built per row). A whole haystack (BLOB) holds
+                # the lowercased id and key, so the extra terms add no match to it.
+                where.append(
+                    "(instr(search_text, ?) > 0 OR instr(session_id, ?) > 0"
+                    " OR instr(session_key, ?) > 0)"
+                )
+                args += [query.search] * 3
         if query.after is not None:
-            where.append("(updated_at, session_key) < (?, ?)")
-            args += list(query.after)
+            # updated_at <= ? is implied; it bounds the walk of an index ending in
+            # updated_at (agent, channel), which the row value alone does not.
+            where.append("updated_at <= ? AND (updated_at, session_key) < (?, ?)")
+            args += [query.after[0], *query.after]
         return hint, where, args
 
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
