@@ -71,7 +71,7 @@ def _seed(store: SessionStore, n: int) -> None:
             st[f"agent:main:cron:job{j}:run:r{j}"] = {"sessionId": f"c{j}", "updatedAt": BASE + 7}
         st["agent:main:main"] = {
             "sessionId": "main",
-            "updatedAt": BASE + n * 500,
+            "updatedAt": BASE + n * 500 + 2,  # no tie with a bulk row (i = n / 2)
             "skillsSnapshot": SKILLS,
             "systemPromptReport": REPORT,
             "model": "gpt-5",

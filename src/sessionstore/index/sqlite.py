@@ -510,8 +510,6 @@ _UPSERT: Final = (
         if c.strip() not in ("session_key", "created_at", "archived")
     )
 )
-# What reads of one key select: the columns the read path uses first, then (for writes)
-# every column of the row, so that an update can set only the columns that change.
 
 
 def _by_fold(columns: str) -> str:
@@ -526,6 +524,8 @@ def _by_fold(columns: str) -> str:
     )
 
 
+# What reads of one key select: the columns the read path uses first, then (for writes)
+# every column of the row, so that an update can set only the columns that change.
 _CANDIDATES: Final = _by_fold("session_key, updated_at, entry_json, blob_refs, message_count")
 _CANDIDATES_FULL: Final = _by_fold(
     f"session_key, updated_at, entry_json, blob_refs, message_count, {_ROW_COLUMNS}"
@@ -560,10 +560,7 @@ _FIELD_COLUMNS: Final = {
 def _fields_sql(names: tuple[str, ...]) -> str:
     """A candidates read (see ``_CANDIDATES``) that also selects the columns of ``names``."""
     columns = "".join(f", {_FIELD_COLUMNS[name]}" for name in names)
-    return (
-        f"SELECT session_key, updated_at, entry_json, blob_refs, message_count{columns}"
-        " FROM sessions WHERE key_fold = ?"
-    )
+    return _by_fold(f"session_key, updated_at, entry_json, blob_refs, message_count{columns}")
 
 
 _ROW_NAMES: Final = tuple(c.strip() for c in _ROW_COLUMNS.split(","))
