@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +39,7 @@ __all__ = [
     "mixed_case_variant",
     "skill_catalogs",
     "typical_entry",
+    "write_transcripts",
 ]
 
 Entry = dict[str, Any]
@@ -141,8 +142,10 @@ def _alnum(rng: random.Random, n: int) -> str:
 
 def _sentence(rng: random.Random, min_chars: int) -> str:
     words = [rng.choice(_VERBS)]
-    while sum(len(w) + 1 for w in words) < min_chars:
+    length = len(words[0]) + 1
+    while length < min_chars:
         words.append(rng.choice(_WORDS))
+        length += len(words[-1]) + 1
     return " ".join(words)
 
 
@@ -1078,6 +1081,46 @@ def generate_state_dir(
                 written.append(path)
         out[agent_id] = GeneratedAgent(agent_id, json_path, entries, variants, written)
     return GeneratedState(root=root, now_ms=now, agents=out)
+
+
+def write_transcripts(
+    state: GeneratedState, agent_id: str, keys: Iterable[str], *, seed: int = 0
+) -> list[Path]:
+    """Write the pi v3 transcripts of only ``keys`` of a state generated without transcripts.
+
+    For a store too large to write a transcript for every session (1,000,000 sessions
+    would take most of an hour, almost all of it in transcripts): the benchmark writes
+    those its timed operations touch. The files are where ``transcripts=True`` puts them,
+    with the same shape of content (drawn from ``random.Random(seed)``, so not the same
+    bytes), and are added to the agent's ``transcripts``.
+
+    Args:
+        state: What :func:`generate_state_dir` returned.
+        agent_id: The (normalised) agent whose sessions get transcripts.
+        keys: Keys of that agent's entries; mixed-case variants and repeats are skipped.
+        seed: Seed of the transcripts' content.
+
+    Returns:
+        The files written, in the order of ``keys``.
+
+    Raises:
+        KeyError: A key is not one of the agent's entries.
+    """
+    agent = state.agents[agent_id]
+    rng = random.Random(seed)
+    workspace = str(state.root / "workspace")
+    written: list[Path] = []
+    seen: set[str] = set()
+    for key in keys:
+        e = agent.entries[key]
+        if key in agent.variants or key in seen:
+            continue
+        seen.add(key)
+        path = Path(e.get("sessionFile") or transcript_path(agent.sessions_dir, e["sessionId"]))
+        _write_transcript(path, _transcript_lines(rng, e, cwd=workspace))
+        written.append(path)
+    agent.transcripts += written
+    return written
 
 
 def _apply_legacy(rng: random.Random, pairs: list[tuple[str, Entry]]) -> None:
