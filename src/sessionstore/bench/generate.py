@@ -14,6 +14,7 @@ Everything comes from one ``random.Random(seed)``: the same arguments (including
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import uuid
@@ -64,7 +65,7 @@ _SHAPES: Final = (
     ("dashboard", 5),
 )
 _SHAPE_NAMES: Final = tuple(s for s, _ in _SHAPES)
-_SHAPE_WEIGHTS: Final = tuple(w for _, w in _SHAPES)
+_SHAPE_CUM_WEIGHTS: Final = tuple(itertools.accumulate(w for _, w in _SHAPES))
 
 _MODELS: Final = (
     ("anthropic", "claude-opus-4-6", 200_000),
@@ -287,13 +288,17 @@ class _AgentState:
     slack_channels: list[tuple[str, str]] = field(default_factory=list)
     cron_jobs: dict[str, str] = field(default_factory=dict)
     labels: set[str] = field(default_factory=set)
+    # base -> the suffix to try first: every smaller one is taken (labels only grow)
+    next_suffix: dict[str, int] = field(default_factory=dict)
 
     def label(self, base: str) -> str:
         """A label unique in this store (labels are unique per store upstream)."""
-        label, n = base, 2
+        label, n = base, self.next_suffix.get(base, 2)
         while label in self.labels:
             label, n = f"{base}-{n}", n + 1
         self.labels.add(label)
+        if label != base:
+            self.next_suffix[base] = n
         return label
 
 
@@ -467,7 +472,9 @@ def _slack_route(agent: str, native: str, group: str, *, shape: str) -> _Route:
 
 def _next_route(rng: random.Random, st: _AgentState, index: int) -> _Route:
     while True:
-        shape = "main" if index == 0 else rng.choices(_SHAPE_NAMES, _SHAPE_WEIGHTS)[0]
+        shape = (
+            "main" if index == 0 else rng.choices(_SHAPE_NAMES, cum_weights=_SHAPE_CUM_WEIGHTS)[0]
+        )
         route = _route(rng, st, shape)
         if route.key not in st.keys:
             break
