@@ -8,7 +8,7 @@ published ones in docs/ are rewritten only when asked with ``--out docs``:
     pip install -e '.[bench]'
     python bench/run.py                    # 1000b, 10000b, 1000t, 100000t (+ peers)
     python bench/run.py --out docs         # the same, published into docs/
-    python bench/run.py --million          # adds 1,000,000 typical sessions
+    python bench/run.py --million          # adds 1,000,000 typical sessions (sqlite only)
     python bench/run.py --quick            # a tiny smoke run
     python bench/run.py --from-json docs/benchmarks.json --out docs  # re-render, no re-run
     python bench/run.py --pg-only --pg-dsn postgresql://postgres@127.0.0.1/test --out docs
@@ -35,7 +35,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="datasets: sessions + b (bloated) or t (typical), e.g. 1000b,10000b,100000t"
         " (default: 1000b,10000b,1000t,100000t)",
     )
-    p.add_argument("--million", action="store_true", help="add 1,000,000 typical sessions")
+    p.add_argument(
+        "--million",
+        action="store_true",
+        help="add 1,000,000 typical sessions (sqlite and its floor only: above 100,000 the"
+        " backends that read or rewrite the whole store are n/a; about 15 minutes)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny datasets and budgets (seconds)")
     p.add_argument(
         "--out",

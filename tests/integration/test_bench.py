@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 import sessionstore
 from sessionstore import bench
+from sessionstore.bench import generate as bench_generate
 from sessionstore.bench.generate import generate_state_dir
 from sessionstore.bench.peers import ADAPTERS_NOTE
 from sessionstore.cli import demo as demo_module
@@ -128,6 +129,77 @@ def test_engine_smoke_run_and_report(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert [t["statement"] for t in data["imports"]] == list(bench.IMPORT_STATEMENTS)
     again = bench.BenchReport.from_dict(data)
     assert bench.render_markdown(again) == bench.render_markdown(report)
+
+
+def test_a_large_tier_skips_the_whole_file_backends_and_most_transcripts(
+    tmp_path: Path,
+) -> None:
+    # the 1,000,000 tier's path, at 60 sessions: above both limits
+    settings = bench.BenchSettings(
+        sizes=[bench.Size(60, "typical")],
+        budget=TINY,
+        memory_gets=20,
+        memory_budget_s=10,
+        peers=False,
+        sample_keys=8,
+        work_dir=tmp_path / "work",
+        keep_data=True,
+        cli_runs=1,
+        scenarios=False,
+        whole_file_max_sessions=50,
+        all_transcripts_max_sessions=50,
+    )
+    report = bench.run_benchmark(settings)
+    size = report.sizes[0]
+    for backend in ("legacy", "json", "whole-store"):
+        for op in bench.OPS:
+            m = size.get(backend, op)
+            assert m is not None and not m.ok, (backend, op)
+            assert m.note and "above 50" in m.note
+    for op in bench.OPS:
+        m = size.get("sqlite", op)
+        assert m is not None and m.ok, (op, m and m.note)
+    migrate = size.get("sqlite", "migrate")
+    assert migrate is not None and migrate.iterations == 1 and migrate.note
+    for op in bench.BARE_OPS:
+        bare = size.get("bare-apsw", op)
+        assert bare is not None and bare.ok, (op, bare)
+    assert size.whole_store_bytes is None and size.json_bytes and size.sqlite_bytes
+    assert [m.backend for m in size.memory] == ["json", "sqlite", "whole-store"]
+    assert size.memory[0].total_kib is None and size.memory[0].note
+    assert size.memory[2].total_kib is None and size.memory[2].note
+    # transcripts only for the 8 sampled keys and the 48-key pool (repeats written once)
+    sessions_dir = tmp_path / "work" / "60t" / "state" / "agents" / "main" / "sessions"
+    written = sorted(p.name for p in sessions_dir.glob("*.jsonl"))
+    assert 0 < size.transcripts == len(written) < 60
+    assert any("transcripts: written for" in n for n in size.notes)
+    assert any("legacy, json and whole-store: not run" in n for n in size.notes)
+    md = bench.render_markdown(report)
+    assert "above 50" in md
+
+
+def test_transcripts_of_only_some_keys(tmp_path: Path) -> None:
+    state = generate_state_dir(tmp_path / "state", sessions=20, bloated_ratio=0.0, seed=3)
+    agent = state.agents["main"]
+    assert agent.transcripts == []
+    keys = sorted(agent.entries)[:5]
+    written = bench_generate.write_transcripts(state, "main", [*keys, keys[0]], seed=1)
+    assert len(written) == 5 and agent.transcripts == written
+    assert sorted(p.name for p in agent.sessions_dir.glob("*.jsonl")) == sorted(
+        p.name for p in written
+    )
+    for key, path in zip(keys, written, strict=True):
+        header = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+        assert header["type"] == "session" and header["id"] == agent.entries[key]["sessionId"]
+    with sessionstore.open_store(state_dir=tmp_path / "state", store_type="json") as store:
+        assert all(store.transcript(key).tail(20) for key in keys)
+
+
+def test_generated_labels_take_the_smallest_free_suffix() -> None:
+    st = bench_generate._AgentState("main")
+    assert [st.label("standup") for _ in range(3)] == ["standup", "standup-2", "standup-3"]
+    assert st.label("standup-5") == "standup-5"  # taken before its base gets there
+    assert [st.label("standup") for _ in range(3)] == ["standup-4", "standup-6", "standup-7"]
 
 
 def test_references_read_what_the_store_reads(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ a held lock fails it at once with ``BusyError``.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,7 +23,7 @@ import sessionstore
 from sessionstore import SessionStore
 from sessionstore.clock import now_ms
 from sessionstore.context import StoreContext
-from sessionstore.index.sqlite import SqliteIndex
+from sessionstore.index.sqlite import BUSY_HANDLER_DELAYS_MS, SqliteIndex, writer_pause
 from sessionstore.maintenance import _Run, run_maintenance
 
 DAY = 86_400_000
@@ -182,3 +183,43 @@ def test_a_dry_run_writes_nothing(state_dir: Path) -> None:
         assert path.read_bytes() == db
         after = {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name not in skip}
         assert after == before
+
+
+def test_each_batch_but_the_last_is_followed_by_a_pause_outside_its_transaction(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _store(state_dir) as store:
+        _fill(store)
+        index = _index(store)
+        index.maintenance_batch_rows = 3
+        counts: list[int] = []
+        pauses: list[float] = []
+
+        def pause(self: SqliteIndex, held_s: float) -> None:
+            _take_write_lock(index.location)  # the batch has committed
+            counts.append(store.count())
+            pauses.append(held_s)
+
+        monkeypatch.setattr(SqliteIndex, "_pause_for_writers", pause)
+        report = store.maintain()
+        assert report.pruned == STALE
+        # ten rows in batches of three: three pauses, after 3, 6 and 9 rows went
+        assert counts == [STALE + 1 - 3, STALE + 1 - 6, STALE + 1 - 9]
+        assert all(held > 0 for held in pauses)
+        assert store.count() == 1
+
+
+def test_the_pause_covers_the_next_retry_of_a_writer_that_waited_for_the_batch() -> None:
+    # SQLite's busy handler retries at these times after a writer first found the lock
+    # held (the last delay repeats); the writer began waiting at any moment of the batch.
+    retries = list(
+        itertools.accumulate([*BUSY_HANDLER_DELAYS_MS, *[BUSY_HANDLER_DELAYS_MS[-1]] * 20])
+    )
+    for held_tenths in range(0, 3_000):
+        held_ms = held_tenths / 10
+        pause_ms = writer_pause(held_ms / 1000) * 1000
+        assert pause_ms <= BUSY_HANDLER_DELAYS_MS[-1] + 2
+        for began_tenths in range(0, held_tenths + 1, 7):
+            waited_ms = held_ms - began_tenths / 10  # when the batch commits
+            next_retry = next(r for r in retries if r >= waited_ms)
+            assert next_retry - waited_ms < pause_ms, (held_ms, waited_ms)

@@ -14,10 +14,11 @@ Everything comes from one ``random.Random(seed)``: the same arguments (including
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +40,7 @@ __all__ = [
     "mixed_case_variant",
     "skill_catalogs",
     "typical_entry",
+    "write_transcripts",
 ]
 
 Entry = dict[str, Any]
@@ -63,7 +65,7 @@ _SHAPES: Final = (
     ("dashboard", 5),
 )
 _SHAPE_NAMES: Final = tuple(s for s, _ in _SHAPES)
-_SHAPE_WEIGHTS: Final = tuple(w for _, w in _SHAPES)
+_SHAPE_CUM_WEIGHTS: Final = tuple(itertools.accumulate(w for _, w in _SHAPES))
 
 _MODELS: Final = (
     ("anthropic", "claude-opus-4-6", 200_000),
@@ -141,8 +143,10 @@ def _alnum(rng: random.Random, n: int) -> str:
 
 def _sentence(rng: random.Random, min_chars: int) -> str:
     words = [rng.choice(_VERBS)]
-    while sum(len(w) + 1 for w in words) < min_chars:
+    length = len(words[0]) + 1
+    while length < min_chars:
         words.append(rng.choice(_WORDS))
+        length += len(words[-1]) + 1
     return " ".join(words)
 
 
@@ -284,13 +288,17 @@ class _AgentState:
     slack_channels: list[tuple[str, str]] = field(default_factory=list)
     cron_jobs: dict[str, str] = field(default_factory=dict)
     labels: set[str] = field(default_factory=set)
+    # base -> the suffix to try first: every smaller one is taken (labels only grow)
+    next_suffix: dict[str, int] = field(default_factory=dict)
 
     def label(self, base: str) -> str:
         """A label unique in this store (labels are unique per store upstream)."""
-        label, n = base, 2
+        label, n = base, self.next_suffix.get(base, 2)
         while label in self.labels:
             label, n = f"{base}-{n}", n + 1
         self.labels.add(label)
+        if label != base:
+            self.next_suffix[base] = n
         return label
 
 
@@ -464,7 +472,9 @@ def _slack_route(agent: str, native: str, group: str, *, shape: str) -> _Route:
 
 def _next_route(rng: random.Random, st: _AgentState, index: int) -> _Route:
     while True:
-        shape = "main" if index == 0 else rng.choices(_SHAPE_NAMES, _SHAPE_WEIGHTS)[0]
+        shape = (
+            "main" if index == 0 else rng.choices(_SHAPE_NAMES, cum_weights=_SHAPE_CUM_WEIGHTS)[0]
+        )
         route = _route(rng, st, shape)
         if route.key not in st.keys:
             break
@@ -1078,6 +1088,46 @@ def generate_state_dir(
                 written.append(path)
         out[agent_id] = GeneratedAgent(agent_id, json_path, entries, variants, written)
     return GeneratedState(root=root, now_ms=now, agents=out)
+
+
+def write_transcripts(
+    state: GeneratedState, agent_id: str, keys: Iterable[str], *, seed: int = 0
+) -> list[Path]:
+    """Write the pi v3 transcripts of only ``keys`` of a state generated without transcripts.
+
+    For a store too large to write a transcript for every session (1,000,000 sessions
+    would take most of an hour, almost all of it in transcripts): the benchmark writes
+    those its timed operations touch. The files are where ``transcripts=True`` puts them,
+    with the same shape of content (drawn from ``random.Random(seed)``, so not the same
+    bytes), and are added to the agent's ``transcripts``.
+
+    Args:
+        state: What :func:`generate_state_dir` returned.
+        agent_id: The (normalised) agent whose sessions get transcripts.
+        keys: Keys of that agent's entries; mixed-case variants and repeats are skipped.
+        seed: Seed of the transcripts' content.
+
+    Returns:
+        The files written, in the order of ``keys``.
+
+    Raises:
+        KeyError: A key is not one of the agent's entries.
+    """
+    agent = state.agents[agent_id]
+    rng = random.Random(seed)
+    workspace = str(state.root / "workspace")
+    written: list[Path] = []
+    seen: set[str] = set()
+    for key in keys:
+        e = agent.entries[key]
+        if key in agent.variants or key in seen:
+            continue
+        seen.add(key)
+        path = Path(e.get("sessionFile") or transcript_path(agent.sessions_dir, e["sessionId"]))
+        _write_transcript(path, _transcript_lines(rng, e, cwd=workspace))
+        written.append(path)
+    agent.transcripts += written
+    return written
 
 
 def _apply_legacy(rng: random.Random, pairs: list[tuple[str, Entry]]) -> None:

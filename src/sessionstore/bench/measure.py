@@ -16,6 +16,12 @@ is timed on every backend side by side, then memory is measured in fresh process
 - ``bare-apsw``: :class:`~.models.BareApsw`, the floor for ``get`` and ``update``: the same
   row I/O with no library around it.
 
+Large datasets (above ``BenchSettings.whole_file_max_sessions``, 100,000 by default: the
+1,000,000 tier) run only sqlite and its floor; the backends whose every call reads or
+rewrites the whole store are n/a with the reason, the sqlite migration is timed once (the
+one that makes the measured store), and transcripts are written only for the sessions the
+timed operations touch (``all_transcripts_max_sessions``).
+
 Timing: ``time.perf_counter_ns`` around each call, a warm-up first, the garbage collector
 paused while sampling, then as many iterations as fit a time budget (at least
 ``min_iterations``, at most ``max_iterations``); medians and nearest-rank p99. An operation
@@ -46,7 +52,7 @@ from ..errors import SessionStoreError
 from ..layout import StorePaths, resolve_store_paths
 from ..migrate import migrate_agent
 from ..store import SessionStore, open_store
-from .generate import generate_state_dir
+from .generate import generate_state_dir, write_transcripts
 from .models import AGENT, BareApsw, BarePsycopg, Entry, LegacyJsonStore, WholeStoreSqlite
 from .responsiveness import CLI_COMMANDS, CommandTiming, ImportTime, child_env, measure_commands
 from .units import format_duration, kib_mb
@@ -275,6 +281,11 @@ class BenchSettings:
             dataset, and only the postgres scenario (needs a DSN; the report is
             ``benchmarks-postgres.md``).
         pg_writer_sessions: Sessions in the postgres several-writers scenario.
+        whole_file_max_sessions: The backends whose every call reads or rewrites the whole
+            store (legacy, json, whole-store) are timed only on datasets up to this size;
+            above it they are n/a with the reason, and the sqlite migration is timed once.
+        all_transcripts_max_sessions: Datasets up to this size get a transcript for every
+            session; larger ones only for the sessions the timed operations touch.
     """
 
     sizes: list[Size] = field(default_factory=default_sizes)
@@ -298,6 +309,8 @@ class BenchSettings:
     long_lived_updates: int = 20_000
     postgres_only: bool = False
     pg_writer_sessions: int = 8_000
+    whole_file_max_sessions: int = 100_000
+    all_transcripts_max_sessions: int = 100_000
 
 
 def quick_settings(**overrides: Any) -> BenchSettings:
@@ -1357,7 +1370,10 @@ def run_size(
     state_dir = root / "state"
     scratch = root / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    log(f"[{size.label}] generating {size.title} sessions with transcripts in {root}")
+    every_transcript = size.sessions <= settings.all_transcripts_max_sessions
+    whole_file = size.sessions <= settings.whole_file_max_sessions
+    which = "transcripts" if every_transcript else "transcripts of the sampled sessions only"
+    log(f"[{size.label}] generating {size.title} sessions with {which} in {root}")
     t0 = time.perf_counter()
     generated = generate_state_dir(
         state_dir,
@@ -1365,24 +1381,34 @@ def run_size(
         agents=(AGENT,),
         bloated_ratio=size.bloated_ratio,
         seed=settings.seed,
-        transcripts=True,
+        transcripts=every_transcript,
     )
     result.generate_s = time.perf_counter() - t0
     agent = generated.agents[AGENT]
-    result.transcripts = len(agent.transcripts)
-    paths = resolve_store_paths(state_dir, AGENT, None)
-    result.json_bytes = paths.json_path.stat().st_size
-    log(
-        f"[{size.label}] generated in {result.generate_s:.1f} s; sessions.json"
-        f" {result.json_bytes / 1e6:.1f} MB"
-    )
-
     rng = random.Random(settings.seed)
     all_keys = sorted(agent.entries)
     keys = _sample(all_keys, settings.sample_keys, rng)
     # disjoint transcript keys per backend: appends of one must not change another's files
     pool = _sample(all_keys, min(len(all_keys), 48), rng)
     transcript_keys = {"json": pool[0::3], "sqlite": pool[1::3], "postgres": pool[2::3]}
+    if not every_transcript:
+        # the sample keys too: the CLI's `show` and any get may look at the transcript
+        t0 = time.perf_counter()
+        write_transcripts(generated, AGENT, [*pool, *keys], seed=settings.seed)
+        result.generate_s += time.perf_counter() - t0
+        result.notes.append(
+            f"transcripts: written for the {len(agent.transcripts):,} sessions the timed"
+            f" operations touch, not for all {size.sessions:,} (above"
+            f" {settings.all_transcripts_max_sessions:,} sessions); transcript append and tail"
+            " run in a sessions dir of that many files"
+        )
+    result.transcripts = len(agent.transcripts)
+    paths = resolve_store_paths(state_dir, AGENT, None)
+    result.json_bytes = paths.json_path.stat().st_size
+    log(
+        f"[{size.label}] generated in {result.generate_s:.1f} s; sessions.json"
+        f" {result.json_bytes / 1e6:.1f} MB; {result.transcripts:,} transcripts"
+    )
     if settings.postgres_only:
         # the same dataset and key samples as a full run, the other backends left out
         result.measurements = _postgres_hook(
@@ -1392,33 +1418,59 @@ def run_size(
         log(f"[{size.label}] done in {result.seconds:.0f} s")
         return result
 
+    whole_db = root / "whole-store.sqlite"
+    skipped = f"not run above {settings.whole_file_max_sessions:,} sessions: see the note"
+    skipped_why = (
+        f"legacy, json and whole-store: not run at {size.sessions:,} sessions (above"
+        f" {settings.whole_file_max_sessions:,}): each of their calls reads or rewrites the"
+        f" whole {result.json_bytes / 1e6:,.0f} MB store (seconds a call already at 100,000"
+        " sessions), and the json and whole-store memory probes would load all of it"
+    )
     # migrations first, from the untouched sessions.json
     log(f"[{size.label}] migration")
-    for backend in ("json", "sqlite"):
-        subject = _StoreOps(backend, state_dir, keys, (), scratch=scratch)
-        result.measurements += _run_ops(subject, ["migrate"], budget, log)
-    result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ["migrate"], budget, log)
-    whole_db = root / "whole-store.sqlite"
-    whole_ops = _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch)
-    result.measurements += _run_ops(whole_ops, ["migrate"], budget, log)
+    if whole_file:
+        for backend in ("json", "sqlite"):
+            subject = _StoreOps(backend, state_dir, keys, (), scratch=scratch)
+            result.measurements += _run_ops(subject, ["migrate"], budget, log)
+        result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ["migrate"], budget, log)
+        whole_ops = _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch)
+        result.measurements += _run_ops(whole_ops, ["migrate"], budget, log)
 
+    t0 = time.perf_counter_ns()
     migration = migrate_agent(paths)
+    migrate_ns = time.perf_counter_ns() - t0
     if migration.status != "migrated":
         raise SessionStoreError(
             f"benchmark setup: migration {migration.status}: {migration.message}"
         )
     result.sqlite_bytes = _db_bytes(paths.sqlite_path)
-    baseline = WholeStoreSqlite(whole_db)
-    try:
-        baseline.import_json(paths.json_path)
-    finally:
-        baseline.close()
-    result.whole_store_bytes = _db_bytes(whole_db)
+    if not whole_file:
+        # one migration, the store's own: each takes minutes at this size
+        once = Measurement("sqlite", "migrate", median_ns=float(migrate_ns), iterations=1)
+        once.p99_ns = once.min_ns = once.median_ns
+        once.note = "one run: the migration that made the measured store"
+        log_measurement(log, once)
+        result.measurements.append(once)
+        result.measurements += [
+            _not_applicable(backend, op, skipped)
+            for backend in ("legacy", "json", "whole-store")
+            for op in ("migrate", *MEASURE_ORDER)
+        ]
+        result.notes.append(skipped_why)
+        log(f"  {skipped_why}")
+    else:
+        baseline = WholeStoreSqlite(whole_db)
+        try:
+            baseline.import_json(paths.json_path)
+        finally:
+            baseline.close()
+        result.whole_store_bytes = _db_bytes(whole_db)
     # The legacy and json timings rewrite sessions.json. sqlite is timed beside the
     # sessions.json it was migrated from, as a migrated store is: beside a changed one it
     # would be a split store, whose every open re-checks the file and logs a warning.
     migrated_json = scratch / "sessions.json.migrated"
-    shutil.copy2(paths.json_path, migrated_json)
+    if whole_file:
+        shutil.copy2(paths.json_path, migrated_json)
 
     if settings.cli:
         # on the store as a migration leaves it, before the timings write to it
@@ -1428,8 +1480,9 @@ def run_size(
             log_command(log, t)
 
     ops = MEASURE_ORDER
-    log(f"[{size.label}] {BACKENDS['legacy']}")
-    result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ops, budget, log)
+    if whole_file:
+        log(f"[{size.label}] {BACKENDS['legacy']}")
+        result.measurements += _run_ops(_LegacyOps(paths.json_path, keys), ops, budget, log)
     entries = agent.entries
     floor_transcripts = [
         (k, Path(entries[k]["sessionFile"]))
@@ -1437,14 +1490,15 @@ def run_size(
         if isinstance(entries[k].get("sessionFile"), str)
         and Path(entries[k]["sessionFile"]).is_file()
     ]
-    for backend in ("json", "sqlite"):
+    for backend in ("json", "sqlite") if whole_file else ("sqlite",):
         subject = _StoreOps(backend, state_dir, keys, transcript_keys[backend], scratch=scratch)
         if backend == "json":
             log(f"[{size.label}] {BACKENDS[backend]}")
             result.measurements += _run_ops(subject, ops, budget, log)
             continue
         log(f"[{size.label}] {BACKENDS['sqlite']}, in turn with {BACKENDS['bare-apsw']}")
-        shutil.copy2(migrated_json, paths.json_path)  # bytes, mode and mtime
+        if whole_file:
+            shutil.copy2(migrated_json, paths.json_path)  # bytes, mode and mtime
         result.measurements += _run_with_floor(
             subject,
             paths.sqlite_path,
@@ -1455,10 +1509,11 @@ def run_size(
             transcripts=floor_transcripts,
             scratch=scratch,
         )
-    log(f"[{size.label}] {BACKENDS['whole-store']}")
-    result.measurements += _run_ops(
-        _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
-    )
+    if whole_file:
+        log(f"[{size.label}] {BACKENDS['whole-store']}")
+        result.measurements += _run_ops(
+            _WholeStoreOps(whole_db, paths.json_path, keys, scratch=scratch), ops, budget, log
+        )
     result.measurements += _postgres_hook(
         settings, generated.agents[AGENT].entries, keys, transcript_keys["postgres"], result, log
     )
@@ -1470,6 +1525,9 @@ def run_size(
             ("sqlite", state_dir),
             ("whole-store", whole_db),
         ):
+            if backend != "sqlite" and not whole_file:
+                result.memory.append(MemoryResult(backend, note=skipped))
+                continue
             mem = measure_memory(
                 backend,
                 location,

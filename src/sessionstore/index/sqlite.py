@@ -118,6 +118,37 @@ LARGE_BATCH_ROWS: Final = 1_000
 # long, so a concurrent writer waits for one batch, not the whole run (issue 15).
 MAINTENANCE_BATCH_ROWS: Final = 500
 MAINTENANCE_BATCH_SECONDS: Final = 0.02
+# SQLite's default busy handler (sqlite3_busy_timeout, what every connection here uses)
+# retries a waiting writer after these delays, the last repeating. The next batch begins
+# microseconds after one commits: a waiting writer asleep in its busy handler misses every
+# such gap and waits out many batches (one wait of 831 ms in the issue's scenario). So
+# maintenance pauses after each batch for the retry interval the batch ended in.
+BUSY_HANDLER_DELAYS_MS: Final = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+# Added to the pause: a woken writer needs a moment to take the lock.
+WRITER_PAUSE_MARGIN_MS: Final = 2
+
+
+def writer_pause(held_s: float) -> float:
+    """Seconds maintenance pauses after a batch that held the write lock for ``held_s``.
+
+    A writer that began waiting while the batch held the lock has waited at most
+    ``held_s`` when it ends; its busy handler's next retry comes within the retry
+    interval that contains that wait (intervals only grow), so a pause of that interval
+    (plus a margin) lets it in before the next batch.
+
+    Args:
+        held_s: How long the batch held the write lock.
+
+    Returns:
+        The pause in seconds.
+    """
+    waited = 0
+    for delay in BUSY_HANDLER_DELAYS_MS:
+        waited += delay
+        if waited >= held_s * 1000:
+            return (delay + WRITER_PAUSE_MARGIN_MS) / 1000
+    return (BUSY_HANDLER_DELAYS_MS[-1] + WRITER_PAUSE_MARGIN_MS) / 1000
+
 
 _fork_generation = 0
 _abandoned: list[apsw.Connection] = []  # connections inherited through fork: never touched
@@ -2141,7 +2172,8 @@ class SqliteIndex(IndexBackend):
         writer: a dry run takes no write lock at all. When ``commit``, the rows the plan
         removed are deleted from the live database in batches of at most
         ``maintenance_batch_rows`` rows or ``MAINTENANCE_BATCH_SECONDS``, each its own
-        ``BEGIN IMMEDIATE`` transaction, so other writers get in between batches. A row is
+        ``BEGIN IMMEDIATE`` transaction followed by a pause (``writer_pause``), so other
+        writers get in between batches rather than wait out several of them. A row is
         deleted only if it is still the version the plan saw (see
         ``_PlanningMaintenance``): one a writer changed (or re-created) since is kept, and
         its key is listed in the planning transaction's ``kept_keys`` for the caller to
@@ -2181,9 +2213,12 @@ class SqliteIndex(IndexBackend):
         kept: set[str] = set()
         limit = max(1, self.maintenance_batch_rows)
         at = 0
+        held = 0.0
         while at < len(removed):
-            if at and self.maintenance_batch_hook is not None:
-                self.maintenance_batch_hook()
+            if at:
+                self._pause_for_writers(held)
+                if self.maintenance_batch_hook is not None:
+                    self.maintenance_batch_hook()
             with self._errors(), self._write_txn() as conn:
                 started = time.monotonic()
                 stop = min(at + limit, len(removed))
@@ -2205,12 +2240,17 @@ class SqliteIndex(IndexBackend):
                         kept.add(key)
                     if time.monotonic() - started >= MAINTENANCE_BATCH_SECONDS:
                         break
+            held = time.monotonic() - started  # the commit included
         if len(removed) >= LARGE_BATCH_ROWS:
             # A checkpoint only: PRAGMA optimize could add statistics pages, and the
             # report's disk figures are the database as the plan projected it.
             with contextlib.suppress(apsw.Error):
                 self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return frozenset(kept)
+
+    def _pause_for_writers(self, held_s: float) -> None:
+        """Let a writer that waited for the last maintenance batch in (see ``writer_pause``)."""
+        time.sleep(writer_pause(held_s))
 
     def _after_large_write(self, *, checkpoint: bool = True) -> None:
         """``PRAGMA optimize`` and a passive checkpoint, after a large batch committed.
