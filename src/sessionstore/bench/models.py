@@ -27,7 +27,13 @@ from ..files import atomic_write, dumps_pretty
 from ..index.base import BlobCache, derive_row, row_channel
 from ..index.json import parse_store_bytes, resolve_key
 from ..index.rowcodec import pack, unpack
-from ..index.sqlite import _LIST_COLUMNS, BLOB_CACHE_BYTES, PAGE_CACHE_KIB, SCHEMA_VERSION
+from ..index.sqlite import (
+    _LIST_COLUMNS,
+    BLOB_CACHE_BYTES,
+    PAGE_CACHE_KIB,
+    SCHEMA_VERSION,
+    _by_fold,
+)
 from ..lockfile import LockFile
 
 __all__ = [
@@ -339,13 +345,20 @@ class LegacyJsonStore:
 # --- the floor: bare apsw --------------------------------------------------------------------
 
 
+# A key's row as the store finds it: by primary key, and its legacy case variants through
+# the folded-key index (the store merges them: OpenClaw's resolution of mixed-case keys).
+_ROW_BY_KEY: Final = _by_fold("entry_json, blob_refs")
+
+
 class BareApsw:
     """The same row I/O as the sqlite store's operations, with nothing around it: the floor.
 
     Every target of issue 15 is a ratio against this class, measured in the same run. A
     floor does the work the store guarantees, and no more:
 
-    - ``get``: the row by primary key, then each of its blob rows by digest, and
+    - ``get``: the row by primary key and its case variants by folded key (the store's
+      lookup statement: the store merges legacy mixed-case variants), then each of its
+      blob rows by digest, and
       ``orjson.loads`` of the same bytes the store parses (compressed rows and blobs are
       inflated first, as the store does); inflated blobs are kept by digest in the
       store's blob cache (:class:`~sessionstore.index.base.BlobCache`, same budget);
@@ -532,9 +545,7 @@ class BareApsw:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            found: tuple[Any, ...] = conn.execute(  # type: ignore[assignment]
-                "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
-            ).fetchone()
+            found: tuple[Any, ...] = conn.execute(_ROW_BY_KEY, (key,)).fetchone()  # type: ignore[assignment]
             stored = found[0]
             entry: Entry = orjson.loads(unpack(stored))
             columns = change(entry)
@@ -568,9 +579,7 @@ class BareApsw:
 
     def get(self, key: str) -> Entry | None:
         """Read and parse one row and its blobs."""
-        row: tuple[Any, ...] | None = self._conn.execute(
-            "SELECT entry_json, blob_refs FROM sessions WHERE session_key = ?", (key,)
-        ).fetchone()
+        row: tuple[Any, ...] | None = self._conn.execute(_ROW_BY_KEY, (key,)).fetchone()
         if row is None:
             return None
         return self._with_blobs(orjson.loads(unpack(row[0])), row[1])
