@@ -975,6 +975,14 @@ class _WholeStoreOps:
         return _index_op(s, op, keys)
 
 
+def _timed_or_why(subject: _StoreOps | _WholeStoreOps | _LegacyOps, op: str) -> Timed | str:
+    """The timed call of ``op`` on ``subject``, or why there is none."""
+    try:
+        return subject.timed(op)
+    except Exception as exc:  # a backend that cannot even set up reports why
+        return f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
 def _run_ops(
     subject: _StoreOps | _WholeStoreOps | _LegacyOps,
     ops: Sequence[str],
@@ -984,10 +992,7 @@ def _run_ops(
     out = []
     try:
         for op in ops:
-            try:
-                fn = subject.timed(op)
-            except Exception as exc:  # a backend that cannot even set up reports why
-                fn = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+            fn = _timed_or_why(subject, op)
             m = (
                 _not_applicable(subject.backend, op, fn)
                 if isinstance(fn, str)
@@ -1087,10 +1092,7 @@ def _run_with_floor(
     out: list[Measurement] = []
     try:
         for op in ops:
-            try:
-                ours = subject.timed(op)
-            except Exception as exc:  # a backend that cannot even set up reports why
-                ours = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+            ours = _timed_or_why(subject, op)
             if op not in BARE_OPS:
                 found = [
                     _not_applicable(subject.backend, op, ours)
