@@ -72,9 +72,8 @@ def resolve_state_dir(
     if state_dir is not None:
         value = os.fspath(state_dir)
         if not value.startswith("~"):
-            return Path(
-                value
-            ).absolute()  # the home dir matters only to "~" (it costs a few env reads)
+            # the home dir matters only to "~" (resolving it costs a few env reads)
+            return Path(value).absolute()
         return _expand(value, resolve_home(env)).absolute()
     home = resolve_home(env)
     explicit = _env("OPENCLAW_STATE_DIR", env)

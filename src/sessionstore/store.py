@@ -970,7 +970,7 @@ class SessionStore:
             durability=self.durability,
             jsonBytes=json_bytes,
             backend=self._index.describe(),
-            splitWarning=self._find_split(_UNREAD),
+            splitWarning=self._find_split(),
             openclawDb=self.openclaw_db_status(),
             settings=self._settings(),
         )

@@ -175,6 +175,11 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def message_count_of(value: object) -> int | None:
+    """``value`` when it is a ``messageCount`` a row keeps (an int, not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def row_channel(key: str, entry: Mapping[str, Any]) -> str | None:
     """The channel a row is filtered by: ``channel``, else ``lastChannel``, else the key's."""
     for candidate in (entry.get("channel"), entry.get("lastChannel")):
@@ -230,8 +235,7 @@ def derive_row(
     for name in ROW_NUMBER_FIELDS:
         values[name] = as_number(entry.get(name))
     if message_count is None:
-        mc = entry.get("messageCount")
-        message_count = mc if isinstance(mc, int) and not isinstance(mc, bool) else None
+        message_count = message_count_of(entry.get("messageCount"))
     row["messageCount"] = message_count
     return row
 

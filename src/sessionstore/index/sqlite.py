@@ -76,6 +76,7 @@ from .base import (
     RowRef,
     SessionRow,
     derive_row,
+    message_count_of,
     mutated_entry,
     search_text,
     visibility,
@@ -506,6 +507,7 @@ _REF_COLUMNS: Final = (
 _MAINT_COLUMNS: Final = (
     f"{_REF_COLUMNS}, coalesce(key_fold, session_key) AS fold, updated_at AS t, session_key AS k"
 )
+_FOLD_AT: Final = 7  # `fold` in _MAINT_COLUMNS: after the seven columns of _REF_COLUMNS
 
 
 def _by_time(where: str = "", *, descending: bool = False) -> str:
@@ -708,26 +710,19 @@ _COLUMN_FIELDS: Final = frozenset(
     | set(ROW_STRING_FIELDS)
     | set(BLOB_FIELDS)
 )
-_NUMBER = as_number
-
-
-def _message_count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 # Fields whose own columns are cheap to recompute: (position in _ROW_COLUMNS, value of it).
 _SCALAR_COLUMNS: Final[dict[str, tuple[tuple[int, Callable[[Entry], Any]], ...]]] = {
     "updatedAt": (
         (_ROW_NAMES.index("updated_at"), sort_time),
-        (_ROW_NAMES.index("row_updated_at"), lambda e: _NUMBER(e.get("updatedAt"))),
+        (_ROW_NAMES.index("row_updated_at"), lambda e: as_number(e.get("updatedAt"))),
     ),
-    "totalTokens": ((_ROW_NAMES.index("total_tokens"), lambda e: _NUMBER(e.get("totalTokens"))),),
-    "inputTokens": ((_ROW_NAMES.index("input_tokens"), lambda e: _NUMBER(e.get("inputTokens"))),),
+    "totalTokens": ((_ROW_NAMES.index("total_tokens"), lambda e: as_number(e.get("totalTokens"))),),
+    "inputTokens": ((_ROW_NAMES.index("input_tokens"), lambda e: as_number(e.get("inputTokens"))),),
     "outputTokens": (
-        (_ROW_NAMES.index("output_tokens"), lambda e: _NUMBER(e.get("outputTokens"))),
+        (_ROW_NAMES.index("output_tokens"), lambda e: as_number(e.get("outputTokens"))),
     ),
     "messageCount": (
-        (_ROW_NAMES.index("message_count"), lambda e: _message_count(e.get("messageCount"))),
+        (_ROW_NAMES.index("message_count"), lambda e: message_count_of(e.get("messageCount"))),
     ),
 }
 _ENTRY_JSON: Final = _ROW_NAMES.index("entry_json")
@@ -864,7 +859,7 @@ class _SqliteMaintenance(MaintenanceTxn):
         rows: Rows = self._conn.execute(
             _by_time("updated_at < ? AND row_updated_at IS NOT NULL"), (cutoff, cutoff)
         ).fetchall()
-        return [_ref(r) for r in rows if r[7] not in protect]
+        return [_ref(r) for r in rows if r[_FOLD_AT] not in protect]
 
     def overflow(self, max_entries: int, protect: frozenset[str]) -> list[RowRef]:
         if self.count() <= max_entries:
@@ -887,7 +882,7 @@ class _SqliteMaintenance(MaintenanceTxn):
 
     def oldest(self, protect: frozenset[str]) -> Iterator[RowRef]:
         cursor = self._conn.execute(_by_time())
-        return (_ref(r) for r in cursor if r[7] not in protect)
+        return (_ref(r) for r in cursor if r[_FOLD_AT] not in protect)
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
