@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strict_json import assert_same
 
+import sessionstore
 from model import openclaw_rules as rules
 from sessionstore import InvalidArgumentError, SessionStore, SessionStoreError
 
@@ -114,3 +117,31 @@ def test_projection_is_the_entry_s_fields_exactly(
     expected = {name: whole[name] for name in names if name in whole}
     assert_same(got, expected)
     assert list(got) == list(expected)
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+
+
+def test_projection_of_a_store_openclaw_wrote(tmp_path: Path) -> None:
+    # sessions.json as the gateway writes it (JSON.stringify(store, null, 2)), from the
+    # real-shaped fixtures, with a legacy mixed-case variant; imported on first open.
+    entries: dict[str, Any] = {}
+    for name in ("typical-entry.json", "bloated-entry.json"):
+        doc = json.loads((FIXTURES / name).read_text())
+        entries.update(doc)
+    key, entry = next(iter(entries.items()))
+    variant = dict(entry, sessionId="legacy-variant", updatedAt=entry["updatedAt"] + 1)
+    entries[key.replace("agent:main", "Agent:Main")] = variant
+    sessions = tmp_path / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    (sessions / "sessions.json").write_text(json.dumps(entries, indent=2, ensure_ascii=False))
+    with sessionstore.open_store(state_dir=tmp_path, store_type="sqlite") as store:
+        for stored_key in entries:
+            whole = store.get(stored_key)
+            assert whole is not None
+            for names in (HOT, *((n,) for n in HOT), ("sessionId", "label", "thinkingLevel")):
+                got = store.get(stored_key, fields=names)
+                assert got is not None
+                assert_same(got, {n: whole[n] for n in names if n in whole})
+        # the freshest case variant answers the canonical key, from columns as from the entry
+        assert store.get(key, fields=("sessionId",)) == {"sessionId": "legacy-variant"}
