@@ -512,10 +512,16 @@ class AsyncSessionStore:
         active_key: str | None = None,
         *,
         fix_missing: bool = False,
+        reap_cron: bool = False,
     ) -> MaintenanceReport:
         """See :meth:`SessionStore.maintain`."""
         return await self._offload.run(
-            self._store.maintain, mode, dry_run, active_key, fix_missing=fix_missing
+            self._store.maintain,
+            mode,
+            dry_run,
+            active_key,
+            fix_missing=fix_missing,
+            reap_cron=reap_cron,
         )
 
     async def check(self, fix: bool = False) -> builtins.list[Finding]:

@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .keys import DEFAULT_AGENT_ID, normalize_agent_id
 
 __all__ = [
+    "CRON_RETENTION_MS",
     "DURABILITIES",
     "ENV",
     "ENV_STORE_TYPE",
@@ -42,6 +43,7 @@ __all__ = [
     "load_config",
     "load_settings",
     "parse_byte_size",
+    "parse_cron_retention",
     "parse_duration_ms",
     "resolve_store_type",
 ]
@@ -192,6 +194,27 @@ def parse_byte_size(value: object, *, key: str) -> int:
         f"{key}: {show(value)} is not a byte size; use a number of bytes or a string such as"
         " '10mb', '512kb', '2gb'"
     )
+
+
+CRON_RETENTION_MS: Final = 24 * 3_600_000
+
+
+def parse_cron_retention(raw: object) -> int | None:
+    """``cron.sessionRetention`` as OpenClaw's cron reaper reads it.
+
+    ``false`` disables the reaper (None). A string is a duration whose bare numbers mean
+    hours (``"48"``, ``"2d"``, ``"36h"``). Anything else, including a string that is not a
+    duration and a plain number, means the default of 24 hours: upstream falls back to it
+    rather than failing, and a setting the gateway accepts must not stop this store either.
+    """
+    if raw is False:
+        return None
+    if isinstance(raw, str):
+        try:
+            return parse_duration_ms(raw, key="cron.sessionRetention", default_unit="h")
+        except ConfigError:
+            return CRON_RETENTION_MS
+    return CRON_RETENTION_MS
 
 
 @dataclass(frozen=True)
@@ -387,6 +410,9 @@ class SessionConfig:
         rejected_keys: Keys of openclaw.json's ``session`` section that upstream OpenClaw
             rejects (ours included), for the doctor.
         postgres: The ``postgres`` settings (DSN, schema, pool size).
+        cron_session_retention_ms: openclaw.json's ``cron.sessionRetention``: cron run
+            sessions idle longer than this are reaped (default 24 hours; None when the
+            setting is ``false``). See :func:`parse_cron_retention`.
     """
 
     path: Path | None = None
@@ -401,6 +427,7 @@ class SessionConfig:
     sources: Mapping[str, str] = field(default_factory=dict)
     rejected_keys: tuple[str, ...] = ()
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    cron_session_retention_ms: int | None = CRON_RETENTION_MS
 
 
 def _choice(value: object, allowed: tuple[str, ...], key: str) -> str:
@@ -501,9 +528,13 @@ def parse_config(
                 )
             postgres[k] = (v, f"{where}.{k}")
 
+    cron_retention: int | None = CRON_RETENTION_MS
     if raw is not None:
         document = _object(raw, f"{openclaw_name}: the config")
         agents, default_agent = _agents(document)
+        cron = document.get("cron")
+        if isinstance(cron, Mapping):
+            cron_retention = parse_cron_retention(cron.get("sessionRetention"))
         session = document.get("session")
         if session is not None:
             section = _object(session, f"{openclaw_name}: session")
@@ -555,6 +586,7 @@ def parse_config(
         agents=agents,
         default_agent=default_agent,
         rejected_keys=tuple(rejected),
+        cron_session_retention_ms=cron_retention,
     )
 
 

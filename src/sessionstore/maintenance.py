@@ -34,7 +34,7 @@ from .context import StoreContext
 from .errors import InvalidArgumentError, SessionStoreError
 from .files import atomic_write, fsync_dir, os_error
 from .index.base import MaintenanceTxn, RowRef
-from .keys import canonical_key, fold_key
+from .keys import canonical_key, fold_key, is_cron_run_key
 from .transcripts.naming import (
     TOPIC,
     archive_timestamp,
@@ -60,11 +60,19 @@ __all__ = [
     "run_maintenance",
 ]
 
-ACTIONS: Final = ("keep", "prune-missing", "prune-stale", "cap-overflow", "evict-budget")
+ACTIONS: Final = (
+    "keep",
+    "prune-missing",
+    "prune-cron",
+    "prune-stale",
+    "cap-overflow",
+    "evict-budget",
+)
 MODES: Final = ("warn", "enforce")
 JSON_BACKUPS_KEPT: Final = 3
 _MISSING: Final = frozenset({"missing"})
 _MAIN: Final = frozenset({"main"})
+_CRON: Final = frozenset({"cron"})
 
 
 class _Referenced:
@@ -86,8 +94,8 @@ class KeyAction:
 
     Attributes:
         key: The session key.
-        action: One of ``prune-missing``, ``prune-stale``, ``cap-overflow``,
-            ``evict-budget`` (kept keys are not listed).
+        action: One of ``prune-missing``, ``prune-cron``, ``prune-stale``,
+            ``cap-overflow``, ``evict-budget`` (kept keys are not listed).
         updatedAt: The entry's ``updatedAt``.
         model: The entry's ``model``.
         sessionId: The entry's ``sessionId``.
@@ -136,10 +144,11 @@ class MaintenanceReport:
         mode: ``warn`` or ``enforce``.
         dryRun: Whether this was a dry run.
         applied: Whether changes were made (enforce mode, not a dry run; or
-            ``fix_missing`` removals).
+            ``fix_missing`` or ``reap_cron`` removals).
         beforeCount: Entries before.
         afterCount: Entries after (what they would be, when nothing was applied).
         missing: Entries removed because their transcript is missing.
+        reaped: Cron run entries removed as older than ``cron.sessionRetention``.
         pruned: Entries removed as stale.
         capped: Entries removed over ``maxEntries``.
         evicted: Entries removed by the disk budget.
@@ -162,6 +171,7 @@ class MaintenanceReport:
     beforeCount: int = 0
     afterCount: int = 0
     missing: int = 0
+    reaped: int = 0
     pruned: int = 0
     capped: int = 0
     evicted: int = 0
@@ -363,6 +373,25 @@ class _Run:
         ]
         self.report.missing = len(self._remove(missing, "prune-missing"))
 
+    def reap_cron(self, retention_ms: int) -> list[RowRef]:
+        """OpenClaw's cron reaper: cron run entries (``…:cron:<job>:run:<id>``) idle too long.
+
+        As upstream, an entry without a positive numeric ``updatedAt`` is kept, and the
+        active session is not special (a run alias is never the active session anyway).
+        """
+        cutoff = self.now - retention_ms
+        old = [
+            ref
+            for ref in self.txn.rows()
+            if isinstance(ref.updated_at, (int, float))
+            and 0 < ref.updated_at < cutoff
+            and fold_key(ref.key) not in self.protect
+            and is_cron_run_key(ref.key)
+        ]
+        done = self._remove(old, "prune-cron")
+        self.report.reaped = len(done)
+        return done
+
     def prune_and_cap(self) -> list[RowRef]:
         stale = self._remove(
             self.txn.stale(self.now - self.cfg.prune_after_ms, self.protect), "prune-stale"
@@ -563,6 +592,7 @@ class _Run:
 
 _COUNTERS: Final = {
     "prune-missing": "missing",
+    "prune-cron": "reaped",
     "prune-stale": "pruned",
     "cap-overflow": "capped",
     "evict-budget": "evicted",
@@ -733,6 +763,8 @@ def _pass(
         report.beforeCount = txn.count()
         if "missing" in steps:
             run.fix_missing()
+        if "cron" in steps and ctx.config.cron_session_retention_ms is not None:
+            run.archive(run.reap_cron(ctx.config.cron_session_retention_ms))
         if "main" in steps:
             run.archive(run.prune_and_cap())
             if report.archived or cfg.reset_archive_retention_ms is not None:
@@ -764,6 +796,7 @@ def run_maintenance(
     dry_run: bool = False,
     active_key: str | None = None,
     fix_missing: bool = False,
+    reap_cron: bool = False,
     now: int | None = None,
 ) -> MaintenanceReport:
     """Run maintenance on one store: what ``SessionStore.maintain()`` calls.
@@ -775,6 +808,9 @@ def run_maintenance(
         active_key: A session that is never pruned, capped or evicted.
         fix_missing: Also remove entries whose transcript file does not exist (applied
             in warn mode too, unless ``dry_run``).
+        reap_cron: Also run OpenClaw's cron reaper: remove cron run entries idle longer
+            than ``cron.sessionRetention`` and archive their transcripts (applied in warn
+            mode too, as upstream, unless ``dry_run``; nothing when the setting is false).
         now: The time in ms to judge ages against (default: now).
 
     Returns:
@@ -797,20 +833,23 @@ def run_maintenance(
         dryRun=dry_run,
     )
     enforce = chosen == "enforce"
-    if fix_missing and not enforce and not dry_run:
-        # Warn mode still removes entries with missing transcripts (as upstream); the rest
-        # is only reported.
+    always = (_MISSING if fix_missing else frozenset()) | (_CRON if reap_cron else frozenset())
+    if always and not enforce and not dry_run:
+        # Warn mode still removes entries with missing transcripts and reaps cron runs (as
+        # upstream); the rest is only reported.
         first = MaintenanceReport(report.agentId, report.storePath, report.storeType, chosen, False)
-        _pass(ctx, first, cfg=cfg, protect=protect, steps=_MISSING, apply=True, now=at)
+        _pass(ctx, first, cfg=cfg, protect=protect, steps=always, apply=True, now=at)
         _pass(ctx, report, cfg=cfg, protect=protect, steps=_MAIN, apply=False, now=at)
         report.beforeCount = first.beforeCount
-        report.missing = first.missing
+        report.missing, report.reaped = first.missing, first.reaped
         report.actions = first.actions + report.actions
-        report.applied = first.missing > 0
+        report.archived = first.archived + report.archived
+        report.removedFiles = first.removedFiles + report.removedFiles
+        report.errors = first.errors + report.errors
+        report.applied = first.would_mutate
     else:
-        steps = _MISSING | _MAIN if fix_missing else _MAIN
         apply = enforce and not dry_run
-        _pass(ctx, report, cfg=cfg, protect=protect, steps=steps, apply=apply, now=at)
+        _pass(ctx, report, cfg=cfg, protect=protect, steps=always | _MAIN, apply=apply, now=at)
         report.applied = apply and report.would_mutate
     budget = report.diskBudget
     if not enforce and budget is not None and budget.overBudget:

@@ -845,6 +845,7 @@ class SessionStore:
         active_key: str | None = None,
         *,
         fix_missing: bool = False,
+        reap_cron: bool = False,
     ) -> MaintenanceReport:
         """Prune, cap, archive, rotate and enforce the disk budget (``session.maintenance``).
 
@@ -858,6 +859,11 @@ class SessionStore:
             active_key: The session in use, never pruned, capped or evicted.
             fix_missing: Also remove entries whose transcript file is missing (applied in
                 warn mode too, unless ``dry_run``).
+            reap_cron: Also run OpenClaw's cron reaper: remove cron run sessions
+                (``…:cron:<job>:run:<id>``) idle longer than openclaw.json's
+                ``cron.sessionRetention`` (default 24 hours; ``false`` turns it off) and
+                archive their transcripts as ``.deleted.<ts>`` (applied in warn mode too,
+                as upstream, unless ``dry_run``).
 
         Returns:
             What was done, or would be done.
@@ -869,12 +875,14 @@ class SessionStore:
         if active_key is not None:
             canonical_key(active_key)
         check_bool("fix_missing", fix_missing)
+        check_bool("reap_cron", reap_cron)
         return run_maintenance(
             StoreContext.of(self),
             mode=mode,
             dry_run=dry_run,
             active_key=active_key,
             fix_missing=fix_missing,
+            reap_cron=reap_cron,
         )
 
     def check(self, fix: bool = False) -> builtins.list[Finding]:

@@ -1030,6 +1030,104 @@ def test_fix_missing_removes_entries_without_a_transcript(
     ]
 
 
+# --- reap_cron: OpenClaw's cron run-session reaper -----------------------------------------
+
+
+def _cron_sessions(store: SessionStore, now: int) -> dict[str, str]:
+    """Cron runs and their neighbours, by role -> sessionId."""
+    shared = str(uuid.uuid4())
+    return {
+        "old-run": add(store, "agent:main:cron:nightly:run:r1", now=now, age=25 * HOUR),
+        "young-run": add(store, "agent:main:cron:nightly:run:r2", now=now, age=23 * HOUR),
+        # the job's own session is not a run: only `...:cron:<job>:run:<id>` keys are reaped
+        "job": add(store, "agent:main:cron:nightly", now=now, age=25 * HOUR),
+        "other": add(store, "agent:main:telegram:direct:42", now=now, age=25 * HOUR),
+        # a run whose transcript a live session still names is reaped, its file kept
+        "shared-run": add(
+            store, "agent:main:cron:hourly:run:r9", now=now, age=30 * HOUR, sid=shared
+        ),
+        "shared-live": add(store, "agent:main:shared-live", now=now, age=HOUR, sid=shared),
+        # without a numeric updatedAt a run is kept, as upstream
+        "timeless-run": add(store, "agent:main:cron:hourly:run:r0", now=now, age=None),
+        "other-agent-run": add(store, "agent:ops:cron:nightly:run:r3", now=now, age=48 * HOUR),
+    }
+
+
+def test_reap_cron_removes_old_runs_and_archives_their_transcripts(
+    store: SessionStore, state_dir: Path
+) -> None:
+    configure(store, mode="warn")
+    now = now_ms()
+    d = sdir(store)
+    sids = _cron_sessions(store, now)
+    before, loaded = snapshot(state_dir), store.load_all()
+    reaped = [
+        ("agent:main:cron:hourly:run:r9", "prune-cron"),
+        ("agent:main:cron:nightly:run:r1", "prune-cron"),
+        ("agent:ops:cron:nightly:run:r3", "prune-cron"),
+    ]
+
+    # without reap_cron nothing of it happens (all are younger than pruneAfter)
+    assert store.maintain(mode="enforce", dry_run=True).actions == []
+
+    plan = store.maintain(dry_run=True, reap_cron=True)
+    assert snapshot(state_dir) == before and store.load_all() == loaded
+    assert actions(plan) == reaped and plan.reaped == 3 and not plan.applied
+
+    # warn mode applies it, as upstream runs the reaper whatever the maintenance mode
+    report = store.maintain(reap_cron=True)
+    assert report.applied and report.mode == "warn" and report.reaped == 3
+    assert actions(report) == reaped
+    assert (report.beforeCount, report.afterCount) == (8, 5)
+    assert sorted(store.load_all()) == [
+        "agent:main:cron:hourly:run:r0",
+        "agent:main:cron:nightly",
+        "agent:main:cron:nightly:run:r2",
+        "agent:main:shared-live",
+        "agent:main:telegram:direct:42",
+    ]
+    archived = sorted(unstamped(report.archived))
+    assert archived == sorted(
+        unstamped(
+            [str(p) for p in d.iterdir() if p.name.startswith(f"{sids['old-run']}.jsonl.deleted.")]
+            + [
+                str(p)
+                for p in d.iterdir()
+                if p.name.startswith(f"{sids['other-agent-run']}.jsonl.deleted.")
+            ]
+        )
+    )
+    assert len(archived) == 2
+    assert not (d / f"{sids['old-run']}.jsonl").exists()
+    assert (d / f"{sids['shared-live']}.jsonl").exists()  # still named by a live session
+    assert (d / f"{sids['young-run']}.jsonl").exists()
+    assert store.maintain(dry_run=True, reap_cron=True).actions == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "reaped"),
+    [
+        ("48", []),  # a bare number in a string means hours
+        ("20h", ["agent:main:cron:nightly:run:r1", "agent:main:cron:nightly:run:r2"]),
+        ("1d", ["agent:main:cron:nightly:run:r1"]),
+        (False, []),  # the reaper is off
+        ("soon", ["agent:main:cron:nightly:run:r1"]),  # not a duration: upstream's 24h
+        (100, ["agent:main:cron:nightly:run:r1"]),  # numbers are not honoured: 24h
+    ],
+)
+def test_reap_cron_follows_cron_session_retention(
+    state_dir: Path, backend: str, setting: object, reaped: list[str]
+) -> None:
+    (state_dir / "openclaw.json").write_bytes(orjson.dumps({"cron": {"sessionRetention": setting}}))
+    with sessionstore.open_store(agent="main", state_dir=state_dir, store_type=backend) as store:  # type: ignore[arg-type]
+        now = now_ms()
+        add(store, "agent:main:cron:nightly:run:r1", now=now, age=25 * HOUR)
+        add(store, "agent:main:cron:nightly:run:r2", now=now, age=21 * HOUR)
+        report = store.maintain(mode="enforce", reap_cron=True)
+        assert sorted(a.key for a in report.actions) == reaped
+        assert report.reaped == len(reaped)
+
+
 # --- sqlite at scale: SQL on indexed columns, no entry loaded --------------------------------
 
 

@@ -42,12 +42,15 @@ SUMMARY_KEYS = {
     "beforeCount",
     "afterCount",
     "missing",
+    "reaped",
     "pruned",
     "capped",
     "diskBudget",
     "wouldMutate",
 }
-_ROW = re.compile(r"^(keep|prune-missing|prune-stale|cap-overflow|evict-budget)\s+(\S+)\s+(.*)$")
+_ROW = re.compile(
+    r"^(keep|prune-missing|prune-cron|prune-stale|cap-overflow|evict-budget)\s+(\S+)\s+(.*)$"
+)
 
 
 @pytest.fixture(params=["json", "sqlite"])
@@ -343,6 +346,45 @@ def test_fix_missing_text(tmp_path: Path, backend: str) -> None:
     doc = cli_json("cleanup", "--state-dir", root, "--fix-missing", "--enforce")
     assert (doc["missing"], doc["pruned"], doc["capped"], doc["appliedCount"]) == (1, 2, 0, 2)
     assert keys(root, backend) == ["agent:main:f1", "agent:main:f4"]
+
+
+def test_reap_cron(tmp_path: Path, backend: str) -> None:
+    root = tmp_path / "state"
+    write_config(root, {"maintenance": {"maxEntries": 30}})
+    (root / "openclaw.json").write_text(
+        json.dumps(
+            {"session": {"maintenance": {"maxEntries": 30}}, "cron": {"sessionRetention": "3h"}}
+        )
+    )
+    sids = build(root, backend)
+    sessions = root / "agents" / "main" / "sessions"
+    now = now_ms()
+    with sessionstore.open_store(agent="main", state_dir=root, store_type=backend) as s:  # type: ignore[arg-type]
+        for name, age in (("old", 4 * HOUR), ("new", 2 * HOUR)):
+            sid = str(uuid.uuid4())
+            s.put(f"agent:main:cron:job:run:{name}", {"sessionId": sid, "updatedAt": now - age})
+            (sessions / f"{sid}.jsonl").write_text('{"type":"session"}\n')
+            sids[f"run-{name}"] = sid
+    before = tree(root)
+
+    dry = cli("cleanup", "--state-dir", root, "--reap-cron", "--dry-run", "--verbose")
+    assert dry.exit_code == 0, dry.stderr
+    assert "Would reap cron runs: 1" in dry.stdout.splitlines()
+    assert ("prune-cron", "agent:main:cron:job:run:old", "4h ago -") in table(dry.stdout)
+    assert tree(root) == before
+    # without the flag the line is not there and nothing is reaped
+    plain = cli("cleanup", "--state-dir", root)
+    assert "reap cron" not in plain.stdout and tree(root) == before
+
+    # warn mode: --reap-cron is applied, the rest only reported
+    doc = cli_json("cleanup", "--state-dir", root, "--reap-cron")
+    assert (doc["mode"], doc["reaped"], doc["pruned"], doc["applied"]) == ("warn", 1, 2, True)
+    assert "agent:main:cron:job:run:old" not in keys(root, backend)
+    assert "agent:main:cron:job:run:new" in keys(root, backend)
+    assert not (sessions / f"{sids['run-old']}.jsonl").exists()
+    [archive] = sessions.glob(f"{sids['run-old']}.jsonl.deleted.*")
+    # the archive made, beside the stale sessions' archives that enforce would make
+    assert str(archive) in doc["archived"] and len(doc["archived"]) == 3
 
 
 def test_active_key(tmp_path: Path, backend: str) -> None:

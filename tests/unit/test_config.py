@@ -7,10 +7,12 @@ import pytest
 
 import sessionstore
 from sessionstore.config import (
+    CRON_RETENTION_MS,
     DAY_MS,
     SessionConfig,
     load_config,
     parse_byte_size,
+    parse_cron_retention,
     parse_duration_ms,
     parse_maintenance,
     resolve_store_type,
@@ -221,3 +223,38 @@ def test_config_store_template_and_durability(
         sync = s.index.connection().execute("PRAGMA synchronous").fetchall()[0][0]  # type: ignore[attr-defined]
         assert sync == 2  # FULL
     assert (tmp_path / "custom" / "ops-bot" / "sessions.sqlite").exists()
+
+
+HOUR_MS = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, CRON_RETENTION_MS),
+        (False, None),
+        (True, CRON_RETENTION_MS),
+        ("48", 48 * HOUR_MS),  # bare numbers in a string are hours here, not days
+        ("2d", 2 * DAY_MS),
+        ("90m", 90 * 60_000),
+        (" 36h ", 36 * HOUR_MS),
+        (72, CRON_RETENTION_MS),  # numbers are not honoured upstream
+        ("soon", CRON_RETENTION_MS),  # nor strings that are no duration
+        ("-5h", CRON_RETENTION_MS),
+        ({"hours": 3}, CRON_RETENTION_MS),
+    ],
+)
+def test_cron_session_retention_as_upstream_reads_it(raw: object, expected: int | None) -> None:
+    assert CRON_RETENTION_MS == 24 * HOUR_MS
+    assert parse_cron_retention(raw) == expected
+
+
+def test_cron_session_retention_from_openclaw_json(tmp_path: Path) -> None:
+    assert SessionConfig().cron_session_retention_ms == 24 * HOUR_MS
+    (tmp_path / "openclaw.json").write_text(json.dumps({"cron": {"sessionRetention": "6h"}}))
+    assert load_config(tmp_path / "openclaw.json").cron_session_retention_ms == 6 * HOUR_MS
+    # a cron section that is not an object, or no setting, leaves the default
+    (tmp_path / "openclaw.json").write_text(json.dumps({"cron": "yes"}))
+    assert load_config(tmp_path / "openclaw.json").cron_session_retention_ms == 24 * HOUR_MS
+    (tmp_path / "openclaw.json").write_text(json.dumps({"cron": {"sessionRetention": False}}))
+    assert load_config(tmp_path / "openclaw.json").cron_session_retention_ms is None

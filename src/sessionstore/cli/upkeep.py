@@ -50,6 +50,7 @@ def _summary(report: MaintenanceReport, current: int) -> dict[str, Any]:
         "beforeCount": report.beforeCount,
         "afterCount": report.afterCount,
         "missing": report.missing,
+        "reaped": report.reaped,
         "pruned": report.pruned,
         "capped": report.capped,
         "diskBudget": doc["diskBudget"],
@@ -57,8 +58,8 @@ def _summary(report: MaintenanceReport, current: int) -> dict[str, Any]:
     }
     if report.applied or (not report.dryRun and report.mode == "enforce"):
         summary["applied"] = True
-        # What the store holds now: in warn mode only --fix-missing was applied, and
-        # afterCount is what enforcing would leave.
+        # What the store holds now: in warn mode only --fix-missing and --reap-cron were
+        # applied, and afterCount is what enforcing would leave.
         summary["appliedCount"] = current
     for name in ("evicted", "archived", "removedFiles", "bytesFreed", "rotatedTo"):
         summary[name] = doc[name]
@@ -93,9 +94,10 @@ def _print_report(
     current: int,
     *,
     verbose: bool,
+    reap_cron: bool = False,
 ) -> None:
     enforced = not report.dryRun and report.mode == "enforce"
-    # Warn mode applies --fix-missing only; every other step is a plan.
+    # Warn mode applies --fix-missing and --reap-cron only; every other step is a plan.
     verb = "Did" if enforced else "Would"
     removed = report.beforeCount - report.afterCount
     out.print(f"Session store: {report.storePath}", markup=False)
@@ -105,6 +107,10 @@ def _print_report(
         f"{'Did' if enforced or report.applied else 'Would'} prune missing transcripts:"
         f" {report.missing}"
     )
+    if reap_cron:
+        out.print(
+            f"{'Did' if enforced or report.applied else 'Would'} reap cron runs: {report.reaped}"
+        )
     out.print(f"{verb} prune stale: {report.pruned}")
     out.print(f"{verb} cap overflow: {report.capped}")
     budget = report.diskBudget
@@ -185,6 +191,15 @@ def cleanup(
             " file is gone; applied in warn mode too, unless --dry-run.",
         ),
     ] = False,
+    reap_cron: Annotated[
+        bool,
+        typer.Option(
+            "--reap-cron",
+            help="Also remove cron run sessions idle longer than cron.sessionRetention"
+            " (default 24h) and archive their transcripts, as OpenClaw's cron reaper;"
+            " applied in warn mode too, unless --dry-run.",
+        ),
+    ] = False,
     active_key: Annotated[
         str | None,
         typer.Option("--active-key", help="A session never pruned, capped or evicted."),
@@ -209,7 +224,7 @@ def cleanup(
             raise CliError(f"--active-key: {exc}", code=2) from None
     mode = "enforce" if enforce else selection.config.maintenance.mode
     # A plan changes nothing: it is made on a store opened read-only.
-    read_only = dry_run or (mode == "warn" and not fix_missing)
+    read_only = dry_run or (mode == "warn" and not fix_missing and not reap_cron)
     summaries = []
     for target in selection.targets:
         if not target.exists():
@@ -220,12 +235,15 @@ def cleanup(
                 dry_run=dry_run,
                 active_key=active_key,
                 fix_missing=fix_missing,
+                reap_cron=reap_cron,
             )
             current = store_.count()
             if json_output:
                 summaries.append(_summary(report, current))
             else:
-                _print_report(report, store_, active_key, current, verbose=verbose)
+                _print_report(
+                    report, store_, active_key, current, verbose=verbose, reap_cron=reap_cron
+                )
     if json_output:
         if selection.all_agents:
             print_json({"allAgents": True, "mode": mode, "dryRun": dry_run, "stores": summaries})
