@@ -63,6 +63,10 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 # byte-range locks, which need a writable descriptor): the lock file alone still excludes.
 _NO_FLOCK = frozenset({errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP})
 
+# Opens a directory to name it, without reading it (O_PATH where the platform has it).
+_DIR_PATH_FLAGS: Final = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+_FD_LINKS = "/proc/self/fd/"
+
 HOLD_BUDGET_MS: Final = 20_000
 """How long a writer may hold the lock before it must not write any more.
 
@@ -342,6 +346,30 @@ def _holds_lock_in(directory: Path) -> bool:
         )
 
 
+def _real_dir(directory: Path) -> str:
+    """``os.path.realpath(directory)`` of an existing directory, as the kernel names it.
+
+    ``realpath`` walks the path with an ``lstat`` per component (about 20 µs for a deep
+    sessions dir); opening the directory and reading its ``/proc/self/fd`` link asks the
+    kernel for the same canonical path in three system calls. Anything unusual (no
+    ``/proc``, a missing or deleted directory) takes ``realpath``, so the result, which keys
+    this process's registry of holds, never depends on which way it was found.
+    """
+    try:
+        fd = os.open(directory, _DIR_PATH_FLAGS)
+    except OSError:
+        return os.path.realpath(directory)
+    try:
+        found = os.readlink(f"{_FD_LINKS}{fd}")
+    except OSError:
+        found = ""
+    finally:
+        os.close(fd)
+    if not found.startswith("/") or found.endswith(" (deleted)"):
+        return os.path.realpath(directory)
+    return found
+
+
 def _read_payload(path: Path | str) -> dict[str, Any] | None:
     """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
     try:
@@ -400,7 +428,7 @@ class LockFile:
     def _lock_path(self) -> str:
         # Resolved on every acquire, never cached: the registry of this process's holds is
         # keyed by it, and two spellings of one lock would let two threads both take it.
-        return os.path.join(os.path.realpath(self.target.parent), self.target.name + ".lock")
+        return os.path.join(_real_dir(self.target.parent), self.target.name + ".lock")
 
     def _held(self, path: Path | str | None = None) -> _Held:
         key = self._lock_path() if path is None else str(path)

@@ -37,6 +37,7 @@ import errno
 import fcntl
 import itertools
 import os
+import re
 import stat
 import time
 import uuid
@@ -73,6 +74,8 @@ COMPACTION_MARKER: Final = {"role": "system", "content": [{"type": "text", "text
 
 
 SCAN_CHUNK: Final = 1 << 20
+# A JSON ``\u`` escape (``re`` finds it faster than ``bytes.__contains__`` does).
+_U_ESCAPE: Final = re.compile(rb"\\u")
 TAIL_ATTEMPTS: Final = 3
 # Saves with this ``expect`` never replace a stored checkpoint of the same file (no real
 # generation is empty): used when the stored one is ahead of what the caller read.
@@ -717,7 +720,9 @@ class Transcript:
         parsed instead.
         """
         taken = tally.ids
-        if b"\\u" in recent:
+        # ``in`` of a two-byte needle scans byte by byte (about 1 ns a byte); ``memchr``
+        # for the backslash first, so a block without escapes costs almost nothing.
+        if b"\\" in recent and _U_ESCAPE.search(recent) is not None:
             taken = taken | _ids_in(recent)
             recent = b""
         while True:
