@@ -263,6 +263,8 @@ class Transcript:
         if checkpoints is None:
             checkpoints = link.checkpoints if link is not None else MEMORY
         self._checkpoints = checkpoints
+        # The checkpoint this handle's last append committed (None after any failure).
+        self._committed: Checkpoint | None = None
 
     def __repr__(self) -> str:
         return f"Transcript({str(self.path)!r})"
@@ -473,7 +475,13 @@ class Transcript:
         )
 
     def _catch_up(
-        self, fd: int, st: os.stat_result, end: int, *, last_try: bool
+        self,
+        fd: int,
+        st: os.stat_result,
+        end: int,
+        *,
+        last_try: bool,
+        known: Checkpoint | None = None,
     ) -> _Progress | None:
         """The checkpoint of ``[0, end)`` (a line boundary), reading only what it lacks.
 
@@ -482,7 +490,19 @@ class Transcript:
         this returns None, so the caller looks again; on its ``last_try`` it scans from
         the start and never replaces that checkpoint (replacing it would drop the
         idempotency keys a concurrent appender is reading).
+
+        ``known``, a checkpoint this handle committed, stands in for the stored one when
+        it covers exactly ``[0, end)`` of this file and passes the same checks: nothing
+        was appended since it was committed, and a checkpoint that passes them gives the
+        file's count whichever one the index holds now (saves are compare-and-set).
         """
+        if (
+            known is not None
+            and known.size == end
+            and (known.dev, known.ino) == (st.st_dev, st.st_ino)
+            and self._valid(fd, known, st, end)
+        ):
+            return _Progress(st, known, known)
         stored = self._checkpoints.load(str(self.path), st.st_dev, st.st_ino)
         base = None
         if stored is not None and self._valid(fd, stored, st, end):
@@ -782,7 +802,11 @@ class Transcript:
             end = size - len(unterminated)
             # Under the lock only a writer that takes no flock (pi) can move the end: no
             # second look, a checkpoint beyond it is not trusted.
-            progress = self._catch_up(fd, st, end, last_try=True)
+            # An idempotency key is looked up in the index's keys of the checkpoint's
+            # generation: load it from there.
+            known = self._committed if idempotency_key is None else None
+            self._committed = None
+            progress = self._catch_up(fd, st, end, last_try=True, known=known)
             assert progress is not None  # the last try always answers
             tally = progress.tally
             if unterminated:
@@ -819,10 +843,14 @@ class Transcript:
                 tally.keys.setdefault(idempotency_key, entry_id)
             checkpoint = progress.checkpoint()
 
+            saved: list[bool] = []
+
             def save() -> bool:
-                return self._checkpoints.save(
+                stored = self._checkpoints.save(
                     str(self.path), checkpoint, tally.keys, expect=progress.expect
                 )
+                saved.append(stored)
+                return stored
 
             try:
                 if self._link is None:
@@ -842,6 +870,8 @@ class Transcript:
                     if size == 0:
                         os.unlink(self.path)
                 raise
+            if saved == [True] and self._checkpoints.in_index:
+                self._committed = checkpoint
             return entry_id
 
     # --- compaction -------------------------------------------------------------------------
