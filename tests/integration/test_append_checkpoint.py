@@ -8,6 +8,8 @@ append, a rewrite in place, a failed commit), ``messageCount`` must stay the fil
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import sessionstore
 from gateway_files import GatewayWriter
 from sessionstore import SessionStore, SessionStoreError
 from sessionstore.index import sqlite as sq
+from sessionstore.transcripts import jsonl
 
 KEY = "agent:main:telegram:direct:8123456789"
 SID = "6f1c2b9e-4d7a-4b1e-9a53-2f8e0c7d1a44"
@@ -128,3 +131,75 @@ def test_an_idempotent_append_looks_its_key_up_in_the_index(
     assert t.append(_user("one again"), idempotency_key="k-1") == first
     assert len(loads) == 2
     assert _count(store) == 2 == t.message_count()
+
+
+# --- the hex runs of the last block -----------------------------------------------------------
+
+
+def test_hex_runs_hold_every_8_hex_id_of_the_bytes() -> None:
+    rng = random.Random(5)
+    alphabet = b'0123456789abcdefABCxyz -:"{}\n\\'
+    for _ in range(200):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+        runs = jsonl._hex_runs(data)
+        assert set(runs) <= set(b"0123456789abcdef ")
+        needles = {data[i : i + 8] for i in range(len(data) - 7)}
+        needles |= {rng.randbytes(4).hex().encode() for _ in range(20)}
+        for needle in needles:
+            if len(needle) == 8 and all(c in b"0123456789abcdef" for c in needle):
+                assert (needle in runs) == (needle in data), (data, needle)
+
+
+def _draws(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    real = os.urandom
+    draws = iter(bytes.fromhex(h) for h in ids)
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws) if n == 4 else real(n))
+
+
+def test_kept_runs_still_avoid_every_id_in_the_last_block(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = store.transcript(KEY)
+    t.append(_user("before: bbbbbbbb"))
+    for i in range(jsonl.KEEP_RUNS_AFTER + 2):
+        t.append(_user(f"turn {i}"))
+    t.append(_user("mentions dddddddd"))  # written while the runs are kept
+    near = t._near_end
+    assert near is not None and near.runs is not None
+    _draws(monkeypatch, "bbbbbbbb", "dddddddd", "eeeeeeee")
+    assert t.append(_user("next")) == "eeeeeeee"
+    monkeypatch.undo()
+    assert _count(store) == jsonl.KEEP_RUNS_AFTER + 5 == t.message_count()
+
+
+def test_kept_runs_are_dropped_when_someone_else_writes(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = store.transcript(KEY)
+    for i in range(jsonl.KEEP_RUNS_AFTER + 3):
+        t.append(_user(f"turn {i}"))
+    near = t._near_end
+    assert near is not None and near.runs is not None
+    gw = GatewayWriter(t.path, SID)
+    gw.write([gw.message("the gateway says ffffffff")[1]])
+    _draws(monkeypatch, "ffffffff", "eeeeeeee")
+    assert t.append(_user("next")) == "eeeeeeee"
+    monkeypatch.undo()
+    assert _count(store) == jsonl.KEEP_RUNS_AFTER + 5 == t.message_count()
+
+
+def test_kept_runs_are_dropped_when_another_handle_appends(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the other handle saves its checkpoint: this one then reads nothing new, and must
+    # still see the other's line in the block
+    t = store.transcript(KEY)
+    for i in range(jsonl.KEEP_RUNS_AFTER + 3):
+        t.append(_user(f"turn {i}"))
+    near = t._near_end
+    assert near is not None and near.runs is not None
+    store.transcript(KEY).append(_user("another handle says ffffffff"))
+    _draws(monkeypatch, "ffffffff", "eeeeeeee")
+    assert t.append(_user("next")) == "eeeeeeee"
+    monkeypatch.undo()
+    assert _count(store) == jsonl.KEEP_RUNS_AFTER + 5 == t.message_count()
