@@ -63,6 +63,10 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 # byte-range locks, which need a writable descriptor): the lock file alone still excludes.
 _NO_FLOCK = frozenset({errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP})
 
+# Opens a directory to name it, without reading it (O_PATH where the platform has it).
+_DIR_PATH_FLAGS: Final = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+_FD_LINKS = "/proc/self/fd/"
+
 HOLD_BUDGET_MS: Final = 20_000
 """How long a writer may hold the lock before it must not write any more.
 
@@ -342,6 +346,30 @@ def _holds_lock_in(directory: Path) -> bool:
         )
 
 
+def _real_dir(directory: Path) -> str:
+    """``os.path.realpath(directory)`` of an existing directory, as the kernel names it.
+
+    ``realpath`` walks the path with an ``lstat`` per component (about 20 µs for a deep
+    sessions dir); opening the directory and reading its ``/proc/self/fd`` link asks the
+    kernel for the same canonical path in three system calls. Anything unusual (no
+    ``/proc``, a missing or deleted directory) takes ``realpath``, so the result, which keys
+    this process's registry of holds, never depends on which way it was found.
+    """
+    try:
+        fd = os.open(directory, _DIR_PATH_FLAGS)
+    except OSError:
+        return os.path.realpath(directory)
+    try:
+        found = os.readlink(f"{_FD_LINKS}{fd}")
+    except OSError:
+        found = ""
+    finally:
+        os.close(fd)
+    if not found.startswith("/") or found.endswith(" (deleted)"):
+        return os.path.realpath(directory)
+    return found
+
+
 def _read_payload(path: Path | str) -> dict[str, Any] | None:
     """The lock file's payload; None when there is no lock file, {} when it is unreadable."""
     try:
@@ -400,7 +428,7 @@ class LockFile:
     def _lock_path(self) -> str:
         # Resolved on every acquire, never cached: the registry of this process's holds is
         # keyed by it, and two spellings of one lock would let two threads both take it.
-        return os.path.join(os.path.realpath(self.target.parent), self.target.name + ".lock")
+        return os.path.join(_real_dir(self.target.parent), self.target.name + ".lock")
 
     def _held(self, path: Path | str | None = None) -> _Held:
         key = self._lock_path() if path is None else str(path)
@@ -443,7 +471,7 @@ class LockFile:
     def _acquire(self, timeout_ms: int | None) -> _Held:
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms
         deadline = time.monotonic() + timeout / 1000
-        path = self.path
+        path = self._lock_path()  # a str: a Path is built only where one is needed
         held = self._held(path)
         if not held.mutex.acquire(min(max(0.0, timeout / 1000), threading.TIMEOUT_MAX)):
             raise LockTimeoutError(
@@ -453,13 +481,13 @@ class LockFile:
         if held.count > 0:
             held.count += 1
             return held
-        held.path = str(path)
+        held.path = path
         try:
             # A thread already holding another lock of this directory skips the queue: the
             # process at its head may be waiting for that very lock.
             queued = (
-                self._enter_queue(path, deadline, timeout)
-                if self.queue and not _holds_lock_in(path.parent)
+                self._enter_queue(Path(path), deadline, timeout)
+                if self.queue and not _holds_lock_in(Path(path).parent)
                 else None
             )
             try:
@@ -547,7 +575,7 @@ class LockFile:
 
     # --- the lock file ----------------------------------------------------------------------
 
-    def _create(self, held: _Held, path: Path, deadline: float, timeout: int) -> None:
+    def _create(self, held: _Held, lock: str, deadline: float, timeout: int) -> None:
         pid = os.getpid()
         starttime = _own_start_time()
         attempt = 0
@@ -556,12 +584,13 @@ class LockFile:
             token = os.urandom(16).hex()
             since = time.monotonic()
             try:
-                if attempt > 1 and os.path.lexists(path):
-                    raise FileExistsError(path)  # cheaper than placing a temp file to find out
+                if attempt > 1 and os.path.lexists(lock):
+                    raise FileExistsError(lock)  # cheaper than placing a temp file to find out
                 # createdAt is the moment of this attempt: OpenClaw judges a lock's age by it.
                 payload = {"pid": pid, "createdAt": iso_now(), "starttime": starttime}
-                placed = self._place(path, orjson.dumps({**payload, "token": token}))
+                placed = self._place(lock, orjson.dumps({**payload, "token": token}))
             except FileExistsError:
+                path = Path(lock)
                 stale, seen = lock_is_stale(path, self.stale_ms)
                 if stale and self._remove_stale(path, seen):
                     continue
@@ -581,7 +610,7 @@ class LockFile:
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
             except OSError as exc:
-                raise os_error(exc, "create the lock file", path) from exc
+                raise os_error(exc, "create the lock file", Path(lock)) from exc
             if placed:
                 held.token, held.since = token, since
                 return
@@ -605,7 +634,7 @@ class LockFile:
             os.unlink(path)
 
     @staticmethod
-    def _place(path: Path, payload: bytes) -> bool:
+    def _place(path: str, payload: bytes) -> bool:
         # The payload goes to a private `<lock>.<hex>.tmp` that is then hard-linked to the
         # lock path (FileExistsError if the lock exists), so a kill -9 at any point never
         # leaves a lock file without its owner pid - an empty lock would block every writer

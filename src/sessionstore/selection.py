@@ -117,6 +117,14 @@ class PendingIndex(IndexBackend):
         assert backend is not None
         return backend.modify(key, again, needs_blobs=needs_blobs, full_result=full_result)
 
+    def modify_counters(self, key: str, fn: Callable[[Entry | None], Entry]) -> None:
+        """The chosen backend's ``modify_counters``; ``modify`` while there is none."""
+        real = self.resolve(write=False)
+        if real is not None:
+            real.modify_counters(key, fn)
+        else:
+            super().modify_counters(key, fn)
+
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:
         """Rows, or none while the store has no file."""
         real = self.resolve(write=False)

@@ -630,6 +630,32 @@ def test_new_entry_id_avoids_ids_and_text_in_the_last_block(
     _assert_chain(entries, "sess-ids")
 
 
+def test_new_entry_id_avoids_an_id_spelt_with_escapes_in_the_last_block(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another JSON writer may spell an id with \u escapes: its characters are then not in
+    # the block as they are, and the block is parsed instead of searched.
+    store.put(KEY, {"sessionId": "sess-esc"})
+    path = _sessions_dir(store) / "sess-esc.jsonl"
+    header = {"type": "session", "version": 3, "id": "sess-esc", "timestamp": "t", "cwd": "/"}
+    escaped = (
+        b'{"type":"message","id":"\\u0061aaaaaaa","parentId":null,"timestamp":"t",'
+        b'"message":{"role":"user","content":"a\\nb","timestamp":1}}',
+        b'{"type":"message","id":"0000000f","parentId":"\\u0061aaaaaaa","timestamp":"t",'
+        b'"message":{"role":"user","content":"later","timestamp":2}}',
+    )
+    _write_lines(path, [header, *escaped])
+    t = store.transcript(KEY)
+    first = t.append(_user("one"))
+    real = os.urandom
+    draws = iter(bytes.fromhex(h) for h in ("aaaaaaaa", "cccccccc"))
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws) if n == 4 else real(n))
+    assert t.append(_user("two")) == "cccccccc"
+    monkeypatch.undo()
+    entries = _parse_file(path)
+    assert [e["id"] for e in entries[1:]] == ["aaaaaaaa", "0000000f", first, "cccccccc"]
+
+
 def test_torn_header_only_file(store: SessionStore) -> None:
     store.put(KEY, {"sessionId": "sess-th"})
     path = _sessions_dir(store) / "sess-th.jsonl"

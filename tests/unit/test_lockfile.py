@@ -20,6 +20,7 @@ import pytest
 
 import sessionstore
 from hermetic import clean_env
+from sessionstore import lockfile
 from sessionstore.errors import (
     LockLostError,
     LockTimeoutError,
@@ -76,6 +77,50 @@ def test_lock_path_uses_the_real_directory(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     assert LockFile(link / "sessions.json").path == real / "sessions.json.lock"
+
+
+def _spellings(tmp_path: Path) -> list[Path]:
+    real = tmp_path / "a" / "real"
+    (real / "deeper").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    (tmp_path / "chain").symlink_to(tmp_path / "link", target_is_directory=True)
+    (real / "up").symlink_to(tmp_path / "a", target_is_directory=True)
+    return [
+        real,
+        tmp_path / "link",
+        tmp_path / "chain" / "deeper",
+        tmp_path / "link" / "deeper" / "..",  # `..` after a symlink: the real parent
+        real / "up" / "real",
+        tmp_path / "missing" / "dir",  # not there: named as realpath names it
+        Path(os.path.relpath(real)),
+    ]
+
+
+def test_lock_dir_is_named_as_realpath_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for spelling in _spellings(tmp_path):
+        assert lockfile._real_dir(spelling) == os.path.realpath(spelling), spelling
+    # without /proc (or any failure to read the link): realpath itself
+    monkeypatch.setattr(lockfile, "_FD_LINKS", str(tmp_path / "no-proc") + "/")
+    for spelling in _spellings(tmp_path / "again"):
+        assert lockfile._real_dir(spelling) == os.path.realpath(spelling), spelling
+
+
+def test_a_directory_renamed_and_replaced_by_a_symlink_keeps_one_lock(tmp_path: Path) -> None:
+    # The registry of this process's holds is keyed by the lock path: after the directory
+    # moves and a symlink takes its name, both spellings must still name one lock.
+    old = tmp_path / "sessions"
+    old.mkdir()
+    before = LockFile(old / "sessions.json").path
+    moved = tmp_path / "moved"
+    old.rename(moved)
+    old.symlink_to(moved, target_is_directory=True)
+    by_link, by_dir = LockFile(old / "sessions.json"), LockFile(moved / "sessions.json")
+    assert by_link.path == by_dir.path == moved / "sessions.json.lock" != before
+    with by_link.hold(), by_dir.hold(timeout_ms=0):  # re-entrant: one lock, not two
+        assert by_dir.held_here()
+    assert not by_dir.path.exists()
 
 
 def test_payload_mode_and_release(target: Path) -> None:

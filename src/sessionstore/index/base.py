@@ -37,6 +37,7 @@ from ..keys import (
 from ..transcripts.checkpoint import MEMORY, CheckpointStore
 
 __all__ = [
+    "COUNTER_FIELDS",
     "DELETE",
     "AsyncIndexBackend",
     "BlobCache",
@@ -92,6 +93,8 @@ class _Delete:
 
 
 DELETE: Final = _Delete()
+# The fields an append to a session's transcript changes (``IndexLink.appended``).
+COUNTER_FIELDS: Final = frozenset({"messageCount", "transcriptBytes", "updatedAt"})
 
 ModifyFn = Callable[["Entry | None"], "Entry | _Delete | None"]
 
@@ -517,6 +520,16 @@ class IndexBackend(ABC):
             The entry after the call (None when deleted or absent) and whether a write
             happened.
         """
+
+    def modify_counters(self, key: str, fn: Callable[[Entry | None], Entry]) -> None:
+        """``modify`` for a change of ``COUNTER_FIELDS`` only (a transcript append's).
+
+        ``fn`` gets the current entry (blob fields may be opaque placeholders, passed
+        through) or None, and returns the new entry or raises. A backend may take a shorter
+        path when the key has no case variants and ``fn`` changed nothing else; the
+        result is the one ``modify(key, fn, needs_blobs=False, full_result=False)`` gives.
+        """
+        self.modify(key, fn, needs_blobs=False, full_result=False)
 
     @abstractmethod
     def list(self, query: ListQuery) -> tuple[list[SessionRow], tuple[int | float, str] | None]:

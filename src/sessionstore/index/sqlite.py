@@ -63,6 +63,7 @@ from ..files import (
 from ..keys import fold_key
 from ..transcripts.checkpoint import Checkpoint, CheckpointStore
 from .base import (
+    COUNTER_FIELDS,
     DELETE,
     LARGE_FIELDS,
     ROW_STRING_FIELDS,
@@ -777,6 +778,22 @@ def _scalar_update(
         positions.append(_ENTRY_JSON)
         values.append(entry_json)
     return tuple(positions), values
+
+
+# What an append's update reads of the row: the key, the stored entry and the columns
+# that the counters derive (``_COUNTER_AT``: position in _ROW_COLUMNS -> in this row).
+_COUNTERS_READ: Final = _by_fold(
+    "session_key, entry_json, updated_at, row_updated_at, message_count"
+)
+_COUNTER_AT: Final = {
+    _ROW_NAMES.index("updated_at"): 2,
+    _ROW_NAMES.index("row_updated_at"): 3,
+    _ROW_NAMES.index("message_count"): 4,
+}
+
+
+class _GeneralPath(Exception):
+    """``modify_counters`` cannot take its short path: ``modify`` decides instead."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -2464,6 +2481,57 @@ class SqliteIndex(IndexBackend):
     def transcript_checkpoints(self) -> CheckpointStore:
         """Transcript checkpoints in this database (tables ``transcripts``, ``transcript_keys``)."""
         return self._checkpoints
+
+    def modify_counters(self, key: str, fn: Callable[[Entry | None], Entry]) -> None:
+        """``modify`` of the counters an append changes: the entry as stored, changed in place.
+
+        The entry is read as it is stored (blob fields as their placeholders, the
+        references left alone), the columns those fields derive and ``entry_json`` are
+        set, and no other column is read or derived. A key with case variants, or an
+        ``fn`` that changes any other field, takes ``modify`` instead.
+        """
+        if self._thread_conn() is not None or self.exists():
+            try:
+                with self._errors(), self._write_txn() as conn:
+                    self._counters_in(conn, key, fn)
+                return
+            except _GeneralPath:
+                pass  # rolled back: nothing of it was written
+        self.modify(key, fn, needs_blobs=False, full_result=False)
+
+    @staticmethod
+    def _counters_in(conn: apsw.Connection, key: str, fn: Callable[[Entry | None], Entry]) -> None:
+        rows: Rows = conn.execute(_COUNTERS_READ, (key,)).fetchall()
+        if len(rows) != 1 or rows[0][0] != key:
+            raise _GeneralPath()
+        row = rows[0]
+        entry = _load_entry(row[1])
+        before = dict(entry)  # ``fn`` may change ``entry`` in place
+        new = fn(entry)
+        if not isinstance(new, dict):
+            raise _GeneralPath()
+        changed = [f for f, v in new.items() if before.get(f, _ABSENT) is not v]
+        if not COUNTER_FIELDS.issuperset(changed) or len(new) != len(before) + sum(
+            1 for f in changed if f not in before
+        ):
+            raise _GeneralPath()
+        positions: list[int] = []
+        values: list[Any] = []
+        for field in changed:
+            for position, derive in _SCALAR_COLUMNS.get(field, ()):
+                value = derive(new)
+                stored = row[_COUNTER_AT[position]]
+                if value != stored or type(value) is not type(stored):
+                    positions.append(position)
+                    values.append(value)
+        # Decoded from stored JSON and changed only in numbers: orjson writes it as
+        # ``dumps_compact`` would (nothing non-finite to refuse), placeholders included.
+        entry_json = pack(orjson.dumps(new))
+        if entry_json != row[1]:
+            positions.append(_ENTRY_JSON)
+            values.append(entry_json)
+        if positions:
+            conn.execute(_update_sql(tuple(positions)), [*values, key])
 
 
 def _signed(value: int) -> int:

@@ -82,7 +82,7 @@ class IndexLink:
             save()
             return out
 
-        self._index.modify(self.key, record, needs_blobs=False, full_result=False)
+        self._index.modify_counters(self.key, record)
 
     def appended(self, existing: Entry | None, count: int, size: int | None) -> Entry:
         """The entry after an append to its transcript (inside the index transaction).
