@@ -202,6 +202,8 @@ class WritePlan(Generic[R]):
         blocks: Whether ``finish`` would block (touch files, maintain) for this outcome;
             the async store then runs it in a worker thread.
         fn_blocks: Whether ``fn`` itself blocks (writes a file).
+        pure: Whether ``fn`` is the store's own merge, without a callback of the caller
+            (see ``IndexBackend.modify``).
     """
 
     key: str
@@ -211,6 +213,7 @@ class WritePlan(Generic[R]):
     finish: Callable[[Entry | None, bool], R]
     blocks: Callable[[Entry | None, bool], bool]
     fn_blocks: bool = False
+    pure: bool = False
 
 
 class SessionStore:
@@ -460,6 +463,7 @@ class SessionStore:
             full_result=names is None or _wants_large(names),
             finish=finish,
             blocks=lambda result, written: written and self._after_write_due(),
+            pure=not callable(patch_or_fn),
         )
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
@@ -563,7 +567,11 @@ class SessionStore:
     def _write(self, plan: WritePlan[R]) -> R:
         """Run a write plan on the synchronous index."""
         result, written = self._index.modify(
-            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
+            plan.key,
+            plan.fn,
+            needs_blobs=plan.needs_blobs,
+            full_result=plan.full_result,
+            pure=plan.pure,
         )
         return plan.finish(result, written)
 

@@ -98,6 +98,10 @@ COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
+# Pure updates prepared outside the write lock (``SqliteIndex._modify_prepared``) after
+# a write waited this long for the lock: another writer held it.
+CONTENDED_WRITES: Final = 256
+CONTENDED_WAIT_NS: Final = 500_000
 # In-process cache of blob JSON (shared skill snapshots are read by every session), and
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
@@ -779,6 +783,31 @@ def _scalar_update(
     return tuple(positions), values
 
 
+def _row_update(
+    key: str, old: Entry, new: Entry, row: tuple[Any, ...]
+) -> tuple[tuple[int, ...], list[Any]] | None:
+    """The columns an ``UPDATE`` of the key's one row sets, for a change that keeps its blobs.
+
+    Args:
+        key: The row's key.
+        old: The entry as read from ``row``.
+        new: The entry to write.
+        row: The row as ``_CANDIDATES_FULL`` reads it.
+
+    Returns:
+        Positions in ``_ROW_COLUMNS`` that change and their new values (none: nothing to
+        write), or None when the change moves blob references.
+    """
+    scalar = _scalar_update(key, old, new, row[5:])
+    if scalar is not None:
+        return scalar
+    enc = _encode(key, new, now=now_ms())
+    if _load_refs(row[3]) != enc.refs:
+        return None
+    changed = _changed_columns(row[5:], enc.params)
+    return changed, [enc.params[i] for i in changed]
+
+
 @functools.lru_cache(maxsize=512)
 def _update_sql(columns: tuple[int, ...]) -> str:
     assignments = ", ".join(f"{_ROW_NAMES[i]} = ?" for i in columns)
@@ -987,6 +1016,8 @@ class SqliteIndex(IndexBackend):
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
         # Called between two batches of maintenance's apply (tests force interleavings).
         self.maintenance_batch_hook: Callable[[], None] | None = None
+        # Called between a prepared update's read and its write lock (tests, likewise).
+        self.prepared_hook: Callable[[], None] | None = None
         _live.add(self)
         # Nothing is created here: a store that does not exist yet is read as empty, and
         # the database appears with the first write (``create``).
@@ -1190,6 +1221,7 @@ class SqliteIndex(IndexBackend):
         local.lease = _Lease(self, conn)
         local.generation = _fork_generation
         local.in_write = False
+        local.contended = 0  # writes left to prepare before the lock (_modify_prepared)
         return conn
 
     def _release_connection(self, conn: apsw.Connection) -> None:
@@ -1374,6 +1406,16 @@ class SqliteIndex(IndexBackend):
 
     @contextlib.contextmanager
     def _write_txn(self, *, wait: bool = True) -> Iterator[apsw.Connection]:
+        conn = self._writer()
+        key = str(self._path)
+        _writes.enter(key)
+        try:
+            yield from self._in_write(conn, wait)
+        finally:
+            _writes.leave(key)
+
+    def _writer(self) -> apsw.Connection:
+        """This thread's connection for a write, once the guards of a write let it begin."""
         conn = self._thread_conn()
         if conn is None:
             if not self.exists():
@@ -1389,21 +1431,17 @@ class SqliteIndex(IndexBackend):
                 "a write was started from inside another write's callback on the same store;"
                 " do all changes inside the one callback"
             )
-        key = str(self._path)
-        if key in _writes.inherited:
+        if str(self._path) in _writes.inherited:
             raise SessionStoreError(
                 f"cannot write {self._path} in this process: it was forked while another"
                 " thread of its parent was writing to this database, and SQLite's lock state"
                 " of that unfinished write was copied into it; fork where no thread writes,"
                 " or start the process fresh (multiprocessing's 'spawn')"
             )
-        _writes.enter(key)
-        try:
-            yield from self._in_write(conn, wait)
-        finally:
-            _writes.leave(key)
+        return conn
 
     def _in_write(self, conn: apsw.Connection, wait: bool) -> Iterator[apsw.Connection]:
+        began = time.perf_counter_ns()
         try:
             if not wait:
                 conn.set_busy_timeout(0)
@@ -1413,15 +1451,24 @@ class SqliteIndex(IndexBackend):
         finally:
             if not wait:
                 conn.set_busy_timeout(self._busy_timeout_ms)
-        self._local.in_write = True
+        local = self._local
+        if time.perf_counter_ns() - began > CONTENDED_WAIT_NS:
+            # The lock was busy (SQLite's busy handler sleeps 1 ms at least): writers
+            # contend, so the next pure updates prepare their writes before the lock. For
+            # a while: the busy handler lets one writer run streaks alone while the
+            # others sleep, and each streak would otherwise hold the lock the long way.
+            local.contended = CONTENDED_WRITES
+        elif local.contended:
+            local.contended -= 1
+        local.in_write = True
         try:
             yield conn
         except BaseException:
-            self._local.in_write = False
+            local.in_write = False
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
             raise
-        self._local.in_write = False
+        local.in_write = False
         try:
             conn.execute("COMMIT")
         except apsw.Error as exc:
@@ -2038,9 +2085,19 @@ class SqliteIndex(IndexBackend):
             self._drop_blobs(conn, _load_refs(refs_json))
 
     def modify(
-        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
+        self,
+        key: str,
+        fn: ModifyFn,
+        *,
+        needs_blobs: bool = True,
+        full_result: bool = True,
+        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
-        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
+        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction.
+
+        While writers contend, a ``pure`` change is prepared before the lock is taken
+        (:meth:`_modify_prepared`).
+        """
         if self._thread_conn() is None and not self.exists():
             # No database yet: create it only for a change that writes something.
             again = writes_when_absent(fn)
@@ -2048,30 +2105,91 @@ class SqliteIndex(IndexBackend):
                 return None, False
             fn = again
         with self._errors():
+            if pure and getattr(self._local, "contended", None):
+                done = self._modify_prepared(key, fn, full_result)
+                if done is not None:
+                    return done
             with self._write_txn() as conn:
-                rows = self._candidates(conn, key, full=True)
-                existing = None
-                if rows:
-                    existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
-                # What the row held, field by field: ``fn`` may change ``existing`` in place.
-                before = dict(existing) if existing is not None else None
+                out = self._modify_in(conn, key, fn, needs_blobs, full_result)
+            return out
+
+    def _modify_in(
+        self, conn: apsw.Connection, key: str, fn: ModifyFn, needs_blobs: bool, full_result: bool
+    ) -> tuple[Entry | None, bool]:
+        """``modify``'s read, change and write, inside the write transaction."""
+        rows = self._candidates(conn, key, full=True)
+        existing = None
+        if rows:
+            existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
+        # What the row held, field by field: ``fn`` may change ``existing`` in place.
+        before = dict(existing) if existing is not None else None
+        result = fn(existing)
+        if result is None:
+            written = False
+            out = existing
+        elif result is DELETE:
+            for r in rows:
+                self._delete_row(conn, r[0], r[3])
+            written, out = bool(rows), None
+        else:
+            assert isinstance(result, dict)
+            written = self._store(conn, key, result, rows, before)
+            out = result
+        # Blobs are read in the same transaction: once it commits, another writer may
+        # replace this entry and drop the blobs it referenced.
+        if out is not None and full_result:
+            out = self.materialize(out)
+        return out, written
+
+    def _modify_prepared(
+        self, key: str, fn: ModifyFn, full_result: bool
+    ) -> tuple[Entry | None, bool] | None:
+        """A pure change of one row prepared outside the write lock (None: not this way).
+
+        Under contention most of an update's time would be spent holding SQLite's write
+        lock, serialising the writers. Here the row is read in autocommit, ``fn`` run and
+        the ``UPDATE`` built first; ``BEGIN IMMEDIATE`` then only checks and writes: the
+        prepared write runs if nothing was committed since the read (``data_version``
+        unchanged) or the key's rows read again are exactly those it was prepared from
+        (others wrote other keys). Otherwise the change is made again, as ``modify``
+        makes it, inside the transaction: no update is lost. Only a key with one row and
+        no blobs is prepared; anything else takes the general path (None).
+        """
+        conn = self._writer()
+        path = str(self._path)
+        _writes.enter(path)
+        try:
+            rows = self._candidates(conn, key, full=True)
+            seen = conn.data_version()
+            if len(rows) != 1 or rows[0][0] != key or rows[0][3]:
+                return None
+            row = rows[0]
+            existing = self._decode(conn, row[2], None, blobs=False)
+            try:
                 result = fn(existing)
-                if result is None:
-                    written = False
-                    out = existing
-                elif result is DELETE:
-                    for r in rows:
-                        self._delete_row(conn, r[0], r[3])
-                    written, out = bool(rows), None
-                else:
-                    assert isinstance(result, dict)
-                    written = self._store(conn, key, result, rows, before)
-                    out = result
-                # Blobs are read in the same transaction: once it commits, another writer
-                # may replace this entry and drop the blobs it referenced.
-                if out is not None and full_result:
-                    out = self.materialize(out)
-            return out, written
+            except Exception:  # raised again where it counts: under the lock
+                return None
+            if result is None:
+                return existing, False
+            if not isinstance(result, dict):
+                return None
+            change = _row_update(key, existing, result, row)
+            if change is None:
+                return None
+            positions, values = change
+            if not positions:
+                return result, False  # nothing to write: no lock taken
+            if self.prepared_hook is not None:
+                self.prepared_hook()
+            with self._write_lock(conn, True):
+                if conn.data_version() == seen or self._candidates(conn, key, full=True) == rows:
+                    conn.execute(_update_sql(positions), [*values, key])
+                    return result, True
+                return self._modify_in(conn, key, fn, False, full_result)
+        finally:
+            _writes.leave(path)
+
+    _write_lock = contextlib.contextmanager(_in_write)
 
     def _store(
         self,
