@@ -185,7 +185,7 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
         raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__
 class WritePlan(Generic[R]):
     """One single-key write (``put``, ``update``, ``delete``, ``reset``), for either driver.
 

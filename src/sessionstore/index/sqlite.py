@@ -175,26 +175,31 @@ class _WritesInFlight:
     WAIT_S: Final = 2.0
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        # Taken as the lock itself where nothing waits: every write enters and leaves.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.paths: Counter[str] = Counter()
         self.forking = False
         self.mine = threading.local()
         self.inherited: frozenset[str] = frozenset()  # in a child: files it may not write
 
     def enter(self, path: str) -> None:
-        with self.cond:
+        with self.lock:
             while self.forking:
                 self.cond.wait()
             self.paths[path] += 1
-        own: Counter[str] = getattr(self.mine, "paths", None) or Counter()
-        own[path] += 1
-        self.mine.paths = own
+        mine = self.mine
+        try:
+            mine.paths[path] += 1
+        except AttributeError:
+            mine.paths = Counter({path: 1})
 
     def leave(self, path: str) -> None:
         self.mine.paths[path] -= 1
-        with self.cond:
+        with self.lock:
             self.paths[path] -= 1
-            self.cond.notify_all()
+            if self.forking:  # only a fork waits for a write to leave (set under the lock)
+                self.cond.notify_all()
 
     def before_fork(self) -> None:
         self.cond.acquire()
@@ -211,7 +216,8 @@ class _WritesInFlight:
 
     def after_in_child(self) -> None:
         inherited = frozenset(path for path, n in self.paths.items() if n > 0)
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.paths = Counter()
         self.forking = False
         self.mine = threading.local()
