@@ -2114,7 +2114,7 @@ class SqliteIndex(IndexBackend):
                 done = self._modify_prepared(key, fn, full_result)
                 if done is not None:
                     return done
-            # _write_txn without its two generators: a tenth of an update's overhead
+            # what _write_txn does, without the cost of its two nested generators
             conn = self._writer()
             path = str(self._path)
             _writes.enter(path)
