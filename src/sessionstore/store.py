@@ -425,24 +425,28 @@ class SessionStore:
         check_bool("create", create)
         check_bool("preserve_activity", preserve_activity)
         names = check_fields(fields)
-        fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
+        fn: Callable[[SessionEntry | None], Mapping[str, Any] | None] | None = None
+        fixed: Entry = {}
         if callable(patch_or_fn):
             fn = patch_or_fn
             needs_blobs = True
         else:
-            fixed = as_entry(patch_or_fn)
-            fn = lambda _existing: fixed  # noqa: E731
+            fixed = as_entry(patch_or_fn)  # checked and copied once: merge_entry only reads it
             needs_blobs = False  # a fixed patch never needs to see the large blobs
 
         def apply(existing: Entry | None) -> Entry | None:
             if existing is None and not create:
                 return None
-            patch = fn(cast("SessionEntry | None", existing))
-            if patch is None:
-                return None
+            if fn is None:
+                patch = fixed
+            else:
+                returned = fn(cast("SessionEntry | None", existing))
+                if returned is None:
+                    return None
+                patch = as_entry(returned)
             out = merge_entry(
                 existing,
-                as_entry(patch),
+                patch,
                 preserve_activity=preserve_activity,
                 assume_settled=True,  # entries read from the index are normalised
             )
@@ -463,7 +467,7 @@ class SessionStore:
             full_result=names is None or _wants_large(names),
             finish=finish,
             blocks=lambda result, written: written and self._after_write_due(),
-            pure=not callable(patch_or_fn),
+            pure=fn is None,
         )
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
