@@ -34,10 +34,14 @@ def _index(store: SessionStore) -> sq.SqliteIndex:
 
 
 def _wait_for_the_lock(store: SessionStore, key: str, patch: dict[str, Any]) -> None:
-    """``store.update`` while another connection holds the write lock for a while."""
+    """``store.update`` while another connection holds the write lock for a while (and
+    commits a change)."""
     holder = apsw.Connection(_index(store).location)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.05, lambda: holder.execute("ROLLBACK"))
+    holder.execute(
+        "BEGIN IMMEDIATE; INSERT INTO meta(key, value) VALUES ('test_holder', '1')"
+        " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+    release = threading.Timer(0.05, lambda: holder.execute("COMMIT"))
     release.start()
     try:
         store.update(key, patch)
@@ -261,3 +265,19 @@ def test_preparing_stops_after_a_while_without_waits(
     assert len(calls) == sq.CONTENDED_WRITES
     entry = a.get(KEY)
     assert entry is not None and entry["inputTokens"] == -1
+
+
+def test_a_slow_begin_without_another_writer_does_not_prepare(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A BEGIN that took long because a loaded machine descheduled the process, not because
+    # another writer held the lock, leaves a writer alone on its usual path.
+    store = sessionstore.open_store(state_dir=state_dir, store_type="sqlite")
+    with store:
+        store.put(KEY, {"sessionId": "s-1"})
+        monkeypatch.setattr(sq, "CONTENDED_WAIT_NS", 0)  # every BEGIN counts as slow
+        calls = _hook(store, lambda: None)
+        for i in range(20):
+            store.update(KEY, {"inputTokens": i})
+        assert calls == []
+        assert _index(store)._local.contended == 0

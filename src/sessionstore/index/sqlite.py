@@ -1216,6 +1216,7 @@ class SqliteIndex(IndexBackend):
         local.generation = _fork_generation
         local.in_write = False
         local.contended = 0  # writes left to prepare before the lock (_modify_prepared)
+        local.committed = conn.data_version()  # after this connection's last commit
         return conn
 
     def _release_connection(self, conn: apsw.Connection) -> None:
@@ -1457,11 +1458,16 @@ class SqliteIndex(IndexBackend):
             if not wait:
                 conn.set_busy_timeout(self._busy_timeout_ms)
         local = self._local
-        if time.perf_counter_ns() - began >= CONTENDED_WAIT_NS:
-            # The lock was busy (SQLite's busy handler sleeps 1 ms at least): writers
-            # contend, so the next pure updates prepare their writes before the lock. For
-            # a while: the busy handler lets one writer run streaks alone while the
-            # others sleep, and each streak would otherwise hold the lock the long way.
+        if (
+            time.perf_counter_ns() - began >= CONTENDED_WAIT_NS
+            and conn.data_version() != local.committed
+        ):
+            # The lock was busy (SQLite's busy handler sleeps 1 ms at least; a BEGIN only
+            # descheduled that long sees no other connection's commit since this one's
+            # last, as data_version counts its own commits too): writers contend, so the
+            # next pure updates prepare their writes before the lock. For a while: the
+            # busy handler lets one writer run streaks alone while the others sleep, and
+            # each streak would otherwise hold the lock the long way.
             local.contended = CONTENDED_WRITES
         elif local.contended:
             local.contended -= 1
@@ -1473,9 +1479,11 @@ class SqliteIndex(IndexBackend):
             conn.execute("ROLLBACK")
 
     def _commit(self, conn: apsw.Connection) -> None:
-        self._local.in_write = False
+        local = self._local
+        local.in_write = False
         try:
             conn.execute("COMMIT")
+            local.committed = conn.data_version()
         except apsw.Error as exc:
             errno_ = self._last_errno()
             with contextlib.suppress(apsw.Error):
