@@ -185,7 +185,7 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
         raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__
 class WritePlan(Generic[R]):
     """One single-key write (``put``, ``update``, ``delete``, ``reset``), for either driver.
 
@@ -202,6 +202,8 @@ class WritePlan(Generic[R]):
         blocks: Whether ``finish`` would block (touch files, maintain) for this outcome;
             the async store then runs it in a worker thread.
         fn_blocks: Whether ``fn`` itself blocks (writes a file).
+        pure: Whether ``fn`` is the store's own merge, without a callback of the caller
+            (see ``IndexBackend.modify``).
     """
 
     key: str
@@ -211,6 +213,7 @@ class WritePlan(Generic[R]):
     finish: Callable[[Entry | None, bool], R]
     blocks: Callable[[Entry | None, bool], bool]
     fn_blocks: bool = False
+    pure: bool = False
 
 
 class SessionStore:
@@ -422,24 +425,28 @@ class SessionStore:
         check_bool("create", create)
         check_bool("preserve_activity", preserve_activity)
         names = check_fields(fields)
-        fn: Callable[[SessionEntry | None], Mapping[str, Any] | None]
+        fn: Callable[[SessionEntry | None], Mapping[str, Any] | None] | None = None
+        fixed: Entry = {}
         if callable(patch_or_fn):
             fn = patch_or_fn
             needs_blobs = True
         else:
-            fixed = as_entry(patch_or_fn)
-            fn = lambda _existing: fixed  # noqa: E731
+            fixed = as_entry(patch_or_fn)  # checked and copied once: merge_entry only reads it
             needs_blobs = False  # a fixed patch never needs to see the large blobs
 
         def apply(existing: Entry | None) -> Entry | None:
             if existing is None and not create:
                 return None
-            patch = fn(cast("SessionEntry | None", existing))
-            if patch is None:
-                return None
+            if fn is None:
+                patch = fixed
+            else:
+                returned = fn(cast("SessionEntry | None", existing))
+                if returned is None:
+                    return None
+                patch = as_entry(returned)
             out = merge_entry(
                 existing,
-                as_entry(patch),
+                patch,
                 preserve_activity=preserve_activity,
                 assume_settled=True,  # entries read from the index are normalised
             )
@@ -460,6 +467,7 @@ class SessionStore:
             full_result=names is None or _wants_large(names),
             finish=finish,
             blocks=lambda result, written: written and self._after_write_due(),
+            pure=fn is None,
         )
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
@@ -563,7 +571,11 @@ class SessionStore:
     def _write(self, plan: WritePlan[R]) -> R:
         """Run a write plan on the synchronous index."""
         result, written = self._index.modify(
-            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
+            plan.key,
+            plan.fn,
+            needs_blobs=plan.needs_blobs,
+            full_result=plan.full_result,
+            pure=plan.pure,
         )
         return plan.finish(result, written)
 

@@ -87,6 +87,31 @@ def _increments(store: SessionStore, n: int) -> int:
     return last
 
 
+def _pure_sets(store: SessionStore, key: str, field: str, n: int) -> int:
+    """Set ``field`` of ``key`` to 1..n with dict patches; returns how many of them the
+    sqlite store prepared outside its write lock (``_modify_prepared``), which it is
+    made to try for every one (not only after it waited for the lock)."""
+    from sessionstore.index.sqlite import SqliteIndex
+
+    index = store.index
+    prepared = 0
+    if isinstance(index, SqliteIndex):
+        store.get(key)  # this thread's connection
+        index._local.contended = 10**9
+        real = index._modify_prepared
+
+        def counting(*args: Any) -> Any:
+            nonlocal prepared
+            out = real(*args)
+            prepared += out is not None and out[1]
+            return out
+
+        index._modify_prepared = counting  # type: ignore[method-assign]
+    for i in range(1, n + 1):
+        assert store.update(key, {field: i}, fields=(field,)) == {field: i}
+    return prepared
+
+
 def _kept(owner: str, n: int) -> list[str]:
     return [f"agent:main:{owner}:k{i:03d}" for i in range(n) if i % 2 == 1]
 
@@ -146,6 +171,36 @@ def test_four_processes_increment_exactly(state_dir: Path, backend: str) -> None
         _no_leftovers(store)
     assert max(finals) == 1000  # exactly one process saw the last increment
     assert all(250 <= f <= 1000 for f in finals)
+
+
+def test_dict_patches_beside_increments_lose_nothing(state_dir: Path) -> None:
+    # Dict patches of contending sqlite writers are prepared outside the write lock; the
+    # increments (callbacks: always under the lock) and the other patches of the same key
+    # must all survive them, and a patch of another key must not disturb them.
+    other = "agent:main:other"
+    with _open(state_dir, "sqlite") as store:
+        store.put(KEY, {"sessionId": "s", "counter": 0})
+        store.put(other, {"sessionId": "o"})
+    results = _run_processes(
+        state_dir,
+        "sqlite",
+        [
+            (_increments, (150,)),
+            (_increments, (150,)),
+            (_pure_sets, (KEY, "a", 300)),
+            (_pure_sets, (KEY, "b", 300)),
+            (_pure_sets, (other, "c", 300)),
+        ],
+    )
+    with _open(state_dir, "sqlite") as store:
+        entry = store.get(KEY)
+        assert entry is not None
+        assert (entry["counter"], entry["a"], entry["b"]) == (300, 300, 300)
+        others = store.get(other)
+        assert others is not None and others["c"] == 300
+        assert store.count() == 2
+    assert max(results[:2]) == 300
+    assert sum(results[2:]) > 0  # the prepared path ran (the writers contended)
 
 
 def test_two_processes_add_and_delete_different_keys(state_dir: Path, backend: str) -> None:

@@ -99,6 +99,10 @@ COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
+# Pure updates prepared outside the write lock (``SqliteIndex._modify_prepared``) after
+# a write waited this long for the lock: another writer held it.
+CONTENDED_WRITES: Final = 256
+CONTENDED_WAIT_NS: Final = 1_000_000
 # In-process cache of blob JSON (shared skill snapshots are read by every session), and
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
@@ -172,26 +176,31 @@ class _WritesInFlight:
     WAIT_S: Final = 2.0
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        # Taken as the lock itself where nothing waits: every write enters and leaves.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.paths: Counter[str] = Counter()
         self.forking = False
         self.mine = threading.local()
         self.inherited: frozenset[str] = frozenset()  # in a child: files it may not write
 
     def enter(self, path: str) -> None:
-        with self.cond:
+        with self.lock:
             while self.forking:
                 self.cond.wait()
             self.paths[path] += 1
-        own: Counter[str] = getattr(self.mine, "paths", None) or Counter()
-        own[path] += 1
-        self.mine.paths = own
+        mine = self.mine
+        try:
+            mine.paths[path] += 1
+        except AttributeError:
+            mine.paths = Counter({path: 1})
 
     def leave(self, path: str) -> None:
         self.mine.paths[path] -= 1
-        with self.cond:
+        with self.lock:
             self.paths[path] -= 1
-            self.cond.notify_all()
+            if self.forking:  # only a fork waits for a write to leave (set under the lock)
+                self.cond.notify_all()
 
     def before_fork(self) -> None:
         self.cond.acquire()
@@ -208,7 +217,8 @@ class _WritesInFlight:
 
     def after_in_child(self) -> None:
         inherited = frozenset(path for path, n in self.paths.items() if n > 0)
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.paths = Counter()
         self.forking = False
         self.mine = threading.local()
@@ -727,6 +737,19 @@ _SCALAR_COLUMNS: Final[dict[str, tuple[tuple[int, Callable[[Entry], Any]], ...]]
     ),
 }
 _ENTRY_JSON: Final = _ROW_NAMES.index("entry_json")
+# What an update reads of its key's rows: the candidates' columns, then the columns
+# ``_scalar_update`` compares (in this order). Only when it cannot decide are the rows
+# read again whole (``_CANDIDATES_FULL``): two fifths of the cost of that read saved.
+_SCALAR_POSITIONS: Final = tuple(
+    sorted({p for columns in _SCALAR_COLUMNS.values() for p, _ in columns} | {_ENTRY_JSON})
+)
+_SCALAR_AT: Final = {p: i for i, p in enumerate(_SCALAR_POSITIONS)}
+_CANDIDATES_SCALAR: Final = _by_fold(
+    "session_key, updated_at, entry_json, blob_refs, message_count, "
+    + ", ".join(_ROW_NAMES[p] for p in _SCALAR_POSITIONS)
+)
+_SCALAR_ROW: Final = 5 + len(_SCALAR_POSITIONS)
+_FULL_ROW: Final = 5 + len(_ROW_NAMES)
 _ABSENT: Final = object()
 
 
@@ -744,7 +767,7 @@ def _scalar_update(
         key: The row's key.
         old: The stored entry as read (blob fields as ``BlobRef``).
         new: The entry to write.
-        row: The row's ``_ROW_COLUMNS`` values as stored.
+        row: The row's ``_SCALAR_POSITIONS`` columns as stored.
 
     Returns:
         Positions in ``_ROW_COLUMNS`` that change and their new values (none: nothing to
@@ -769,12 +792,12 @@ def _scalar_update(
     for field in changed:
         for position, derive in _SCALAR_COLUMNS.get(field, ()):
             value = derive(new)
-            stored = row[position]
+            stored = row[_SCALAR_AT[position]]
             if value != stored or type(value) is not type(stored):
                 positions.append(position)
                 values.append(value)
     entry_json = pack(dumps_compact(light, what="entry", prefix=(key,), keyed=True))
-    if entry_json != row[_ENTRY_JSON]:
+    if entry_json != row[_SCALAR_AT[_ENTRY_JSON]]:
         positions.append(_ENTRY_JSON)
         values.append(entry_json)
     return tuple(positions), values
@@ -1004,6 +1027,8 @@ class SqliteIndex(IndexBackend):
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
         # Called between two batches of maintenance's apply (tests force interleavings).
         self.maintenance_batch_hook: Callable[[], None] | None = None
+        # Called between a prepared update's read and its write lock (tests, likewise).
+        self.prepared_hook: Callable[[], None] | None = None
         _live.add(self)
         # Nothing is created here: a store that does not exist yet is read as empty, and
         # the database appears with the first write (``create``).
@@ -1207,6 +1232,8 @@ class SqliteIndex(IndexBackend):
         local.lease = _Lease(self, conn)
         local.generation = _fork_generation
         local.in_write = False
+        local.contended = 0  # writes left to prepare before the lock (_modify_prepared)
+        local.committed = conn.data_version()  # after this connection's last commit
         return conn
 
     def _release_connection(self, conn: apsw.Connection) -> None:
@@ -1391,6 +1418,16 @@ class SqliteIndex(IndexBackend):
 
     @contextlib.contextmanager
     def _write_txn(self, *, wait: bool = True) -> Iterator[apsw.Connection]:
+        conn = self._writer()
+        key = str(self._path)
+        _writes.enter(key)
+        try:
+            yield from self._in_write(conn, wait)
+        finally:
+            _writes.leave(key)
+
+    def _writer(self) -> apsw.Connection:
+        """This thread's connection for a write, once the guards of a write let it begin."""
         conn = self._thread_conn()
         if conn is None:
             if not self.exists():
@@ -1406,21 +1443,28 @@ class SqliteIndex(IndexBackend):
                 "a write was started from inside another write's callback on the same store;"
                 " do all changes inside the one callback"
             )
-        key = str(self._path)
-        if key in _writes.inherited:
+        if str(self._path) in _writes.inherited:
             raise SessionStoreError(
                 f"cannot write {self._path} in this process: it was forked while another"
                 " thread of its parent was writing to this database, and SQLite's lock state"
                 " of that unfinished write was copied into it; fork where no thread writes,"
                 " or start the process fresh (multiprocessing's 'spawn')"
             )
-        _writes.enter(key)
-        try:
-            yield from self._in_write(conn, wait)
-        finally:
-            _writes.leave(key)
+        return conn
 
     def _in_write(self, conn: apsw.Connection, wait: bool) -> Iterator[apsw.Connection]:
+        self._begin(conn, wait)
+        try:
+            yield conn
+        except BaseException:
+            self._abort(conn)
+            raise
+        self._commit(conn)
+
+    # ``_in_write`` in three calls, for the hot paths that a generator would slow down.
+
+    def _begin(self, conn: apsw.Connection, wait: bool) -> None:
+        began = time.perf_counter_ns()
         try:
             if not wait:
                 conn.set_busy_timeout(0)
@@ -1430,17 +1474,33 @@ class SqliteIndex(IndexBackend):
         finally:
             if not wait:
                 conn.set_busy_timeout(self._busy_timeout_ms)
-        self._local.in_write = True
-        try:
-            yield conn
-        except BaseException:
-            self._local.in_write = False
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-            raise
+        local = self._local
+        if (
+            time.perf_counter_ns() - began >= CONTENDED_WAIT_NS
+            and conn.data_version() != local.committed
+        ):
+            # The lock was busy (SQLite's busy handler sleeps 1 ms at least; a BEGIN only
+            # descheduled that long sees no other connection's commit since this one's
+            # last, as data_version counts its own commits too): writers contend, so the
+            # next pure updates prepare their writes before the lock. For a while: the
+            # busy handler lets one writer run streaks alone while the others sleep, and
+            # each streak would otherwise hold the lock the long way.
+            local.contended = CONTENDED_WRITES
+        elif local.contended:
+            local.contended -= 1
+        local.in_write = True
+
+    def _abort(self, conn: apsw.Connection) -> None:
         self._local.in_write = False
+        with contextlib.suppress(apsw.Error):
+            conn.execute("ROLLBACK")
+
+    def _commit(self, conn: apsw.Connection) -> None:
+        local = self._local
+        local.in_write = False
         try:
             conn.execute("COMMIT")
+            local.committed = conn.data_version()
         except apsw.Error as exc:
             errno_ = self._last_errno()
             with contextlib.suppress(apsw.Error):
@@ -2055,9 +2115,19 @@ class SqliteIndex(IndexBackend):
             self._drop_blobs(conn, _load_refs(refs_json))
 
     def modify(
-        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
+        self,
+        key: str,
+        fn: ModifyFn,
+        *,
+        needs_blobs: bool = True,
+        full_result: bool = True,
+        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
-        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
+        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction.
+
+        While writers contend, a ``pure`` change is prepared before the lock is taken
+        (:meth:`_modify_prepared`).
+        """
         if self._thread_conn() is None and not self.exists():
             # No database yet: create it only for a change that writes something.
             again = writes_when_absent(fn)
@@ -2065,30 +2135,113 @@ class SqliteIndex(IndexBackend):
                 return None, False
             fn = again
         with self._errors():
-            with self._write_txn() as conn:
-                rows = self._candidates(conn, key, full=True)
-                existing = None
-                if rows:
-                    existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
-                # What the row held, field by field: ``fn`` may change ``existing`` in place.
-                before = dict(existing) if existing is not None else None
+            if pure and getattr(self._local, "contended", None):
+                done = self._modify_prepared(key, fn, full_result)
+                if done is not None:
+                    return done
+            # what _write_txn does, without the cost of its two nested generators
+            conn = self._writer()
+            path = str(self._path)
+            _writes.enter(path)
+            try:
+                self._begin(conn, True)
+                try:
+                    out = self._modify_in(conn, key, fn, needs_blobs, full_result)
+                except BaseException:
+                    self._abort(conn)
+                    raise
+                self._commit(conn)
+            finally:
+                _writes.leave(path)
+            return out
+
+    def _modify_in(
+        self, conn: apsw.Connection, key: str, fn: ModifyFn, needs_blobs: bool, full_result: bool
+    ) -> tuple[Entry | None, bool]:
+        """``modify``'s read, change and write, inside the write transaction."""
+        rows = self._candidates(conn, key, sql=_CANDIDATES_SCALAR)
+        existing = None
+        if rows:
+            existing = self._decode(conn, rows[0][2], rows[0][3], blobs=needs_blobs)
+        # What the row held, field by field: ``fn`` may change ``existing`` in place.
+        before = dict(existing) if existing is not None else None
+        result = fn(existing)
+        if result is None:
+            written = False
+            out = existing
+        elif result is DELETE:
+            for r in rows:
+                self._delete_row(conn, r[0], r[3])
+            written, out = bool(rows), None
+        else:
+            assert isinstance(result, dict)
+            written = self._store(conn, key, result, rows, before)
+            out = result
+        # Blobs are read in the same transaction: once it commits, another writer may
+        # replace this entry and drop the blobs it referenced.
+        if out is not None and full_result:
+            out = self.materialize(out)
+        return out, written
+
+    def _modify_prepared(
+        self, key: str, fn: ModifyFn, full_result: bool
+    ) -> tuple[Entry | None, bool] | None:
+        """A pure change of one row prepared outside the write lock (None: not this way).
+
+        Under contention most of an update's time would be spent holding SQLite's write
+        lock, serialising the writers. Here the row is read in autocommit, ``fn`` run and
+        the ``UPDATE`` built first; ``BEGIN IMMEDIATE`` then only checks and writes: the
+        prepared write runs if nothing was committed since the read (``data_version``
+        unchanged) or the key's rows read again are exactly those it was prepared from
+        (others wrote other keys). Otherwise the change is made again, as ``modify``
+        makes it, inside the transaction: no update is lost. Only a key with one row and
+        no blobs is prepared; anything else takes the general path (None).
+        """
+        conn = self._writer()
+        path = str(self._path)
+        _writes.enter(path)
+        try:
+            rows = self._candidates(conn, key, sql=_CANDIDATES_SCALAR)
+            seen = conn.data_version()
+            if len(rows) != 1 or rows[0][0] != key or rows[0][3]:
+                return None
+            row = rows[0]
+            existing = self._decode(conn, row[2], None, blobs=False)
+            try:
                 result = fn(existing)
-                if result is None:
-                    written = False
-                    out = existing
-                elif result is DELETE:
-                    for r in rows:
-                        self._delete_row(conn, r[0], r[3])
-                    written, out = bool(rows), None
+            except Exception:  # raised again where it counts: under the lock
+                return None
+            if result is None:
+                return existing, False
+            if not isinstance(result, dict):
+                return None
+            change = _scalar_update(key, existing, result, row[5:])
+            if change is None:
+                return None  # a change of derived columns: the general path
+            positions, values = change
+            if not positions:
+                return result, False  # nothing to write: no lock taken
+            if self.prepared_hook is not None:
+                self.prepared_hook()
+            self._begin(conn, True)
+            try:
+                # The columns not read are derived from the key and entry_json (and the
+                # write time): the same rows with the same entry_json are the same rows.
+                if (
+                    conn.data_version() == seen
+                    or self._candidates(conn, key, sql=_CANDIDATES_SCALAR) == rows
+                ):
+                    conn.execute(_update_sql(positions), [*values, key])
+                    done: tuple[Entry | None, bool] = (result, True)
                 else:
-                    assert isinstance(result, dict)
-                    written = self._store(conn, key, result, rows, before)
-                    out = result
-                # Blobs are read in the same transaction: once it commits, another writer
-                # may replace this entry and drop the blobs it referenced.
-                if out is not None and full_result:
-                    out = self.materialize(out)
-            return out, written
+                    done = self._modify_in(conn, key, fn, False, full_result)
+            except BaseException:
+                self._abort(conn)
+                raise
+            self._commit(conn)
+            return done
+        finally:
+            _writes.leave(path)
 
     def _store(
         self,
@@ -2102,8 +2255,10 @@ class SqliteIndex(IndexBackend):
 
         ``rows`` come from ``_candidates``; with ``full`` rows, an update of an existing row
         sets only the columns that change, so indexes over unchanged columns are left alone.
-        ``existing`` (the entry decoded from the row) lets an update that changes no field
-        a derived column reads skip deriving the row (``_scalar_update``).
+        ``existing`` (the entry decoded from the row) with rows read by
+        ``_CANDIDATES_SCALAR`` lets an update that changes no field a derived column reads
+        skip deriving the row (``_scalar_update``); any other such update reads the rows
+        again whole.
 
         Returns:
             Whether anything was written.
@@ -2112,7 +2267,7 @@ class SqliteIndex(IndexBackend):
         for r in rows:
             if r[0] == key:
                 own = r
-        if existing is not None and own is not None and len(rows) == 1 and len(own) > 5:
+        if existing is not None and own is not None and len(rows) == 1 and len(own) == _SCALAR_ROW:
             scalar = _scalar_update(key, existing, entry, own[5:])
             if scalar is not None:
                 positions, values = scalar
@@ -2120,11 +2275,13 @@ class SqliteIndex(IndexBackend):
                     return False
                 conn.execute(_update_sql(positions), [*values, key])
                 return True
+            rows = self._candidates(conn, key, full=True)  # the same rows: this transaction's
+            own = rows[0]
         enc = _encode(key, entry, now=now_ms())
         old_refs: dict[str, str] = {}
         if own is not None:
             old_refs = _load_refs(own[3])
-            if len(rows) == 1 and len(own) > 5:
+            if len(rows) == 1 and len(own) == _FULL_ROW:
                 changed = _changed_columns(own[5:], enc.params)
                 if not changed:
                     return False
