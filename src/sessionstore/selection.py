@@ -110,20 +110,17 @@ class PendingIndex(IndexBackend):
         *,
         needs_blobs: bool = True,
         full_result: bool = True,
-        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
         """A change that writes something chooses the backend; one that does not, nothing."""
         real = self.resolve(write=False)
         if real is not None:
-            return real.modify(key, fn, needs_blobs=needs_blobs, full_result=full_result, pure=pure)
+            return real.modify(key, fn, needs_blobs=needs_blobs, full_result=full_result)
         again = writes_when_absent(fn)
         if again is None:
             return None, False
         backend = self.resolve(write=True)
         assert backend is not None
-        return backend.modify(
-            key, again, needs_blobs=needs_blobs, full_result=full_result, pure=pure
-        )
+        return backend.modify(key, again, needs_blobs=needs_blobs, full_result=full_result)
 
     def modify_counters(self, key: str, fn: Callable[[Entry | None], Entry]) -> None:
         """The chosen backend's ``modify_counters``; ``modify`` while there is none."""

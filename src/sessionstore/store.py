@@ -202,8 +202,6 @@ class WritePlan(Generic[R]):
         blocks: Whether ``finish`` would block (touch files, maintain) for this outcome;
             the async store then runs it in a worker thread.
         fn_blocks: Whether ``fn`` itself blocks (writes a file).
-        pure: Whether ``fn`` is the store's own merge, without a callback of the caller
-            (see ``IndexBackend.modify``).
     """
 
     key: str
@@ -213,7 +211,6 @@ class WritePlan(Generic[R]):
     finish: Callable[[Entry | None, bool], R]
     blocks: Callable[[Entry | None, bool], bool]
     fn_blocks: bool = False
-    pure: bool = False
 
 
 class SessionStore:
@@ -467,7 +464,6 @@ class SessionStore:
             full_result=names is None or _wants_large(names),
             finish=finish,
             blocks=lambda result, written: written and self._after_write_due(),
-            pure=fn is None,
         )
 
     def delete(self, key: str, *, archive_transcript: bool = True) -> bool:
@@ -575,7 +571,6 @@ class SessionStore:
             plan.fn,
             needs_blobs=plan.needs_blobs,
             full_result=plan.full_result,
-            pure=plan.pure,
         )
         return plan.finish(result, written)
 

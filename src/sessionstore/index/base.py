@@ -511,7 +511,6 @@ class IndexBackend(ABC):
         *,
         needs_blobs: bool = True,
         full_result: bool = True,
-        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key under the write lock.
 
@@ -521,10 +520,6 @@ class IndexBackend(ABC):
         backend may hand ``fn`` an entry whose large blob fields are opaque placeholders;
         ``fn`` must then pass them through unchanged. With ``full_result=False`` the
         returned entry may hold such placeholders too (for callers that ignore it).
-        ``pure`` says ``fn`` is the store's own merge: it has no effects and leaves its
-        argument as it is, so a backend may run it outside the write lock, or more than
-        once, as long as what it writes and returns is a result of ``fn`` on the entry as
-        it is under the lock.
 
         Returns:
             The entry after the call (None when deleted or absent) and whether a write

@@ -449,7 +449,6 @@ class JsonIndex(IndexBackend):
         *,
         needs_blobs: bool = True,
         full_result: bool = True,
-        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write ``key`` under ``sessions.json.lock``."""
         with self._writing():

@@ -1192,7 +1192,6 @@ class PostgresIndex(IndexBackend):
         *,
         needs_blobs: bool = True,
         full_result: bool = True,
-        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key in one transaction under its advisory lock."""
         todo: ModifyFn = fn

@@ -99,10 +99,6 @@ COMPRESSED_FIELDS: Final = frozenset({"systemPromptReport"})
 CODEC_JSON: Final = 0
 CODEC_ZLIB: Final = 1
 DURABILITY_SYNC: Final = {"normal": "NORMAL", "power": "FULL"}
-# Pure updates prepared outside the write lock (``SqliteIndex._modify_prepared``) after
-# a write waited this long for the lock: another writer held it.
-CONTENDED_WRITES: Final = 256
-CONTENDED_WAIT_NS: Final = 1_000_000
 # In-process cache of blob JSON (shared skill snapshots are read by every session), and
 # SQLite's page cache per connection: together they bound what a store keeps in memory.
 BLOB_CACHE_BYTES: Final = 1 << 19
@@ -1027,8 +1023,6 @@ class SqliteIndex(IndexBackend):
         self.maintenance_batch_rows = MAINTENANCE_BATCH_ROWS
         # Called between two batches of maintenance's apply (tests force interleavings).
         self.maintenance_batch_hook: Callable[[], None] | None = None
-        # Called between a prepared update's read and its write lock (tests, likewise).
-        self.prepared_hook: Callable[[], None] | None = None
         _live.add(self)
         # Nothing is created here: a store that does not exist yet is read as empty, and
         # the database appears with the first write (``create``).
@@ -1232,8 +1226,6 @@ class SqliteIndex(IndexBackend):
         local.lease = _Lease(self, conn)
         local.generation = _fork_generation
         local.in_write = False
-        local.contended = 0  # writes left to prepare before the lock (_modify_prepared)
-        local.committed = conn.data_version()  # after this connection's last commit
         return conn
 
     def _release_connection(self, conn: apsw.Connection) -> None:
@@ -1464,7 +1456,6 @@ class SqliteIndex(IndexBackend):
     # ``_in_write`` in three calls, for the hot paths that a generator would slow down.
 
     def _begin(self, conn: apsw.Connection, wait: bool) -> None:
-        began = time.perf_counter_ns()
         try:
             if not wait:
                 conn.set_busy_timeout(0)
@@ -1474,21 +1465,7 @@ class SqliteIndex(IndexBackend):
         finally:
             if not wait:
                 conn.set_busy_timeout(self._busy_timeout_ms)
-        local = self._local
-        if (
-            time.perf_counter_ns() - began >= CONTENDED_WAIT_NS
-            and conn.data_version() != local.committed
-        ):
-            # The lock was busy (SQLite's busy handler sleeps 1 ms at least; a BEGIN only
-            # descheduled that long sees no other connection's commit since this one's
-            # last, as data_version counts its own commits too): writers contend, so the
-            # next pure updates prepare their writes before the lock. For a while: the
-            # busy handler lets one writer run streaks alone while the others sleep, and
-            # each streak would otherwise hold the lock the long way.
-            local.contended = CONTENDED_WRITES
-        elif local.contended:
-            local.contended -= 1
-        local.in_write = True
+        self._local.in_write = True
 
     def _abort(self, conn: apsw.Connection) -> None:
         self._local.in_write = False
@@ -1496,11 +1473,9 @@ class SqliteIndex(IndexBackend):
             conn.execute("ROLLBACK")
 
     def _commit(self, conn: apsw.Connection) -> None:
-        local = self._local
-        local.in_write = False
+        self._local.in_write = False
         try:
             conn.execute("COMMIT")
-            local.committed = conn.data_version()
         except apsw.Error as exc:
             errno_ = self._last_errno()
             with contextlib.suppress(apsw.Error):
@@ -2121,13 +2096,8 @@ class SqliteIndex(IndexBackend):
         *,
         needs_blobs: bool = True,
         full_result: bool = True,
-        pure: bool = False,
     ) -> tuple[Entry | None, bool]:
-        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction.
-
-        While writers contend, a ``pure`` change is prepared before the lock is taken
-        (:meth:`_modify_prepared`).
-        """
+        """Read-modify-write one key in a ``BEGIN IMMEDIATE`` transaction."""
         if self._thread_conn() is None and not self.exists():
             # No database yet: create it only for a change that writes something.
             again = writes_when_absent(fn)
@@ -2135,10 +2105,6 @@ class SqliteIndex(IndexBackend):
                 return None, False
             fn = again
         with self._errors():
-            if pure and getattr(self._local, "contended", None):
-                done = self._modify_prepared(key, fn, full_result)
-                if done is not None:
-                    return done
             # what _write_txn does, without the cost of its two nested generators
             conn = self._writer()
             path = str(self._path)
@@ -2182,66 +2148,6 @@ class SqliteIndex(IndexBackend):
         if out is not None and full_result:
             out = self.materialize(out)
         return out, written
-
-    def _modify_prepared(
-        self, key: str, fn: ModifyFn, full_result: bool
-    ) -> tuple[Entry | None, bool] | None:
-        """A pure change of one row prepared outside the write lock (None: not this way).
-
-        Under contention most of an update's time would be spent holding SQLite's write
-        lock, serialising the writers. Here the row is read in autocommit, ``fn`` run and
-        the ``UPDATE`` built first; ``BEGIN IMMEDIATE`` then only checks and writes: the
-        prepared write runs if nothing was committed since the read (``data_version``
-        unchanged) or the key's rows read again are exactly those it was prepared from
-        (others wrote other keys). Otherwise the change is made again, as ``modify``
-        makes it, inside the transaction: no update is lost. Only a key with one row and
-        no blobs is prepared; anything else takes the general path (None).
-        """
-        conn = self._writer()
-        path = str(self._path)
-        _writes.enter(path)
-        try:
-            rows = self._candidates(conn, key, sql=_CANDIDATES_SCALAR)
-            seen = conn.data_version()
-            if len(rows) != 1 or rows[0][0] != key or rows[0][3]:
-                return None
-            row = rows[0]
-            existing = self._decode(conn, row[2], None, blobs=False)
-            try:
-                result = fn(existing)
-            except Exception:  # raised again where it counts: under the lock
-                return None
-            if result is None:
-                return existing, False
-            if not isinstance(result, dict):
-                return None
-            change = _scalar_update(key, existing, result, row[5:])
-            if change is None:
-                return None  # a change of derived columns: the general path
-            positions, values = change
-            if not positions:
-                return result, False  # nothing to write: no lock taken
-            if self.prepared_hook is not None:
-                self.prepared_hook()
-            self._begin(conn, True)
-            try:
-                # The columns not read are derived from the key and entry_json (and the
-                # write time): the same rows with the same entry_json are the same rows.
-                if (
-                    conn.data_version() == seen
-                    or self._candidates(conn, key, sql=_CANDIDATES_SCALAR) == rows
-                ):
-                    conn.execute(_update_sql(positions), [*values, key])
-                    done: tuple[Entry | None, bool] = (result, True)
-                else:
-                    done = self._modify_in(conn, key, fn, False, full_result)
-            except BaseException:
-                self._abort(conn)
-                raise
-            self._commit(conn)
-            return done
-        finally:
-            _writes.leave(path)
 
     def _store(
         self,
