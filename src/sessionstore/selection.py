@@ -210,7 +210,13 @@ def open_index(
                 read_only=read_only,
             )
         from .index.sqlite import SqliteIndex
-        from .migrate import import_on_create
+
+        def on_create(index: SqliteIndex, conn: Any) -> None:
+            # The migration code loads only when a database is built: an open of an
+            # existing store (every CLI command) does not pay for importing it.
+            from .migrate import import_on_create
+
+            import_on_create(paths.json_path)(index, conn)
 
         return SqliteIndex(
             paths.sqlite_path,
@@ -218,7 +224,7 @@ def open_index(
             durability=durability,
             busy_timeout_ms=lock_timeout_ms,
             read_only=read_only,
-            on_create=import_on_create(paths.json_path),
+            on_create=on_create,
         )
 
     if configured == "json":

@@ -65,26 +65,13 @@ from .index.base import (
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
 from .selection import PendingIndex, open_index, sqlite_driver
-from .transcripts.jsonl import Transcript
-from .transcripts.link import IndexLink
-from .transcripts.naming import (
-    TranscriptDirs,
-    archive_timestamp,
-    archive_transcript,
-    file_names,
-    is_session_id,
-    other_owners,
-    resolve_transcript_path,
-    session_transcripts,
-    transcript_dirs,
-    transcript_name,
-    transcript_path,
-    validate_session_id,
-)
 
 if TYPE_CHECKING:
     from .doctor import Finding
     from .maintenance import MaintenanceReport
+    from .transcripts.jsonl import Transcript
+    from .transcripts.link import IndexLink
+    from .transcripts.naming import TranscriptDirs
     from .transcripts.postgres import PostgresTranscript
 
 __all__ = ["SessionStore", "StoreInfo", "open_store", "sqlite_driver"]
@@ -179,6 +166,8 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
     session_id = new["sessionId"]
     if existing is not None and "sessionId" in existing and existing["sessionId"] == session_id:
         return
+    from .transcripts.naming import validate_session_id
+
     try:
         validate_session_id(session_id)
     except InvalidKeyError as exc:
@@ -251,6 +240,8 @@ class SessionStore:
     @functools.cached_property
     def transcript_dirs(self) -> TranscriptDirs:
         """Where this store's transcripts may be found (resolved on first use, not at open)."""
+        from .transcripts.naming import transcript_dirs
+
         return transcript_dirs(
             self.paths.sessions_dir,
             state_dir=self.state_dir,
@@ -263,7 +254,7 @@ class SessionStore:
 
     def _find_split(self, record: dict[str, Any] | object | None = _UNREAD) -> str | None:
         """The split-store warning; ``record``: the migration record when already read."""
-        from .migrate import split_warning
+        from .split import split_warning
 
         if self.store_type != "sqlite":
             return split_warning(self.paths, self.store_type, None)
@@ -522,6 +513,8 @@ class SessionStore:
         return self._write(self._reset_plan(key, fields))
 
     def _reset_plan(self, key: str, fields: Iterable[str] | None) -> WritePlan[SessionEntry]:
+        from .transcripts.naming import transcript_path
+
         names = check_fields(fields)
         canonical = canonical_key(key)
         old: list[Entry] = []
@@ -580,6 +573,15 @@ class SessionStore:
 
     def _archive(self, entry: Entry, reason: str) -> None:
         """Archive every transcript of the entry's session in the sessions dir (topics too)."""
+        from .transcripts.naming import (
+            archive_timestamp,
+            archive_transcript,
+            file_names,
+            is_session_id,
+            other_owners,
+            session_transcripts,
+        )
+
         session_id = entry.get("sessionId")
         if not is_session_id(session_id):
             return  # an id that cannot name a file has no transcript to archive
@@ -625,6 +627,8 @@ class SessionStore:
         return PostgresTranscript(self._index, transcript_id, link=link)
 
     def _make_transcript(self, path: Path, session_id: str, **hooks: Any) -> Transcript:
+        from .transcripts.jsonl import Transcript
+
         if self.store_type == "postgres" and path.parent == self.paths.sessions_dir:
             # The index lives on the server; the transcript files still need their dir.
             ensure_private_dir(path.parent)
@@ -657,6 +661,15 @@ class SessionStore:
             SessionNotFoundError: There is no session under ``key``.
             InvalidKeyError: The entry's ``sessionId`` cannot name a file.
         """
+        # The transcript modules load with the first transcript: ``list``, ``get`` and the
+        # CLI's start-up never pay for them.
+        from .transcripts.link import IndexLink
+        from .transcripts.naming import (
+            resolve_transcript_path,
+            transcript_name,
+            validate_session_id,
+        )
+
         canonical = canonical_key(key)
         entry = self._index.get(canonical, blobs=False)
         if entry is None:
@@ -947,7 +960,7 @@ class SessionStore:
 
     def info(self) -> StoreInfo:
         """Backend, paths, counts and versions (what ``store-info`` prints)."""
-        from .migrate import source_changed
+        from .split import source_changed
 
         sqlite_ok, sqlite_version = sqlite_driver()
         record = self._index.migration_record()

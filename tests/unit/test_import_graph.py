@@ -301,6 +301,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "openclaw_import",
         "recover",
         "selection",
+        "split",
         "store",
     ),
     ("aio",),
