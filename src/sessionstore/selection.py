@@ -10,7 +10,6 @@ when the SQLite driver cannot be imported at all and no database exists.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +26,10 @@ from .index.base import (
     writes_when_absent,
 )
 from .layout import StorePaths
+from .logs import log
 
 __all__ = ["PendingIndex", "open_index", "sqlite_driver"]
 
-log = logging.getLogger("sessionstore")
 
 T = TypeVar("T")
 Entry = dict[str, Any]

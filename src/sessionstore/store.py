@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import builtins
 import functools
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast
 
@@ -64,11 +63,13 @@ from .index.base import (
 )
 from .keys import canonical_key, normalize_agent_id
 from .layout import StorePaths, config_path, resolve_home, resolve_state_dir, resolve_store_paths
+from .logs import log
 from .selection import PendingIndex, open_index, sqlite_driver
 
 if TYPE_CHECKING:
     from .doctor import Finding
     from .maintenance import MaintenanceReport
+    from .storeinfo import StoreInfo
     from .transcripts.jsonl import Transcript
     from .transcripts.link import IndexLink
     from .transcripts.naming import TranscriptDirs
@@ -78,7 +79,6 @@ __all__ = ["SessionStore", "StoreInfo", "open_store", "sqlite_driver"]
 
 MAINTENANCE_MARKER = ".sessionstore-maintained"
 
-log = logging.getLogger("sessionstore")
 # "Not read yet", where None is a value read (no migration record).
 _UNREAD: Final = object()
 
@@ -86,58 +86,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 Entry = dict[str, Any]
 Patch = Mapping[str, Any] | Callable[[SessionEntry | None], Mapping[str, Any] | None]
-
-
-@dataclass
-class StoreInfo:
-    """What ``store-info`` prints about a store.
-
-    Attributes:
-        storeType: The configured type (``auto``, ``json``, ``sqlite``, ``postgres``).
-        effectiveStoreType: The backend in use.
-        fallbackReason: Why the effective type differs from the configured one, if it does.
-        sqliteAvailable: Whether the SQLite driver (apsw) can be used.
-        sqliteVersion: The SQLite library version, when available.
-        sessionCount: Number of entries.
-        jsonPath: The ``sessions.json`` path.
-        sqlitePath: The ``sessions.sqlite`` path.
-        migration: The record of the last import from sessions.json (sqlite), or None.
-        sourceChangedSinceMigration: Whether sessions.json changed after that import.
-        agentId: The agent of this store.
-        durability: ``normal`` or ``power``.
-        jsonBytes: Size of sessions.json, when it exists.
-        backend: Backend facts (driver, index size, WAL size, schema version, ...).
-        settings: The settings in effect and where each came from (``default``,
-            ``argument``, a ``SESSIONSTORE_*`` variable, ``sessionstore.json`` or
-            ``openclaw.json``), and the ``sessionstore.json`` path.
-        splitWarning: When the file this store does not use holds sessions it cannot see
-            (a sessions.json changed or never imported, a newer sessions.sqlite beside a
-            json store): what is wrong and the command that merges them; else None.
-        openclawDb: When the agent dir holds OpenClaw 2026.8+'s ``openclaw-agent.sqlite``:
-            ``{"path", "imported", "importedAt", "changedSinceImport"}``; else None.
-    """
-
-    storeType: str
-    effectiveStoreType: str
-    fallbackReason: str | None
-    sqliteAvailable: bool
-    sqliteVersion: str | None
-    sessionCount: int
-    jsonPath: str
-    sqlitePath: str
-    migration: dict[str, Any] | None = None
-    sourceChangedSinceMigration: bool | None = None
-    agentId: str = "main"
-    durability: str = "normal"
-    jsonBytes: int | None = None
-    backend: dict[str, Any] = field(default_factory=dict)
-    splitWarning: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    openclawDb: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The info as a JSON-ready dict."""
-        return asdict(self)
 
 
 def _wants_large(names: tuple[str, ...]) -> bool:
@@ -961,6 +909,7 @@ class SessionStore:
     def info(self) -> StoreInfo:
         """Backend, paths, counts and versions (what ``store-info`` prints)."""
         from .split import source_changed
+        from .storeinfo import StoreInfo
 
         sqlite_ok, sqlite_version = sqlite_driver()
         record = self._index.migration_record()
@@ -1196,3 +1145,13 @@ def _first_open_import(
     result = migrate_agent(store.paths, durability=durability, lock_timeout_ms=lock_timeout_ms)
     log.info("sessionstore: %s: %s", store.paths.json_path, result.message)
     return _UNREAD
+
+
+def __getattr__(name: str) -> Any:
+    # ``StoreInfo`` is defined in storeinfo.py, imported on first use (see there)
+    if name == "StoreInfo":
+        from .storeinfo import StoreInfo
+
+        globals()["StoreInfo"] = StoreInfo
+        return StoreInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
