@@ -30,7 +30,6 @@ from .args import (
 )
 from .clock import now_ms
 from .config import SETTINGS_FILE, SessionConfig, load_settings, resolve_store_type
-from .context import StoreContext
 from .entry import (
     SessionEntry,
     as_entry,
@@ -823,6 +822,7 @@ class SessionStore:
         Returns:
             What was done, or would be done.
         """
+        from .context import StoreContext
         from .maintenance import run_maintenance
 
         check_optional_str("mode", mode)
@@ -848,6 +848,7 @@ class SessionStore:
         Returns:
             The findings, each saying whether it was repaired.
         """
+        from .context import StoreContext
         from .doctor import run_checks
 
         check_bool("fix", fix)
