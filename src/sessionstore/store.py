@@ -13,9 +13,8 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar, cast
 
 from .args import (
     check_bool,
@@ -121,8 +120,9 @@ def _check_session_id(key: str, new: Entry, existing: Entry | None) -> None:
         raise InvalidKeyError(f"{exc}; the entry {key!r} was not written") from None
 
 
-@dataclass(frozen=True)
-class WritePlan(Generic[R]):
+# A NamedTuple, not a frozen dataclass: the same immutable record, built faster per write
+# and ~0.5 ms less at the import every program that opens a store pays.
+class WritePlan(NamedTuple, Generic[R]):
     """One single-key write (``put``, ``update``, ``delete``, ``reset``), for either driver.
 
     The synchronous store runs ``fn`` through ``index.modify``, ``AsyncSessionStore``
