@@ -3,9 +3,9 @@
 Open a store with :func:`open_store`; entries are dicts with OpenClaw's camelCase fields.
 """
 
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import TYPE_CHECKING, Any, Final
 
-from .entry import SessionEntry
 from .errors import (
     BackendUnavailableError,
     ConfigError,
@@ -27,13 +27,14 @@ from .errors import (
     TranscriptConflictError,
     UnsupportedSourceError,
 )
-from .index.base import SessionPage, SessionRow
-from .store import SessionStore, StoreInfo, open_store
-from .transcripts.jsonl import Transcript
 from .version import __version__
 
 if TYPE_CHECKING:
     from .aio import AsyncSessionStore, AsyncTranscript, open_async_store
+    from .entry import SessionEntry
+    from .index.base import SessionPage, SessionRow
+    from .store import SessionStore, StoreInfo, open_store
+    from .transcripts.jsonl import Transcript
 
 __all__ = [
     "AsyncSessionStore",
@@ -69,16 +70,32 @@ __all__ = [
 ]
 
 
-_ASYNC = frozenset({"AsyncSessionStore", "AsyncTranscript", "open_async_store"})
+_LAZY: Final[dict[str, str]] = {
+    "AsyncSessionStore": "aio",
+    "AsyncTranscript": "aio",
+    "open_async_store": "aio",
+    "SessionEntry": "entry",
+    "SessionPage": "index.base",
+    "SessionRow": "index.base",
+    "SessionStore": "store",
+    "StoreInfo": "store",
+    "open_store": "store",
+    "Transcript": "transcripts.jsonl",
+}
+"""The public names imported on first use, each with its module in this package."""
 
 
 def __getattr__(name: str) -> Any:
-    # The async API is imported on first use: asyncio alone costs a synchronous program
-    # (and every CLI call) ~40 ms of start-up.
-    if name in _ASYNC:
-        from . import aio
+    # Imported on first use: asyncio alone costs a synchronous program ~40 ms of start-up,
+    # the store and its transcripts ~20 ms that `import sessionstore` (say, for an error
+    # class or the version) need not pay; a CLI command imports what it runs.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        value = getattr(aio, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .config import SessionConfig
 from .index.base import IndexBackend
 from .layout import StorePaths
-from .transcripts.naming import TranscriptDirs
+
+if TYPE_CHECKING:
+    # annotations only: the transcript naming rules load with the first transcript use
+    from .transcripts.naming import TranscriptDirs
 
 __all__ = ["StoreContext"]
 

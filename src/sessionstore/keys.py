@@ -10,8 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .args import show
 from .errors import InvalidKeyError
@@ -105,9 +104,12 @@ def normalize_agent_id(agent_id: object) -> str:
     return value or DEFAULT_AGENT_ID
 
 
-@dataclass(frozen=True)
-class ParsedKey:
-    """An ``agent:<agentId>:<rest>`` key split into its parts."""
+class ParsedKey(NamedTuple):
+    """An ``agent:<agentId>:<rest>`` key split into its parts.
+
+    A NamedTuple, not a frozen dataclass: the same immutable pair, built in a fraction of
+    the ~0.4 ms a dataclass costs the import of every program that opens a store.
+    """
 
     agent_id: str
     rest: str

@@ -10,7 +10,6 @@ when the SQLite driver cannot be imported at all and no database exists.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +26,10 @@ from .index.base import (
     writes_when_absent,
 )
 from .layout import StorePaths
+from .logs import log
 
 __all__ = ["PendingIndex", "open_index", "sqlite_driver"]
 
-log = logging.getLogger("sessionstore")
 
 T = TypeVar("T")
 Entry = dict[str, Any]
@@ -223,7 +222,13 @@ def open_index(
                 read_only=read_only,
             )
         from .index.sqlite import SqliteIndex
-        from .migrate import import_on_create
+
+        def on_create(index: SqliteIndex, conn: Any) -> None:
+            # The migration code loads only when a database is built: an open of an
+            # existing store (every CLI command) does not pay for importing it.
+            from .migrate import import_on_create
+
+            import_on_create(paths.json_path)(index, conn)
 
         return SqliteIndex(
             paths.sqlite_path,
@@ -231,7 +236,7 @@ def open_index(
             durability=durability,
             busy_timeout_ms=lock_timeout_ms,
             read_only=read_only,
-            on_create=import_on_create(paths.json_path),
+            on_create=on_create,
         )
 
     if configured == "json":

@@ -753,7 +753,9 @@ def test_cli_timings_run_with_bytecode_in_a_private_cache(monkeypatch: pytest.Mo
     with bytecode_env() as env:
         cache = Path(env["PYTHONPYCACHEPREFIX"])
         assert "PYTHONDONTWRITEBYTECODE" not in env
-        subprocess.run([sys.executable, "-c", "import sessionstore"], env=env, check=True)
+        # `import sessionstore` alone loads the store on first use: name something of it
+        code = "from sessionstore import open_store"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
         written = {p.name.split(".")[0] for p in cache.rglob("*.pyc")}
         assert {"store", "entry", "keys"} <= written
     assert not cache.exists()

@@ -78,7 +78,7 @@ def _migration_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]
         TextColumn("  migrating"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=out,
+        console=out.console,
     ) as bar:
         task = bar.add_task("migrate", total=None)
 

@@ -266,7 +266,7 @@ def _progress(enabled: bool, agent_id: str) -> Iterator[Callable[[int, int], Non
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=err.console,
         transient=True,
     ) as bar:
         task = bar.add_task("migrate", total=None)

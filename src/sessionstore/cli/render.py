@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from rich.table import Table
-from rich.text import Text
 
 from ..clock import now_ms
 from .common import out
@@ -150,6 +148,10 @@ def print_rows(
         if sum(widths[k] for k in keep) + gap * (len(keep) - 1) <= out.width:
             break
         keep.remove(i)
+    # rich's tables only on a terminal: importing them costs a piped command ~5 ms
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False, padding=(0, gap, 0, 0))
     for k in keep:
         fixed = columns[k].drop is None
@@ -161,6 +163,9 @@ def print_rows(
 
 def print_info(info: dict[str, Any]) -> None:
     """A store's ``store-info`` as a two-column table."""
+    from rich.table import Table
+    from rich.text import Text
+
     backend = info.get("backend") or {}
     table = Table(title=f"Session Store Info: {info['agentId']}", show_header=False, box=None)
     table.add_column(style="bold", no_wrap=True)
