@@ -333,14 +333,18 @@ def test_read_only_open_never_writes(tmp_path: Path) -> None:
 
 
 def _posix_locks(path: Path) -> list[str]:
-    """This process's POSIX locks on ``path`` (Linux /proc/locks lines)."""
+    """This process's POSIX locks on ``path``: /proc/locks lines without their ordinal.
+
+    The ordinal ("7:") numbers the lines of the whole table, so it moves when another
+    process takes or drops a lock; the rest (kind, mode, pid, file, range) is the lock.
+    """
     inode, pid = os.stat(path).st_ino, os.getpid()
     return [
-        line
-        for line in Path("/proc/locks").read_text().splitlines()
-        if " POSIX " in line
-        and line.split()[4] == str(pid)
-        and line.split()[5].rsplit(":", 1)[-1] == str(inode)
+        " ".join(fields[1:])
+        for fields in (line.split() for line in Path("/proc/locks").read_text().splitlines())
+        if "POSIX" in fields
+        and fields[4] == str(pid)
+        and fields[5].rsplit(":", 1)[-1] == str(inode)
     ]
 
 
