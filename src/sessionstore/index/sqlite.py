@@ -749,6 +749,33 @@ _FULL_ROW: Final = 5 + len(_ROW_NAMES)
 _ABSENT: Final = object()
 
 
+def _scalar_columns(
+    changed: Iterable[str], new: Entry, row: Sequence[Any], at: Mapping[int, int]
+) -> tuple[list[int], list[Any]]:
+    """The columns derived from the ``changed`` fields whose values differ from ``row``'s.
+
+    Args:
+        changed: The entry fields that changed.
+        new: The entry to write.
+        row: The row as read.
+        at: Where each column (a position in ``_ROW_COLUMNS``) is in ``row``.
+
+    Returns:
+        Their positions in ``_ROW_COLUMNS`` and their new values (a value of another type,
+        ``1`` for ``1.0`` say, counts as different).
+    """
+    positions: list[int] = []
+    values: list[Any] = []
+    for field in changed:
+        for position, derive in _SCALAR_COLUMNS.get(field, ()):
+            value = derive(new)
+            stored = row[at[position]]
+            if value != stored or type(value) is not type(stored):
+                positions.append(position)
+                values.append(value)
+    return positions, values
+
+
 def _scalar_update(
     key: str, old: Entry, new: Entry, row: tuple[Any, ...]
 ) -> tuple[tuple[int, ...], list[Any]] | None:
@@ -783,15 +810,7 @@ def _scalar_update(
             light[field] = 0  # the placeholder _encode writes; the references stay as stored
         elif value is not None:
             return None  # a materialised or new large value: the full path stores its blob
-    positions: list[int] = []
-    values: list[Any] = []
-    for field in changed:
-        for position, derive in _SCALAR_COLUMNS.get(field, ()):
-            value = derive(new)
-            stored = row[_SCALAR_AT[position]]
-            if value != stored or type(value) is not type(stored):
-                positions.append(position)
-                values.append(value)
+    positions, values = _scalar_columns(changed, new, row, _SCALAR_AT)
     entry_json = pack(dumps_compact(light, what="entry", prefix=(key,), keyed=True))
     if entry_json != row[_SCALAR_AT[_ENTRY_JSON]]:
         positions.append(_ENTRY_JSON)
@@ -2578,15 +2597,7 @@ class SqliteIndex(IndexBackend):
             1 for f in changed if f not in before
         ):
             raise _GeneralPath()
-        positions: list[int] = []
-        values: list[Any] = []
-        for field in changed:
-            for position, derive in _SCALAR_COLUMNS.get(field, ()):
-                value = derive(new)
-                stored = row[_COUNTER_AT[position]]
-                if value != stored or type(value) is not type(stored):
-                    positions.append(position)
-                    values.append(value)
+        positions, values = _scalar_columns(changed, new, row, _COUNTER_AT)
         # Decoded from stored JSON and changed only in numbers: orjson writes it as
         # ``dumps_compact`` would (nothing non-finite to refuse), placeholders included.
         entry_json = pack(orjson.dumps(new))
