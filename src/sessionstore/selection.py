@@ -103,12 +103,7 @@ class PendingIndex(IndexBackend):
         return real.get(key, blobs=blobs) if real is not None else None
 
     def modify(
-        self,
-        key: str,
-        fn: ModifyFn,
-        *,
-        needs_blobs: bool = True,
-        full_result: bool = True,
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """A change that writes something chooses the backend; one that does not, nothing."""
         real = self.resolve(write=False)

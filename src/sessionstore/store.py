@@ -507,10 +507,7 @@ class SessionStore:
     def _write(self, plan: WritePlan[R]) -> R:
         """Run a write plan on the synchronous index."""
         result, written = self._index.modify(
-            plan.key,
-            plan.fn,
-            needs_blobs=plan.needs_blobs,
-            full_result=plan.full_result,
+            plan.key, plan.fn, needs_blobs=plan.needs_blobs, full_result=plan.full_result
         )
         return plan.finish(result, written)
 

@@ -505,12 +505,7 @@ class IndexBackend(ABC):
 
     @abstractmethod
     def modify(
-        self,
-        key: str,
-        fn: ModifyFn,
-        *,
-        needs_blobs: bool = True,
-        full_result: bool = True,
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key under the write lock.
 

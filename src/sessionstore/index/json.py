@@ -443,12 +443,7 @@ class JsonIndex(IndexBackend):
         return True
 
     def modify(
-        self,
-        key: str,
-        fn: ModifyFn,
-        *,
-        needs_blobs: bool = True,
-        full_result: bool = True,
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write ``key`` under ``sessions.json.lock``."""
         with self._writing():

@@ -1186,12 +1186,7 @@ class PostgresIndex(IndexBackend):
         return True
 
     def modify(
-        self,
-        key: str,
-        fn: ModifyFn,
-        *,
-        needs_blobs: bool = True,
-        full_result: bool = True,
+        self, key: str, fn: ModifyFn, *, needs_blobs: bool = True, full_result: bool = True
     ) -> tuple[Entry | None, bool]:
         """Read-modify-write one key in one transaction under its advisory lock."""
         todo: ModifyFn = fn
