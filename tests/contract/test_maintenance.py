@@ -12,6 +12,7 @@ indexed columns and never loads an entry into Python.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -1126,6 +1127,66 @@ def test_reap_cron_follows_cron_session_retention(
         report = store.maintain(mode="enforce", reap_cron=True)
         assert sorted(a.key for a in report.actions) == reaped
         assert report.reaped == len(reaped)
+
+
+_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+_RUN_KEY = re.compile(r"^agent:[^:]+:cron:[^:]+:run:[^:]+$")
+
+
+def _reaped_by_upstream(store_doc: dict[str, Any], now: int, retention: int) -> set[str]:
+    """The keys OpenClaw's reaper deletes from ``store_doc`` (written from its source: keys
+    matched trimmed and lowercased, a truthy numeric ``updatedAt`` older than the cutoff)."""
+    return {
+        key
+        for key, entry in store_doc.items()
+        if _RUN_KEY.match(key.strip().lower())
+        and isinstance(entry.get("updatedAt"), (int, float))
+        and not isinstance(entry.get("updatedAt"), bool)
+        and entry["updatedAt"]
+        and entry["updatedAt"] < now - retention
+    }
+
+
+@pytest.mark.parametrize("kind", ["json", "sqlite"])
+def test_reap_cron_on_a_store_openclaw_wrote(tmp_path: Path, kind: str) -> None:
+    # sessions.json as the gateway writes it (JSON.stringify(store, null, 2)) from the
+    # real-shaped fixtures, cron runs among them (one under a legacy mixed-case key), each
+    # with a transcript the gateway wrote and the sessionFile it records.
+    from gateway_files import GatewayWriter
+
+    now = now_ms()
+    base = next(iter(orjson.loads((_FIXTURES / "typical-entry.json").read_bytes()).values()))
+    sessions = tmp_path / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    ages = {
+        "agent:main:cron:nightly:run:2026-12-01": 3 * DAY,
+        "Agent:Main:Cron:Nightly:Run:Legacy": 2 * DAY,
+        "agent:main:cron:nightly:run:fresh": HOUR,
+        "agent:main:cron:nightly": 3 * DAY,
+        "agent:main:telegram:direct:7": 3 * DAY,
+    }
+    doc: dict[str, Any] = {}
+    for i, (key, age) in enumerate(ages.items()):
+        sid = str(uuid.uuid4())
+        path = sessions / f"{sid}.jsonl"
+        writer = GatewayWriter(path, sid, seed=i)
+        writer.write([writer.header(), writer.message("run")[1]])
+        doc[key] = dict(base, sessionId=sid, sessionFile=str(path), updatedAt=now - age)
+    (sessions / "sessions.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    expected = _reaped_by_upstream(doc, now, 24 * HOUR)
+    assert len(expected) == 2  # the model and the data agree on what the test is about
+
+    with sessionstore.open_store(state_dir=tmp_path, store_type=kind) as store:  # type: ignore[arg-type]
+        report = run_maintenance(StoreContext.of(store), reap_cron=True, now=now)
+        assert {a.key.lower() for a in report.actions} == {k.lower() for k in expected}
+        assert report.reaped == 2 and report.applied and report.mode == "warn"
+        left = {k.lower() for k in store.load_all()}
+    assert left == {k.lower() for k in doc} - {k.lower() for k in expected}
+    for key in doc:
+        sid = doc[key]["sessionId"]
+        archived = list(sessions.glob(f"{sid}.jsonl.deleted.*"))
+        assert (sessions / f"{sid}.jsonl").exists() == (key not in expected)
+        assert len(archived) == (key in expected)
 
 
 # --- sqlite at scale: SQL on indexed columns, no entry loaded --------------------------------

@@ -136,6 +136,39 @@ def test_a_row_updated_after_the_plan_is_kept(state_dir: Path) -> None:
         assert all(Path(p).exists() for p in report.archived)
 
 
+def test_a_cron_run_updated_after_the_reaper_planned_is_kept(state_dir: Path) -> None:
+    # The reaper's removals go through the same batches: a run a gateway touched after the
+    # plan stays, with its transcript, and leaves the report's count (prune-cron -> reaped).
+    with _store(state_dir) as store, _store(state_dir) as other:
+        now = now_ms()
+        runs = [f"agent:main:cron:job:run:r{i}" for i in range(6)]
+        ids = {}
+        for key in runs:
+            ids[key] = str(uuid.uuid4())
+            store.put(key, {"sessionId": ids[key], "updatedAt": now - 2 * DAY})
+            (store.paths.sessions_dir / f"{ids[key]}.jsonl").write_text('{"type":"session"}\n')
+        index = _index(store)
+        index.maintenance_batch_rows = 2
+        touched: list[str] = []
+
+        def between() -> None:
+            if not touched:
+                for key in runs:
+                    if other.get(key) is not None:
+                        other.update(key, {"updatedAt": now_ms(), "label": "ran again"})
+                        touched.append(key)
+
+        index.maintenance_batch_hook = between
+        report = store.maintain(reap_cron=True)
+        assert 0 < len(touched) < len(runs)
+        assert report.reaped == len(runs) - len(touched) == len(report.actions)
+        assert {a.action for a in report.actions} == {"prune-cron"}
+        assert {a.key for a in report.actions}.isdisjoint(touched)
+        assert sorted(store.load_all()) == sorted(touched)
+        for key in runs:
+            assert _archived(store, ids[key]) == (key not in touched)
+
+
 def _write_during(step: str, monkeypatch: pytest.MonkeyPatch, hook: Callable[[], None]) -> None:
     original = getattr(_Run, step)
 
